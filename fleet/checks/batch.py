@@ -1,0 +1,99 @@
+"""One remote command per host: every check's steps batched, then split back.
+
+Each step's output comes back in a section framed by marker lines that carry
+a random nonce, so nothing a host prints can forge or end a section early::
+
+    @@fleet <nonce> begin <index>
+    <output: raw bytes, or base64 of UTF-8 when <enc> is b64>
+    @@fleet <nonce> end <index> <exit status> <truncated 0|1> <enc>
+
+The sh composer lives here; the PowerShell composer is in
+``fleet.checks.windows`` and prints the same frames (base64 content, so the
+shell's code page cannot garble it).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import secrets
+import shlex
+from collections.abc import Mapping, Sequence
+
+from fleet.checks.base import Step, StepOutput
+
+STEP_OUTPUT_CAP = 256 * 1024  # bytes kept from one step
+
+
+def new_nonce() -> str:
+    return secrets.token_hex(8)
+
+
+def compose_sh(steps: Sequence[Step], nonce: str, step_timeout: float = 60.0) -> str:
+    """A POSIX sh script running ``steps`` side by side, printing framed sections.
+
+    Each step runs in its own ``sh -c`` under ``timeout`` (when the host has
+    it) so one stuck probe cannot hide the others' results; output per step
+    is capped at STEP_OUTPUT_CAP bytes.
+    """
+    cap = STEP_OUTPUT_CAP
+    secs = max(1, int(step_timeout))
+    lines = [
+        "LC_ALL=C; export LC_ALL",
+        "PATH=$PATH:/usr/sbin:/sbin:/usr/local/bin; export PATH",
+        'd=$(mktemp -d 2>/dev/null || mktemp -d -t fleet) || '
+        '{ echo "fleet: mktemp failed" >&2; exit 70; }',
+        "trap 'rm -rf \"$d\"' EXIT",
+        "if command -v timeout >/dev/null 2>&1; "
+        f"then T='timeout -s KILL {secs}'; else T=''; fi",
+    ]
+    for i, step in enumerate(steps):
+        lines.append(
+            f"( $T sh -c {shlex.quote(step.script)} </dev/null 2>&1; "
+            f'echo $? >"$d/{i}.rc" ) | head -c {cap + 1} >"$d/{i}" &'
+        )
+    lines.append("wait")
+    indexes = " ".join(str(i) for i in range(len(steps)))
+    lines.append(
+        f"for i in {indexes}; do "
+        f"printf '\\n@@fleet {nonce} begin %s\\n' \"$i\"; "
+        f'head -c {cap} "$d/$i"; '
+        f't=0; [ "$(wc -c <"$d/$i")" -gt {cap} ] && t=1; '
+        f'r=$(cat "$d/$i.rc" 2>/dev/null); '
+        f"printf '\\n@@fleet {nonce} end %s %s %s raw\\n' \"$i\" \"${{r:-255}}\" \"$t\"; "
+        "done"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def split_sections(
+    stdout: bytes, nonce: str, steps: Sequence[Step]
+) -> Mapping[str, StepOutput]:
+    """Every step's output by key; a step whose section is missing gets exit_status None."""
+    pattern = re.compile(
+        rb"@@fleet " + re.escape(nonce.encode()) + rb" begin (\d+)\n(.*?)\n@@fleet "
+        + re.escape(nonce.encode()) + rb" end (\d+) (-?\d+) ([01]) (raw|b64)\n?",
+        re.DOTALL,
+    )
+    found: dict[int, StepOutput] = {}
+    for m in pattern.finditer(stdout):
+        index, end_index = int(m.group(1)), int(m.group(3))
+        if index != end_index or index >= len(steps) or index in found:
+            continue
+        body = m.group(2)
+        if m.group(6) == b"b64":
+            try:
+                body = base64.b64decode(body.strip(), validate=True)
+            except (binascii.Error, ValueError):
+                body = b"fleet: section is not valid base64: " + body[:200]
+        found[index] = StepOutput(
+            key=steps[index].key,
+            exit_status=int(m.group(4)),
+            stdout=body,
+            truncated=m.group(5) == b"1",
+        )
+    return {
+        step.key: found.get(i, StepOutput(key=step.key, exit_status=None, stdout=b""))
+        for i, step in enumerate(steps)
+    }

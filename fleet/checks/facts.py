@@ -1,0 +1,103 @@
+"""Normalised facts that the platform parsers produce and the judges read.
+
+Unix and Windows parsers differ; what they return does not.  Every type is
+frozen and made of plain values so it turns into a CheckResult's ``facts``
+with ``dataclasses.asdict``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Address:
+    """One IPv4 address on an interface."""
+
+    address: str  # "198.18.0.11"
+    prefix: int  # 24
+    dynamic: bool | None = None  # from DHCP? None when the host does not say
+
+
+@dataclass(frozen=True)
+class Interface:
+    """One network adapter as the binding and ipconfig checks see it."""
+
+    name: str
+    up: bool  # administratively up and link up (UP,LOWER_UP / Status "Up")
+    loopback: bool = False
+    ipv4: tuple[Address, ...] = ()
+    dhcp: bool | None = None  # None: unknown (Unix has no single signal)
+    gateways: tuple[str, ...] = ()  # default gateways through this adapter
+    dns: tuple[str, ...] = ()
+    mac: str = ""
+    description: str = ""
+    # Windows: ComponentID -> enabled (ms_tcpip, ms_tcpip6, ms_msclient, ms_server, ...).
+    # Empty on Unix, where "bound" means "has an address".
+    bindings: tuple[tuple[str, bool], ...] = ()
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """A host's interfaces, default gateways and DNS servers."""
+
+    interfaces: tuple[Interface, ...]
+    default_gateways: tuple[str, ...] = ()
+    dns_servers: tuple[str, ...] = ()
+    source: str = ""  # which command the facts came from, e.g. "ip -j addr"
+
+
+@dataclass(frozen=True)
+class PingResult:
+    """ping from the audited host to one target."""
+
+    target: str
+    transmitted: int
+    received: int
+    rtt_min_ms: float | None = None
+    rtt_avg_ms: float | None = None
+    rtt_max_ms: float | None = None
+    address: str = ""  # what the target resolved to
+    error: str = ""  # "unknown host", "network unreachable", "no default gateway", ...
+
+    @property
+    def loss_percent(self) -> float:
+        if self.transmitted == 0:
+            return 100.0
+        return round(100.0 * (self.transmitted - self.received) / self.transmitted, 1)
+
+
+# SmtpProbe.outcome values
+SMTP_OK = "ok"  # 220 greeting, EHLO answered 250
+SMTP_REFUSED = "refused"  # TCP RST: nothing listens on the port
+SMTP_TIMEOUT = "timeout"  # no SYN-ACK, or no greeting within the timeout
+SMTP_UNREACHABLE = "unreachable"  # no route / host unreachable (ICMP, ARP failed)
+SMTP_UNRESOLVED = "unresolved"  # the name does not resolve on the host
+SMTP_BAD_GREETING = "bad-greeting"  # greeting code is not 220 (421, 554, ...)
+SMTP_ERROR = "error"  # anything else (connection reset, EHLO refused, ...)
+SMTP_OUTCOMES = (
+    SMTP_OK,
+    SMTP_REFUSED,
+    SMTP_TIMEOUT,
+    SMTP_UNREACHABLE,
+    SMTP_UNRESOLVED,
+    SMTP_BAD_GREETING,
+    SMTP_ERROR,
+)
+
+
+@dataclass(frozen=True)
+class SmtpProbe:
+    """A polite SMTP conversation from the audited host to one target."""
+
+    target: str
+    port: int
+    outcome: str  # one of SMTP_OUTCOMES
+    address: str = ""
+    greeting_code: int | None = None
+    greeting: tuple[str, ...] = ()  # every line of the (possibly multi-line) 220
+    ehlo: tuple[str, ...] = ()  # the EHLO reply lines (extensions)
+    starttls: bool = False
+    error: str = ""
+    connect_ms: float | None = None
+    extra: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,234 @@
+"""Results as data: what an audit found, in types every stage shares.
+
+Renderers, the diagnosis and the history read only these.  They are frozen
+dataclasses with an explicit ``Status``; no ``__bool__``.  ``RunResult`` has a
+versioned JSON form that loads back into equal objects.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+class Status(str, Enum):
+    """How one check (or one check against one target) ended."""
+
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+    ERROR = "error"  # the check could not run or its output made no sense
+    UNREACHABLE = "unreachable"  # we could not log into the host
+    SKIPPED = "skipped"
+
+    @property
+    def severity(self) -> int:
+        return _SEVERITY[self]
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_SEVERITY = {
+    Status.SKIPPED: 0,
+    Status.OK: 1,
+    Status.WARN: 2,
+    Status.ERROR: 3,
+    Status.FAIL: 4,
+    Status.UNREACHABLE: 5,
+}
+
+
+def worst(statuses: Iterable[Status]) -> Status:
+    """The most severe of ``statuses`` (``skipped`` when there are none)."""
+    return max(statuses, key=lambda s: s.severity, default=Status.SKIPPED)
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What one remote (or local) command did.  Output is capped bytes."""
+
+    command: str
+    exit_status: int
+    stdout: bytes
+    stderr: bytes = b""
+    duration: float = 0.0
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check on one host, optionally against one target."""
+
+    host: str
+    check: str
+    status: Status
+    summary: str
+    target: str | None = None
+    facts: Mapping[str, Any] = field(default_factory=dict)
+    evidence: str = ""
+    duration: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "check": self.check,
+            "target": self.target,
+            "status": self.status.value,
+            "summary": self.summary,
+            "facts": dict(self.facts),
+            "evidence": self.evidence,
+            "duration": round(self.duration, 6),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CheckResult:
+        return cls(
+            host=data["host"],
+            check=data["check"],
+            status=Status(data["status"]),
+            summary=data["summary"],
+            target=data.get("target"),
+            facts=dict(data.get("facts") or {}),
+            evidence=data.get("evidence", ""),
+            duration=float(data.get("duration", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
+class HostResult:
+    """Every check result of one host."""
+
+    host: str
+    address: str
+    connection: str
+    platform: str  # "unix" | "windows"
+    results: tuple[CheckResult, ...]
+    duration: float = 0.0
+
+    @property
+    def status(self) -> Status:
+        return worst(r.status for r in self.results)
+
+    @property
+    def unreachable(self) -> bool:
+        return any(r.status is Status.UNREACHABLE for r in self.results)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "address": self.address,
+            "connection": self.connection,
+            "platform": self.platform,
+            "duration": round(self.duration, 6),
+            "results": [r.to_dict() for r in self.results],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HostResult:
+        return cls(
+            host=data["host"],
+            address=data.get("address", ""),
+            connection=data.get("connection", ""),
+            platform=data.get("platform", "unix"),
+            duration=float(data.get("duration", 0.0)),
+            results=tuple(CheckResult.from_dict(r) for r in data.get("results", ())),
+        )
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A whole audit: what was asked, when, and every host's results."""
+
+    inventory: str
+    playbook: str
+    started: str  # ISO 8601, UTC
+    finished: str
+    hosts: tuple[HostResult, ...]
+    interrupted: bool = False
+    deadline_hit: bool = False
+    fleet_version: str = ""
+
+    @property
+    def results(self) -> tuple[CheckResult, ...]:
+        return tuple(r for h in self.hosts for r in h.results)
+
+    def counts(self) -> dict[str, int]:
+        """Number of check results per status, every status present."""
+        out = {s.value: 0 for s in Status}
+        for r in self.results:
+            out[r.status.value] += 1
+        return out
+
+    @property
+    def failed_hosts(self) -> tuple[str, ...]:
+        return tuple(
+            h.host for h in self.hosts if h.status in (Status.FAIL, Status.ERROR)
+        )
+
+    @property
+    def unreachable_hosts(self) -> tuple[str, ...]:
+        return tuple(h.host for h in self.hosts if h.unreachable)
+
+    def exit_code(self) -> int:
+        """ansible-playbook's codes: 4 unreachable wins over 2 failed, 99 interrupted."""
+        if self.interrupted:
+            return 99
+        if self.unreachable_hosts:
+            return 4
+        if self.failed_hosts:
+            return 2
+        return 0
+
+    def host(self, name: str) -> HostResult:
+        for h in self.hosts:
+            if h.host == name:
+                return h
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": "fleet.run",
+            "schema_version": SCHEMA_VERSION,
+            "fleet_version": self.fleet_version,
+            "inventory": self.inventory,
+            "playbook": self.playbook,
+            "started": self.started,
+            "finished": self.finished,
+            "interrupted": self.interrupted,
+            "deadline_hit": self.deadline_hit,
+            "counts": self.counts(),
+            "hosts": [h.to_dict() for h in self.hosts],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, sort_keys=False, ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunResult:
+        if data.get("schema") != "fleet.run":
+            raise ValueError("not a fleet run result (no \"schema\": \"fleet.run\")")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ValueError(
+                f"run result schema version {version!r}; this fleet reads {SCHEMA_VERSION}"
+            )
+        return cls(
+            inventory=data["inventory"],
+            playbook=data["playbook"],
+            started=data["started"],
+            finished=data["finished"],
+            interrupted=bool(data.get("interrupted", False)),
+            deadline_hit=bool(data.get("deadline_hit", False)),
+            fleet_version=data.get("fleet_version", ""),
+            hosts=tuple(HostResult.from_dict(h) for h in data.get("hosts", ())),
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> RunResult:
+        return cls.from_dict(json.loads(text))

@@ -1,0 +1,74 @@
+"""The plan: which checks, with which rendered parameters, on which hosts.
+
+Built from an inventory and a playbook before any host is contacted; a
+problem found here is a ConfigError (exit 5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fleet.checks.base import Platform
+
+# Inventory variables that hold secrets: never printed, logged or reported.
+SECRET_VARS = frozenset(
+    {
+        "ansible_password",
+        "ansible_ssh_pass",
+        "ansible_become_password",
+        "ansible_become_pass",
+        "ansible_winrm_password",
+        "ansible_ssh_private_key_passphrase",
+    }
+)
+
+
+@dataclass(frozen=True)
+class CheckPlan:
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    """One host and what to run on it.  ``vars`` are the merged host variables."""
+
+    name: str
+    connection: str  # local | ssh | paramiko | winrm
+    address: str  # ansible_host or the inventory name
+    port: int | None
+    user: str | None
+    vars: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    checks: tuple[CheckPlan, ...] = ()
+
+    @property
+    def platform(self) -> Platform:
+        declared = str(self.vars.get("fleet_platform", "")).lower()
+        if declared in ("unix", "windows"):
+            return Platform(declared)
+        return Platform.WINDOWS if self.connection == "winrm" else Platform.UNIX
+
+    @property
+    def management_port(self) -> int:
+        if self.port:
+            return int(self.port)
+        if self.connection == "winrm":
+            scheme = str(self.vars.get("ansible_winrm_scheme", "https")).lower()
+            return 5985 if scheme == "http" else 5986
+        return 22
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How the runner behaves; every field has the default ops should get."""
+
+    forks: int = 50
+    connect_timeout: float = 10.0
+    command_timeout: float = 120.0  # hard deadline for the one batched command
+    host_deadline: float = 180.0  # everything on one host
+    run_deadline: float | None = None  # the whole run
+    host_key_checking: bool = True
+    known_hosts: str | None = None  # extra known_hosts file (besides ~/.ssh/known_hosts)
+    max_output: int = 4 * 1024 * 1024  # bytes kept from one command's stdout
