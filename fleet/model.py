@@ -167,9 +167,7 @@ class RunResult:
 
     @property
     def failed_hosts(self) -> tuple[str, ...]:
-        return tuple(
-            h.host for h in self.hosts if h.status in (Status.FAIL, Status.ERROR)
-        )
+        return tuple(h.host for h in self.hosts if h.status in (Status.FAIL, Status.ERROR))
 
     @property
     def unreachable_hosts(self) -> tuple[str, ...]:
@@ -212,7 +210,7 @@ class RunResult:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunResult:
         if data.get("schema") != "fleet.run":
-            raise ValueError("not a fleet run result (no \"schema\": \"fleet.run\")")
+            raise ValueError('not a fleet run result (no "schema": "fleet.run")')
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise ValueError(

@@ -88,8 +88,9 @@ class RunnerCheck(Protocol):
 
     def validate(self, params: Mapping[str, Any]) -> dict[str, Any]: ...
 
-    def run(self, host: HostPlan, params: Mapping[str, Any], timeout: float) -> list[CheckResult]:
-        ...
+    def run(
+        self, host: HostPlan, params: Mapping[str, Any], timeout: float
+    ) -> list[CheckResult]: ...
 
 
 # name -> "module:Class"; imported on first use so optional dependencies stay optional.

@@ -42,11 +42,10 @@ def compose_sh(steps: Sequence[Step], nonce: str, step_timeout: float = 60.0) ->
     lines = [
         "LC_ALL=C; export LC_ALL",
         "PATH=$PATH:/usr/sbin:/sbin:/usr/local/bin; export PATH",
-        'd=$(mktemp -d 2>/dev/null || mktemp -d -t fleet) || '
+        "d=$(mktemp -d 2>/dev/null || mktemp -d -t fleet) || "
         '{ echo "fleet: mktemp failed" >&2; exit 70; }',
         "trap 'rm -rf \"$d\"' EXIT",
-        "if command -v timeout >/dev/null 2>&1; "
-        f"then T='timeout -s KILL {secs}'; else T=''; fi",
+        f"if command -v timeout >/dev/null 2>&1; then T='timeout -s KILL {secs}'; else T=''; fi",
     ]
     for i, step in enumerate(steps):
         lines.append(
@@ -61,19 +60,20 @@ def compose_sh(steps: Sequence[Step], nonce: str, step_timeout: float = 60.0) ->
         f'head -c {cap} "$d/$i"; '
         f't=0; [ "$(wc -c <"$d/$i")" -gt {cap} ] && t=1; '
         f'r=$(cat "$d/$i.rc" 2>/dev/null); '
-        f"printf '\\n@@fleet {nonce} end %s %s %s raw\\n' \"$i\" \"${{r:-255}}\" \"$t\"; "
+        f'printf \'\\n@@fleet {nonce} end %s %s %s raw\\n\' "$i" "${{r:-255}}" "$t"; '
         "done"
     )
     return "\n".join(lines) + "\n"
 
 
-def split_sections(
-    stdout: bytes, nonce: str, steps: Sequence[Step]
-) -> Mapping[str, StepOutput]:
+def split_sections(stdout: bytes, nonce: str, steps: Sequence[Step]) -> Mapping[str, StepOutput]:
     """Every step's output by key; a step whose section is missing gets exit_status None."""
     pattern = re.compile(
-        rb"@@fleet " + re.escape(nonce.encode()) + rb" begin (\d+)\n(.*?)\n@@fleet "
-        + re.escape(nonce.encode()) + rb" end (\d+) (-?\d+) ([01]) (raw|b64)\n?",
+        rb"@@fleet "
+        + re.escape(nonce.encode())
+        + rb" begin (\d+)\n(.*?)\n@@fleet "
+        + re.escape(nonce.encode())
+        + rb" end (\d+) (-?\d+) ([01]) (raw|b64)\n?",
         re.DOTALL,
     )
     found: dict[int, StepOutput] = {}
