@@ -16,7 +16,7 @@ import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from fleet.checks.facts import NetConfig, PingResult, SmtpProbe
 from fleet.model import CheckResult
@@ -145,5 +145,4 @@ class PlatformProbes(Protocol):
 def platform_probes(platform: Platform) -> PlatformProbes:
     """The platform module for ``platform`` (imported on first use)."""
     module = importlib.import_module(f"fleet.checks.{platform.value}")
-    probes: PlatformProbes = module  # type: ignore[assignment]
-    return probes
+    return cast(PlatformProbes, module)

@@ -1,0 +1,323 @@
+"""The ``fleet`` console script (and ``python -m fleet``); tasks.py calls the same functions.
+
+Exit codes are ansible-playbook's, which ops already script against:
+0 all ok, 2 some checks failed, 4 some hosts unreachable (wins over 2),
+1 internal error, 5 bad options/inventory/playbook, 6 the report could not be
+delivered (mail), 99 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+from fleet import __version__
+from fleet.errors import ConfigError, FleetError
+from fleet.model import RunResult
+from fleet.plan import RunOptions
+
+EXIT_OK, EXIT_INTERNAL, EXIT_FAILED, EXIT_UNREACHABLE = 0, 1, 2, 4
+EXIT_CONFIG, EXIT_DELIVERY, EXIT_INTERRUPTED = 5, 6, 99
+
+DEFAULT_PLAYBOOK = "mail-connectivity"
+DEFAULT_FORMATS = ("json", "csv", "html", "junit")
+
+
+def project_dir(name: str) -> Path:
+    """``inventories``/``playbooks``: in the working directory, else beside the package."""
+    here = Path(name)
+    if here.is_dir():
+        return here
+    bundled = Path(__file__).resolve().parent.parent / name
+    return bundled if bundled.is_dir() else here
+
+
+@dataclass
+class AuditRequest:
+    """Everything `fleet audit` / `invoke audit` needs; defaults are what ops get."""
+
+    inventory: str = "local"
+    playbook: str = DEFAULT_PLAYBOOK
+    limit: str | None = None
+    forks: int = 50
+    connect_timeout: float = 10.0
+    command_timeout: float = 120.0
+    host_deadline: float = 180.0
+    deadline: float | None = None
+    host_key_checking: bool = True
+    known_hosts: str | None = None
+    report_dir: str = "reports"
+    formats: Sequence[str] = field(default_factory=lambda: DEFAULT_FORMATS)
+    quiet: bool = False
+    colour: bool | None = None
+    mail_to: Sequence[str] = ()
+    history: bool = True
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    from fleet.runner import Interrupted
+
+    raise Interrupted()
+
+
+def audit(request: AuditRequest) -> int:
+    """Run an audit, write the reports, print the table; return the exit code."""
+    from fleet.inventory import load_inventory, resolve_inventory_source
+    from fleet.playbook import build_plan, load_playbook, resolve_playbook
+    from fleet.progress import progress_for
+    from fleet.render.console import render_console
+    from fleet.runner import run_audit
+
+    inventory_path = resolve_inventory_source(request.inventory, project_dir("inventories"))
+    inventory = load_inventory(inventory_path)
+    playbook = load_playbook(resolve_playbook(request.playbook, project_dir("playbooks")))
+    hosts = build_plan(playbook, inventory, request.limit)
+    if not hosts:
+        raise ConfigError(
+            f"no hosts to audit: the playbook's hosts and --limit {request.limit!r} "
+            f"match nothing in {inventory_path}"
+        )
+    options = RunOptions(
+        forks=request.forks,
+        connect_timeout=request.connect_timeout,
+        command_timeout=request.command_timeout,
+        host_deadline=request.host_deadline,
+        run_deadline=request.deadline,
+        host_key_checking=request.host_key_checking,
+        known_hosts=request.known_hosts,
+    )
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        run = run_audit(
+            hosts,
+            options,
+            inventory=inventory_name(request.inventory),
+            playbook=str(playbook.path),
+            observers=progress_for(len(hosts), request.quiet),
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    colour = sys.stdout.isatty() if request.colour is None else request.colour
+    print(render_console(run, colour=colour))
+    code = run.exit_code()
+    delivered = deliver(run, request)
+    if not delivered and code not in (EXIT_INTERRUPTED,):
+        code = EXIT_DELIVERY
+    return code
+
+
+def inventory_name(source: str) -> str:
+    """A short name for reports and history: ``prod`` for inventories/prod or a path."""
+    path = Path(source)
+    name = path.stem if path.suffix in (".ini", ".yml", ".yaml", ".json") else path.name
+    return name or "inventory"
+
+
+def deliver(run: RunResult, request: AuditRequest) -> bool:
+    """Write reports (always), record history, mail; False when the mail failed."""
+    outdir = report_directory(Path(request.report_dir), run.inventory)
+    files = write_run_reports(run, outdir, request.formats)
+    for fmt, path in files.items():
+        print(f"{fmt:>5} report: {path}", file=sys.stderr)
+    delta = None
+    if request.history:
+        try:
+            from fleet.deliver.history import History
+
+            history = History.for_report_dir(Path(request.report_dir) / run.inventory)
+            delta = history.record_and_delta(run)
+        except ImportError:
+            delta = None
+    if not request.mail_to:
+        return True
+    from fleet.deliver.mail import MailSettings, send_report
+    from fleet.diagnose import diagnose
+
+    try:
+        settings = MailSettings.from_environment()
+        send_report(run, diagnose(run), files, list(request.mail_to), settings, delta)
+    except FleetError as exc:
+        print(f"fleet: report NOT mailed: {exc}", file=sys.stderr)
+        return False
+    print(f"mailed to {', '.join(request.mail_to)}", file=sys.stderr)
+    return True
+
+
+def report_directory(base: Path, inventory: str) -> Path:
+    """``reports/<inventory>/<timestamp>/``, with ``reports/<inventory>/latest`` pointing at it."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    parent = base / inventory
+    outdir = parent / stamp
+    suffix = 1
+    while outdir.exists():
+        suffix += 1
+        outdir = parent / f"{stamp}-{suffix}"
+    outdir.mkdir(parents=True)
+    latest = parent / "latest"
+    tmp = parent / f".latest-{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(outdir.name)
+    tmp.replace(latest)  # atomic: a reader never sees no "latest"
+    return outdir
+
+
+def write_run_reports(run: RunResult, outdir: Path, formats: Sequence[str]) -> dict[str, Path]:
+    """JSON always (the source every renderer re-runs from), then the other formats."""
+    json_path = outdir / "report.json"
+    json_path.write_text(run.to_json(), encoding="utf-8")
+    files = {"json": json_path}
+    others = [f for f in formats if f != "json"]
+    if others:
+        from fleet.render import write_reports
+
+        files.update(write_reports(run, outdir, others))
+    return files
+
+
+# -- argument parsing ------------------------------------------------------
+
+
+def _positive(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return number
+
+
+def _formats(value: str) -> list[str]:
+    from fleet.render import FORMATS
+
+    chosen = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [v for v in chosen if v not in FORMATS and v != "json"]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown format {', '.join(unknown)}; choose from {', '.join(sorted(FORMATS))}"
+        )
+    return chosen
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad options exit 5 (as bad inventories do), with argparse's one-line reason."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_CONFIG, f"fleet: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="fleet",
+        description="Audit the network health of mail servers (KB Q128961, done remotely).",
+    )
+    parser.add_argument("--version", action="version", version=f"fleet {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)  # subparsers are _Parser too
+
+    a = sub.add_parser("audit", help="audit the hosts of an inventory")
+    a.add_argument("-i", "--inventory", default="local", help="inventories/NAME or a path")
+    a.add_argument("-p", "--playbook", default=DEFAULT_PLAYBOOK, help="playbooks/NAME or a path")
+    a.add_argument("-l", "--limit", help="Ansible host pattern, e.g. 'mail:!mx-old*'")
+    a.add_argument("-f", "--forks", type=int, default=50, help="hosts audited at once (50)")
+    a.add_argument("--connect-timeout", type=_positive, default=10.0, help="seconds (10)")
+    a.add_argument(
+        "--command-timeout", type=_positive, default=120.0, help="deadline per host command (120)"
+    )
+    a.add_argument("--host-deadline", type=_positive, default=180.0, help="per host (180)")
+    a.add_argument("--deadline", type=_positive, help="end the whole run after this many seconds")
+    a.add_argument(
+        "--no-host-key-checking",
+        dest="host_key_checking",
+        action="store_false",
+        help="accept unknown/changed SSH host keys (like ANSIBLE_HOST_KEY_CHECKING=False)",
+    )
+    a.add_argument("--known-hosts", help="an extra known_hosts file")
+    a.add_argument("--report-dir", default="reports", help="where reports go (reports/)")
+    a.add_argument(
+        "--format",
+        dest="formats",
+        type=_formats,
+        default=list(DEFAULT_FORMATS),
+        help="report formats besides json: csv,html,junit (all)",
+    )
+    a.add_argument("--mail-to", action="append", default=[], help="mail the report (repeatable)")
+    a.add_argument("--no-history", dest="history", action="store_false")
+    a.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    a.add_argument("--no-colour", dest="colour", action="store_false", default=None)
+
+    inv = sub.add_parser("inventory", help="show the inventory as fleet reads it")
+    inv.add_argument("-i", "--inventory", default="local")
+    inv.add_argument("--list", action="store_true", required=True, help="ansible-inventory JSON")
+    inv.add_argument("-l", "--limit")
+
+    r = sub.add_parser("report", help="re-render reports from a saved report.json")
+    r.add_argument("result", type=Path)
+    r.add_argument("--format", dest="formats", type=_formats, default=["html", "csv", "junit"])
+    r.add_argument("-o", "--output", type=Path, help="directory (default: beside the JSON)")
+
+    d = sub.add_parser("diff", help="what changed between two saved runs")
+    d.add_argument("before", type=Path)
+    d.add_argument("after", type=Path)
+
+    lab = sub.add_parser("lab", help="the network-namespace lab (root)")
+    lab.add_argument("action", choices=["up", "down", "status"])
+    return parser
+
+
+def _inventory_list(args: argparse.Namespace) -> int:
+    from fleet.inventory import load_inventory, resolve_inventory_source
+    from fleet.plan import SECRET_VARS
+
+    inventory = load_inventory(resolve_inventory_source(args.inventory, project_dir("inventories")))
+    data = inventory.to_ansible_list(limit=args.limit)
+    if not os.environ.get("FLEET_SHOW_SECRETS"):
+        for hostvars in data.get("_meta", {}).get("hostvars", {}).values():
+            for key in SECRET_VARS & set(hostvars):
+                hostvars[key] = "********"
+    print(json.dumps(data, indent=4, sort_keys=True))
+    return EXIT_OK
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "audit":
+        fields = AuditRequest.__dataclass_fields__
+        request = AuditRequest(
+            **{k: v for k, v in vars(args).items() if k in fields and k != "deadline"},
+            deadline=args.deadline,
+        )
+        return audit(request)
+    if args.command == "inventory":
+        return _inventory_list(args)
+    if args.command == "report":
+        from fleet.render import report_command
+
+        return report_command(args.result, args.formats, args.output)
+    if args.command == "diff":
+        from fleet.deliver.history import diff_command
+
+        return diff_command(args.before, args.after)
+    from fleet import lab
+
+    return lab.main([args.action])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        print(f"fleet: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        print("fleet: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except FleetError as exc:
+        print(f"fleet: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL

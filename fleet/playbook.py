@@ -1,0 +1,334 @@
+"""Playbooks: which checks to run on which hosts, in Ansible's spirit.
+
+A playbook is a YAML list of plays::
+
+    - name: Mail connectivity (KB Q128961)
+      hosts: mail:exchange          # an inventory pattern
+      vars:
+        default_peers: "{{ groups['mail'] | difference([inventory_hostname]) }}"
+      checks:
+        - binding: {}
+        - smtp:
+            targets: "{{ fleet_smtp_targets | default(default_peers) }}"
+
+Values are Jinja2 templates rendered per host with Ansible's names
+(``inventory_hostname``, ``groups``, ``hostvars``, ``group_names``, the host's
+and the play's variables).  Everything is loaded, rendered and validated
+before any host is contacted: a problem is a PlaybookError (exit 5) naming
+the file, the line and what is wrong.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import jinja2.nativetypes
+import yaml
+
+from fleet.checks.base import CHECKS, get_check
+from fleet.errors import PlaybookError
+from fleet.inventory import Inventory
+from fleet.plan import CheckPlan, HostPlan
+
+PLAY_KEYS = {"name", "hosts", "vars", "checks"}
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A SafeLoader whose mappings remember the line they start on."""
+
+
+class _LineDict(dict[str, Any]):
+    line: int = 0
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict:
+    mapping = _LineDict(loader.construct_mapping(node, deep=True))
+    mapping.line = node.start_mark.line + 1
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """One check of a play, as written (params still templates)."""
+
+    name: str
+    params: Mapping[str, Any]
+    line: int
+
+
+@dataclass(frozen=True)
+class Play:
+    name: str
+    hosts: str
+    vars: Mapping[str, Any]
+    checks: tuple[CheckSpec, ...]
+    line: int
+
+
+@dataclass(frozen=True)
+class Playbook:
+    path: Path
+    plays: tuple[Play, ...]
+
+
+def resolve_playbook(name_or_path: str | Path, base: Path = Path("playbooks")) -> Path:
+    """``mail-connectivity`` -> ``playbooks/mail-connectivity.yml``; else a path."""
+    raw = Path(name_or_path)
+    candidates = [raw, base / raw, base / f"{raw}.yml", base / f"{raw}.yaml"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    looked = ", ".join(str(c) for c in candidates[:3])
+    raise PlaybookError(f"playbook {str(name_or_path)!r} not found: looked for {looked}")
+
+
+def load_playbook(path: str | Path) -> Playbook:
+    """Read and validate a playbook's structure and check names/parameters."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PlaybookError(f"cannot read playbook: {exc.strerror}", path=path) from exc
+    try:
+        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise PlaybookError(f"not valid YAML: {problem}", path=path, line=line) from exc
+    if not isinstance(data, list) or not data:
+        raise PlaybookError(
+            "a playbook is a YAML list of plays (- hosts: ... checks: ...)", path=path
+        )
+    return Playbook(path, tuple(_load_play(path, play, i) for i, play in enumerate(data, 1)))
+
+
+def _load_play(path: Path, play: Any, number: int) -> Play:
+    if not isinstance(play, _LineDict):
+        raise PlaybookError(f"play {number} is not a mapping", path=path)
+    unknown = set(play) - PLAY_KEYS
+    if unknown:
+        raise PlaybookError(
+            f"play {number}: unknown key(s) {', '.join(sorted(unknown))}; "
+            f"a play has {', '.join(sorted(PLAY_KEYS))}",
+            path=path,
+            line=play.line,
+        )
+    hosts = play.get("hosts")
+    if not isinstance(hosts, str) or not hosts.strip():
+        raise PlaybookError(
+            f"play {number}: 'hosts' must be an inventory pattern such as 'all' or 'mail'",
+            path=path,
+            line=play.line,
+        )
+    variables = play.get("vars") or {}
+    if not isinstance(variables, dict):
+        raise PlaybookError(f"play {number}: 'vars' must be a mapping", path=path, line=play.line)
+    checks = play.get("checks")
+    if not isinstance(checks, list) or not checks:
+        raise PlaybookError(
+            f"play {number}: 'checks' must be a non-empty list, e.g. '- binding: {{}}'",
+            path=path,
+            line=play.line,
+        )
+    return Play(
+        name=str(play.get("name") or f"play {number}"),
+        hosts=hosts.strip(),
+        vars=dict(variables),
+        checks=tuple(_load_check(path, item, play.line) for item in checks),
+        line=play.line,
+    )
+
+
+def _load_check(path: Path, item: Any, play_line: int) -> CheckSpec:
+    line = item.line if isinstance(item, _LineDict) else play_line
+    if isinstance(item, str):
+        item = {item: {}}
+    names = [k for k in item if k != "name"] if isinstance(item, dict) else []
+    if len(names) != 1:
+        raise PlaybookError(
+            "each check is a mapping with one check name, e.g. '- smtp: {targets: [mx2]}'",
+            path=path,
+            line=line,
+        )
+    name = names[0]
+    if name not in CHECKS:
+        raise PlaybookError(
+            f"unknown check {name!r}; known checks: {', '.join(sorted(CHECKS))}",
+            path=path,
+            line=line,
+        )
+    params = item[name] if item[name] is not None else {}
+    if not isinstance(params, dict):
+        raise PlaybookError(f"check {name}: parameters must be a mapping", path=path, line=line)
+    if not _has_template(params):
+        try:  # static parameters are checked now, templated ones once rendered
+            get_check(name).validate(params)
+        except ValueError as exc:
+            raise PlaybookError(f"check {name}: {exc}", path=path, line=line) from exc
+    return CheckSpec(name, dict(params), line)
+
+
+def _has_template(value: Any) -> bool:
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, dict):
+        return any(_has_template(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_template(v) for v in value)
+    return False
+
+
+# -- rendering -------------------------------------------------------------
+
+
+def _to_list(value: Any) -> list[Any]:
+    if value is None or isinstance(value, jinja2.Undefined):
+        return []
+    if isinstance(value, (str, bytes, Mapping)):
+        return [value]
+    return list(value)
+
+
+def _unique(seq: Iterable[Any]) -> list[Any]:
+    seen: list[Any] = []
+    for item in seq:
+        if item not in seen:
+            seen.append(item)
+    return seen
+
+
+# The Ansible filters a fleet playbook is likely to use.
+FILTERS: dict[str, Callable[..., Any]] = {
+    "difference": lambda a, b: [x for x in _unique(_to_list(a)) if x not in _to_list(b)],
+    "union": lambda a, b: _unique(_to_list(a) + _to_list(b)),
+    "intersect": lambda a, b: [x for x in _unique(_to_list(a)) if x in _to_list(b)],
+    "unique": lambda a: _unique(_to_list(a)),
+    "flatten": lambda a: list(
+        itertools.chain.from_iterable(
+            _to_list(x) if isinstance(x, (list, tuple)) else [x] for x in _to_list(a)
+        )
+    ),
+    "bool": lambda a: str(a).lower() in ("1", "true", "yes", "on", "y"),
+}
+
+
+def _environment() -> jinja2.nativetypes.NativeEnvironment:
+    env = jinja2.nativetypes.NativeEnvironment(undefined=jinja2.StrictUndefined)
+    env.filters.update(FILTERS)
+    return env
+
+
+class Renderer:
+    """Renders templated values per host; templates are compiled once."""
+
+    def __init__(self) -> None:
+        self.env = _environment()
+        self._compiled: dict[str, jinja2.Template] = {}
+
+    def render(self, value: Any, context: Mapping[str, Any], depth: int = 0) -> Any:
+        if isinstance(value, str) and ("{{" in value or "{%" in value):
+            template = self._compiled.get(value)
+            if template is None:
+                template = self._compiled[value] = self.env.from_string(value)
+            result = template.render(context)
+            if depth < 5 and _has_template(result):  # a variable holding a template
+                return self.render(result, context, depth + 1)
+            return result
+        if isinstance(value, dict):
+            return {k: self.render(v, context, depth) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.render(v, context, depth) for v in value]
+        return value
+
+
+def build_plan(
+    playbook: Playbook, inventory: Inventory, limit: str | None = None
+) -> list[HostPlan]:
+    """Every selected host with its rendered, validated checks, in inventory order.
+
+    A host in several plays gets the checks of each; raises PlaybookError.
+    """
+    renderer = Renderer()
+    allowed = set(inventory.select(limit)) if limit else None
+    groups = {name: inventory.group_hosts(name) for name in inventory.groups}
+    raw_hostvars = {name: inventory.host_vars(name) for name in inventory.hosts}
+    per_host: dict[str, list[CheckPlan]] = {}
+    for play in playbook.plays:
+        for host in inventory.select(play.hosts):
+            if allowed is not None and host not in allowed:
+                continue
+            context = {
+                **raw_hostvars[host],
+                "groups": groups,
+                "hostvars": raw_hostvars,
+                "inventory_hostname": host,
+            }
+            context.update(_render_vars(renderer, play, context, playbook.path, host))
+            per_host.setdefault(host, []).extend(
+                _render_check(renderer, spec, context, playbook.path, host) for spec in play.checks
+            )
+    return [
+        _host_plan(name, raw_hostvars[name], tuple(checks))
+        for name in inventory.hosts
+        if (checks := per_host.get(name))
+    ]
+
+
+def _render_vars(
+    renderer: Renderer, play: Play, context: dict[str, Any], path: Path, host: str
+) -> dict[str, Any]:
+    rendered: dict[str, Any] = {}
+    for key, value in play.vars.items():
+        try:
+            rendered[key] = renderer.render(value, {**context, **rendered})
+        except jinja2.TemplateError as exc:
+            raise PlaybookError(
+                f"play {play.name!r}, variable {key!r} for host {host}: {exc}",
+                path=path,
+                line=play.line,
+            ) from exc
+    return rendered
+
+
+def _render_check(
+    renderer: Renderer, spec: CheckSpec, context: Mapping[str, Any], path: Path, host: str
+) -> CheckPlan:
+    try:
+        params = renderer.render(spec.params, context)
+    except jinja2.TemplateError as exc:
+        raise PlaybookError(
+            f"check {spec.name} for host {host}: {exc}", path=path, line=spec.line
+        ) from exc
+    try:
+        params = get_check(spec.name).validate(params)
+    except ValueError as exc:
+        raise PlaybookError(
+            f"check {spec.name} for host {host}: {exc}", path=path, line=spec.line
+        ) from exc
+    return CheckPlan(spec.name, params)
+
+
+def _host_plan(name: str, hostvars: Mapping[str, Any], checks: Sequence[CheckPlan]) -> HostPlan:
+    port = hostvars.get("ansible_port") or hostvars.get("ansible_ssh_port")
+    try:
+        port_number = int(port) if port is not None else None
+    except (TypeError, ValueError):
+        raise PlaybookError(f"host {name}: ansible_port={port!r} is not a number") from None
+    return HostPlan(
+        name=name,
+        connection=str(hostvars.get("ansible_connection") or "ssh"),
+        address=str(hostvars.get("ansible_host") or name),
+        port=port_number,
+        user=hostvars.get("ansible_user") or hostvars.get("ansible_ssh_user"),
+        vars=hostvars,
+        checks=tuple(checks),
+    )

@@ -1,0 +1,84 @@
+"""The console summary: host x check with the one-line reason, then totals."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from tabulate import tabulate
+
+from fleet.model import CheckResult, HostResult, RunResult, Status, worst
+
+# C0/C1 control characters and ANSI escape sequences: a host must not be able to
+# move the cursor, change colours or clear the operator's terminal.
+_UNSAFE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+_COLOURS = {
+    Status.OK: "32",
+    Status.WARN: "33",
+    Status.FAIL: "31",
+    Status.ERROR: "35",
+    Status.UNREACHABLE: "31;1",
+    Status.SKIPPED: "2",
+}
+
+
+def safe_text(text: object, limit: int = 160) -> str:
+    """One printable line: controls removed, newlines folded, length bounded."""
+    line = _UNSAFE.sub("", str(text).replace("\r", " ").replace("\n", " ").replace("\t", " "))
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _reason(results: Sequence[CheckResult]) -> str:
+    """The reason an operator reads: the worst results' summaries."""
+    status = worst(r.status for r in results)
+    if status is Status.OK:
+        if len(results) > 1:
+            return f"{len(results)} targets ok"
+        return results[0].summary
+    bad = [r for r in results if r.status is status]
+    text = "; ".join(r.summary for r in bad[:3])
+    if len(bad) > 3:
+        text += f"; and {len(bad) - 3} more"
+    return text
+
+
+def _status_text(status: Status, colour: bool) -> str:
+    if not colour:
+        return status.value
+    return f"\x1b[{_COLOURS[status]}m{status.value}\x1b[0m"
+
+
+def host_rows(host: HostResult, colour: bool = False) -> list[list[str]]:
+    by_check: dict[str, list[CheckResult]] = {}
+    for result in host.results:
+        by_check.setdefault(result.check, []).append(result)
+    return [
+        [
+            safe_text(host.host, 40),
+            check,
+            _status_text(worst(r.status for r in results), colour),
+            safe_text(_reason(results)),
+        ]
+        for check, results in by_check.items()
+    ]
+
+
+def render_console(run: RunResult, colour: bool = False) -> str:
+    rows = [row for host in run.hosts for row in host_rows(host, colour)]
+    table = tabulate(rows, headers=["host", "check", "status", "reason"], tablefmt="simple")
+    counts = run.counts()
+    totals = ", ".join(f"{n} {name}" for name, n in counts.items() if n)
+    failing, unreachable = len(run.failed_hosts), len(run.unreachable_hosts)
+    healthy = len(run.hosts) - failing - unreachable
+    lines = [
+        table,
+        "",
+        f"{len(run.hosts)} hosts: {healthy} ok, {failing} failing, {unreachable} unreachable"
+        f"  |  checks: {totals or 'none'}",
+    ]
+    if run.deadline_hit:
+        lines.append("run deadline reached: unfinished hosts are reported as errors")
+    if run.interrupted:
+        lines.append("interrupted: only the hosts that finished were audited")
+    return "\n".join(lines)

@@ -1,0 +1,260 @@
+"""The runner: every host of the plan audited in a bounded pool, under hard deadlines.
+
+Per host: the runner-side checks (``reach``), one login, ONE batched command
+carrying every host check's steps, parse and judge.  Whatever happens on one
+host becomes that host's results (``error``/``unreachable``); it never ends
+the run.  The pool's threads are daemons so a run deadline or Ctrl-C can
+return with what finished, however stuck a host is.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from fleet import __version__
+from fleet.checks.base import (
+    HostCheck,
+    RunnerCheck,
+    Step,
+    StepOutput,
+    get_check,
+    platform_probes,
+)
+from fleet.checks.batch import new_nonce, split_sections
+from fleet.errors import CommandTimeout, TransportError, UnreachableError
+from fleet.model import CheckResult, HostResult, RunResult, Status
+from fleet.plan import CheckPlan, HostPlan, RunOptions
+from fleet.transports.base import Transport, open_transport
+
+HostObserver = Callable[[HostResult], None]
+
+
+class Interrupted(Exception):
+    """Raised in the main thread by the SIGTERM handler (Ctrl-C is KeyboardInterrupt)."""
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """Every host check's steps with keys made unique as ``check/key``."""
+
+    checks: tuple[tuple[CheckPlan, HostCheck, tuple[Step, ...]], ...]
+    steps: tuple[Step, ...]
+
+    @classmethod
+    def build(cls, host: HostPlan, plans: Iterable[tuple[CheckPlan, HostCheck]]) -> _Batch:
+        checks = []
+        steps: list[Step] = []
+        for index, (plan, check) in enumerate(plans):
+            own = tuple(check.steps(host.platform, plan.params))
+            checks.append((plan, check, own))
+            steps.extend(Step(f"{index}/{s.key}", s.script, s.target, s.params) for s in own)
+        return cls(tuple(checks), tuple(steps))
+
+    def outputs_for(self, index: int, outputs: Mapping[str, StepOutput]) -> dict[str, StepOutput]:
+        own = self.checks[index][2]
+        return {s.key: _rekey(outputs[f"{index}/{s.key}"], s.key) for s in own}
+
+
+def _rekey(output: StepOutput, key: str) -> StepOutput:
+    return StepOutput(key, output.exit_status, output.stdout, output.truncated)
+
+
+def _results_for_all(
+    host: HostPlan, plans: Sequence[CheckPlan], status: Status, summary: str, evidence: str = ""
+) -> list[CheckResult]:
+    return [
+        CheckResult(host=host.name, check=p.name, status=status, summary=summary, evidence=evidence)
+        for p in plans
+    ]
+
+
+def _runner_checks(host: HostPlan, options: RunOptions) -> list[CheckResult]:
+    results: list[CheckResult] = []
+    for plan in host.checks:
+        check = get_check(plan.name)
+        if isinstance(check, RunnerCheck) and not isinstance(check, HostCheck):
+            results.extend(check.run(host, plan.params, options.connect_timeout))
+    return results
+
+
+def _management_down(host: HostPlan, reach: Sequence[CheckResult]) -> CheckResult | None:
+    """The reach result saying the login port is closed or silent, if any."""
+    port = str(host.management_port)
+    for result in reach:
+        if result.target == port and result.status is Status.FAIL:
+            return result
+    return None
+
+
+def audit_host(host: HostPlan, options: RunOptions) -> HostResult:
+    """Every check of one host.  Never raises: failures become results."""
+    started = time.monotonic()
+    results: list[CheckResult] = []
+    try:
+        results.extend(_runner_checks(host, options))
+        host_plans = [(p, c) for p in host.checks if isinstance(c := get_check(p.name), HostCheck)]
+        if host_plans:
+            results.extend(_audit_on_host(host, options, host_plans, results, started))
+    except Exception as exc:  # noqa: BLE001 - one bad host never spoils the run
+        done = {r.check for r in results}
+        results.extend(
+            _results_for_all(
+                host,
+                [p for p in host.checks if p.name not in done],
+                Status.ERROR,
+                f"internal error: {type(exc).__name__}: {exc}",
+            )
+        )
+    return HostResult(
+        host=host.name,
+        address=host.address,
+        connection=host.connection,
+        platform=host.platform.value,
+        results=tuple(results),
+        duration=time.monotonic() - started,
+    )
+
+
+def _audit_on_host(
+    host: HostPlan,
+    options: RunOptions,
+    host_plans: Sequence[tuple[CheckPlan, HostCheck]],
+    reach: Sequence[CheckResult],
+    started: float,
+) -> list[CheckResult]:
+    plans = [p for p, _ in host_plans]
+    down = _management_down(host, reach)
+    if down is not None:
+        return _results_for_all(
+            host, plans, Status.UNREACHABLE, f"not audited: {down.summary}", down.evidence
+        )
+    batch = _Batch.build(host, host_plans)
+    transport: Transport = open_transport(host, options)
+    try:
+        transport.connect()
+        nonce = new_nonce()
+        budget = min(options.command_timeout, options.host_deadline - (time.monotonic() - started))
+        script = platform_probes(host.platform).compose(
+            batch.steps, nonce, step_timeout=max(1.0, budget - 2.0)
+        )
+        command = transport.run(script, max(1.0, budget))
+    except UnreachableError as exc:
+        return _results_for_all(host, plans, Status.UNREACHABLE, f"not audited: {exc}")
+    except CommandTimeout as exc:
+        return _results_for_all(
+            host, plans, Status.ERROR, f"the audit command was abandoned: {exc}"
+        )
+    except TransportError as exc:
+        return _results_for_all(host, plans, Status.ERROR, f"transport error: {exc}")
+    finally:
+        transport.close()
+    outputs = split_sections(command.stdout, nonce, batch.steps)
+    if batch.steps and all(o.exit_status is None for o in outputs.values()):
+        stderr = command.stderr.decode("utf-8", "replace").strip()[:500]
+        return _results_for_all(
+            host,
+            plans,
+            Status.ERROR,
+            f"the audit script produced no results (exit status {command.exit_status})",
+            stderr,
+        )
+    results: list[CheckResult] = []
+    for index, (plan, check, _steps) in enumerate(batch.checks):
+        results.extend(
+            check.evaluate(host.name, host.platform, plan.params, batch.outputs_for(index, outputs))
+        )
+    return results
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _unfinished(host: HostPlan, status: Status, why: str) -> HostResult:
+    return HostResult(
+        host=host.name,
+        address=host.address,
+        connection=host.connection,
+        platform=host.platform.value,
+        results=tuple(_results_for_all(host, host.checks, status, why)),
+    )
+
+
+def run_audit(
+    hosts: Sequence[HostPlan],
+    options: RunOptions,
+    *,
+    inventory: str = "",
+    playbook: str = "",
+    observers: Sequence[HostObserver] = (),
+) -> RunResult:
+    """Audit ``hosts`` with at most ``options.forks`` at once.
+
+    Returns when every host is done, at ``options.run_deadline``, or on
+    KeyboardInterrupt/Interrupted (then ``interrupted`` is set); hosts that
+    had not finished are reported as ``skipped`` with the reason.
+    """
+    started_at = _now()
+    started = time.monotonic()
+    todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for index in range(len(hosts)):
+        todo.put(index)
+    done: dict[int, HostResult] = {}
+    finished = threading.Condition()
+
+    def worker() -> None:
+        while True:
+            try:
+                index = todo.get_nowait()
+            except queue.Empty:
+                return
+            result = audit_host(hosts[index], options)
+            with finished:
+                done[index] = result
+                finished.notify_all()
+            for observe in observers:
+                observe(result)
+
+    for _ in range(max(1, min(options.forks, len(hosts)))):
+        threading.Thread(target=worker, daemon=True, name="fleet-worker").start()
+
+    interrupted = deadline_hit = False
+    try:
+        with finished:
+            while len(done) < len(hosts):
+                remaining = None
+                if options.run_deadline is not None:
+                    remaining = options.run_deadline - (time.monotonic() - started)
+                    if remaining <= 0:
+                        deadline_hit = True
+                        break
+                # A bounded wait keeps the main thread responsive to signals.
+                finished.wait(timeout=min(remaining, 0.5) if remaining is not None else 0.5)
+    except (KeyboardInterrupt, Interrupted):
+        interrupted = True
+
+    with finished:
+        snapshot = dict(done)
+    if interrupted:
+        status, why = Status.SKIPPED, "interrupted before this host finished"
+    else:  # the run deadline: the checks could not run, which is an error
+        status = Status.ERROR
+        why = f"run deadline of {options.run_deadline:g}s reached before this host finished"
+    results = tuple(
+        snapshot.get(i) or _unfinished(host, status, why) for i, host in enumerate(hosts)
+    )
+    return RunResult(
+        inventory=inventory,
+        playbook=playbook,
+        started=started_at,
+        finished=_now(),
+        hosts=results,
+        interrupted=interrupted,
+        deadline_hit=deadline_hit,
+        fleet_version=__version__,
+    )

@@ -1,0 +1,91 @@
+"""The ``local`` connection: run the audit on the machine fleet runs on."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+import subprocess
+import time
+
+from fleet.errors import CommandTimeout, TransportError
+from fleet.model import CommandResult
+from fleet.plan import HostPlan, RunOptions
+from fleet.transports._io import CappedBuffer
+
+STDERR_CAP = 64 * 1024
+
+
+class LocalTransport:
+    """Runs sh scripts with ``/bin/sh -s`` in a new process group, under a hard deadline."""
+
+    shell = "sh"
+
+    def __init__(self, host: HostPlan, options: RunOptions) -> None:
+        self.host = host
+        self.options = options
+
+    def connect(self) -> None:
+        """Nothing to open."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+    def run(self, command: str, timeout: float) -> CommandResult:
+        started = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                ["/bin/sh", "-s"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # so a timeout can kill every child
+            )
+        except OSError as exc:
+            raise TransportError(f"cannot start /bin/sh: {exc.strerror}") from exc
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        try:
+            proc.stdin.write(command.encode())
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        out = CappedBuffer(self.options.max_output)
+        err = CappedBuffer(STDERR_CAP)
+        deadline = started + timeout
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ, out)
+            sel.register(proc.stderr, selectors.EVENT_READ, err)
+            while sel.get_map():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    _kill_group(proc)
+                    raise CommandTimeout(timeout, out.getvalue())
+                for key, _ in sel.select(timeout=remaining):
+                    data = os.read(key.fd, 65536)
+                    if data:
+                        key.data.write(data)
+                    else:
+                        sel.unregister(key.fileobj)
+        try:
+            status = proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise CommandTimeout(timeout, out.getvalue()) from None
+        finally:
+            proc.stdout.close()
+            proc.stderr.close()
+        return CommandResult(
+            command="/bin/sh -s",
+            exit_status=status,
+            stdout=out.getvalue(),
+            stderr=err.getvalue(),
+            duration=time.monotonic() - started,
+            truncated=out.truncated,
+        )
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
