@@ -244,7 +244,7 @@ def run_audit(
         status, why = Status.SKIPPED, "interrupted before this host finished"
     else:  # the run deadline: the checks could not run, which is an error
         status = Status.ERROR
-        why = f"run deadline of {options.run_deadline:g}s reached before this host finished"
+        why = f"run deadline of {options.run_deadline or 0:g}s reached before this host finished"
     results = tuple(
         snapshot.get(i) or _unfinished(host, status, why) for i, host in enumerate(hosts)
     )

@@ -99,9 +99,12 @@ class SSHTransport:
                 **self._auth_arguments(),
             )
         except Exception as exc:
+            # paramiko may report "No existing session" when the real cause
+            # (e.g. no banner) was saved on the transport.
+            cause = getattr(client.get_transport(), "saved_exception", None) or exc
             sock.close()
             client.close()
-            raise self._translate(exc) from exc
+            raise self._translate(cause) from exc
         self._client = client
 
     def _load_known_hosts(self, client: paramiko.SSHClient) -> None:
@@ -187,7 +190,9 @@ class SSHTransport:
             )
         if isinstance(exc, paramiko.SSHException):
             message = str(exc) or type(exc).__name__
-            if "banner" in message.lower():
+            # "No existing session": the transport died before authentication,
+            # in practice because the banner never came (a race in paramiko).
+            if "banner" in message.lower() or "no existing session" in message.lower():
                 return UnreachableError(
                     f"no SSH greeting from {where} within {self.options.connect_timeout:g}s",
                     "the port answers but is not sshd, or sshd is overloaded (MaxStartups)",

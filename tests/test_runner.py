@@ -1,0 +1,189 @@
+"""The runner's promises, with a fake transport (the network adds nothing to these questions)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import types
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from fleet.checks import base
+from fleet.checks.base import Platform, Step, StepOutput
+from fleet.errors import CommandTimeout, UnreachableError
+from fleet.model import CheckResult, CommandResult, Status
+from fleet.plan import CheckPlan, HostPlan, RunOptions
+from fleet.runner import audit_host, run_audit
+from fleet.transports import base as transports
+from fleet.transports.local import LocalTransport
+
+calls: list[str] = []
+
+
+class EchoCheck:
+    """Prints its params' word on the host; ok when it comes back."""
+
+    name = "echo"
+
+    def validate(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(params)
+
+    def steps(self, platform: Platform, params: Mapping[str, Any]) -> list[Step]:
+        return [Step("say", f"echo {params['word']}"), Step("again", "echo again")]
+
+    def evaluate(self, host, platform, params, outputs: Mapping[str, StepOutput]):
+        said = outputs["say"]
+        if said.exit_status is None:
+            return [CheckResult(host, self.name, Status.ERROR, "no section")]
+        word = said.stdout.decode().strip()
+        status = Status.OK if word == params["word"] else Status.FAIL
+        return [
+            CheckResult(
+                host, self.name, status, word, facts={"again": outputs["again"].stdout.decode()}
+            )
+        ]
+
+
+class FakeTransport(LocalTransport):
+    """Runs locally but behaves as the host's vars say: unreachable, hanging, crashing."""
+
+    def connect(self) -> None:
+        calls.append(f"connect {self.host.name}")
+        if self.host.vars.get("fake") == "unreachable":
+            raise UnreachableError("connection refused on port 22", "is sshd running?")
+
+    def run(self, command: str, timeout: float) -> CommandResult:
+        behaviour = self.host.vars.get("fake")
+        if behaviour == "hang":
+            time.sleep(30)
+        if behaviour == "timeout":
+            raise CommandTimeout(timeout)
+        if behaviour == "crash":
+            raise RuntimeError("boom")
+        if behaviour == "garbage":
+            return CommandResult("sh", 0, b"\x00\xffnot sections at all", b"oops")
+        return super().run(command, timeout)
+
+
+@pytest.fixture(autouse=True)
+def fake_world(monkeypatch: pytest.MonkeyPatch):
+    module = types.ModuleType("fleet_test_fakes")
+    module.EchoCheck = EchoCheck
+    module.FakeTransport = FakeTransport
+    monkeypatch.setitem(sys.modules, "fleet_test_fakes", module)
+    monkeypatch.setitem(base.CHECKS, "echo", "fleet_test_fakes:EchoCheck")
+    monkeypatch.setitem(transports.TRANSPORTS, "fake", "fleet_test_fakes:FakeTransport")
+    calls.clear()
+
+
+def host(name: str, fake: str = "", word: str = "hello") -> HostPlan:
+    return HostPlan(
+        name,
+        "fake",
+        "127.0.0.1",
+        None,
+        None,
+        {"fake": fake},
+        checks=(CheckPlan("echo", {"word": word}),),
+    )
+
+
+def test_every_step_comes_back_to_its_check() -> None:
+    result = audit_host(host("mx1"), RunOptions())
+    [check] = result.results
+    assert (check.status, check.summary, check.facts["again"]) == (Status.OK, "hello", "again\n")
+
+
+def test_unreachable_host_gives_unreachable_results_with_the_reason() -> None:
+    [check] = audit_host(host("mx1", "unreachable"), RunOptions()).results
+    assert check.status is Status.UNREACHABLE
+    assert "connection refused on port 22" in check.summary
+
+
+def test_garbage_output_is_an_error_for_that_host_only() -> None:
+    run = run_audit([host("bad", "garbage"), host("good")], RunOptions(forks=2))
+    assert run.host("bad").results[0].status is Status.ERROR
+    assert run.host("good").results[0].status is Status.OK
+
+
+def test_a_crashing_host_never_spoils_the_run() -> None:
+    run = run_audit([host("boom", "crash"), host("fine")], RunOptions(forks=1))
+    assert run.host("boom").results[0].status is Status.ERROR
+    assert "RuntimeError" in run.host("boom").results[0].summary
+    assert run.host("fine").results[0].status is Status.OK
+    assert run.exit_code() == 2
+
+
+def test_command_timeout_is_an_error_result() -> None:
+    [check] = audit_host(host("slow", "timeout"), RunOptions()).results
+    assert check.status is Status.ERROR and "abandoned" in check.summary
+
+
+def test_run_deadline_returns_with_what_finished() -> None:
+    started = time.monotonic()
+    run = run_audit([host("stuck", "hang"), host("quick")], RunOptions(forks=2, run_deadline=1.0))
+    assert time.monotonic() - started < 5
+    assert run.deadline_hit
+    assert run.host("quick").results[0].status is Status.OK
+    stuck = run.host("stuck").results[0]
+    assert stuck.status is Status.ERROR and "deadline" in stuck.summary
+
+
+def test_interrupt_keeps_finished_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
+    timer = threading.Timer(1.0, lambda: __import__("_thread").interrupt_main())
+    timer.start()
+    run = run_audit([host("stuck", "hang"), host("quick")], RunOptions(forks=2))
+    timer.cancel()
+    assert run.interrupted and run.exit_code() == 99
+    assert run.host("quick").results[0].status is Status.OK
+    assert run.host("stuck").results[0].status is Status.SKIPPED
+
+
+def test_bounded_concurrency() -> None:
+    active, peak = [0], [0]
+    lock = threading.Lock()
+    original = FakeTransport.run
+
+    def counting_run(self, command, timeout):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        try:
+            time.sleep(0.05)
+            return original(self, command, timeout)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    FakeTransport.run = counting_run
+    try:
+        run = run_audit([host(f"mx{i}") for i in range(12)], RunOptions(forks=3))
+    finally:
+        FakeTransport.run = original
+    assert peak[0] <= 3
+    assert [h.host for h in run.hosts] == [f"mx{i}" for i in range(12)]
+    assert all(h.status is Status.OK for h in run.hosts)
+
+
+def test_one_connection_per_host_for_all_checks() -> None:
+    plan = HostPlan(
+        "mx1",
+        "fake",
+        "127.0.0.1",
+        None,
+        None,
+        {},
+        checks=(CheckPlan("echo", {"word": "a"}), CheckPlan("echo", {"word": "b"})),
+    )
+    result = audit_host(plan, RunOptions())
+    assert [r.summary for r in result.results] == ["a", "b"]
+    assert calls == ["connect mx1"]
+
+
+def test_observers_see_every_host() -> None:
+    seen: list[str] = []
+    run_audit([host("a"), host("b")], RunOptions(), observers=[lambda h: seen.append(h.host)])
+    assert sorted(seen) == ["a", "b"]

@@ -1,0 +1,145 @@
+"""The SSH transport against a real OpenSSH sshd on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from fleet.errors import AuthenticationError, CommandTimeout, HostKeyError, UnreachableError
+from fleet.plan import HostPlan, RunOptions
+from fleet.transports.ssh import SSHTransport
+from tests.sshd_fixture import Sshd, free_port, keygen, start_sshd
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="sshd needs root")
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory):
+    server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.proc.terminate()
+    server.proc.wait()
+
+
+def host_for(sshd: Sshd, **extra: object) -> HostPlan:
+    variables = {
+        "ansible_ssh_private_key_file": str(sshd.client_key),
+        "fleet_known_hosts": str(sshd.known_hosts),
+        **extra,
+    }
+    return HostPlan("mx-test", "ssh", "127.0.0.1", sshd.port, sshd.user, variables)
+
+
+def test_runs_a_script_and_separates_stdout_stderr_and_exit_status(sshd: Sshd) -> None:
+    transport = SSHTransport(host_for(sshd), RunOptions(connect_timeout=5))
+    try:
+        result = transport.run("echo out; echo err >&2; exit 7", timeout=10)
+    finally:
+        transport.close()
+    assert (result.stdout, result.stderr, result.exit_status) == (b"out\n", b"err\n", 7)
+
+
+def test_one_connection_serves_every_command(sshd: Sshd) -> None:
+    transport = SSHTransport(host_for(sshd), RunOptions(connect_timeout=5))
+    try:
+        first = transport.run("echo $PPID", 10).stdout
+        client = transport._client
+        second = transport.run("echo $PPID", 10).stdout
+        assert transport._client is client
+        assert first and second
+    finally:
+        transport.close()
+
+
+def test_deadline_holds_while_the_command_keeps_printing(sshd: Sshd) -> None:
+    transport = SSHTransport(host_for(sshd), RunOptions(connect_timeout=5))
+    started = time.monotonic()
+    try:
+        with pytest.raises(CommandTimeout) as caught:
+            transport.run("while :; do echo tick; sleep 0.1; done", timeout=1.5)
+    finally:
+        transport.close()
+    assert time.monotonic() - started < 4
+    assert b"tick" in caught.value.partial_stdout
+
+
+def test_output_is_capped(sshd: Sshd) -> None:
+    transport = SSHTransport(host_for(sshd), RunOptions(connect_timeout=5, max_output=1000))
+    try:
+        result = transport.run("head -c 5000000 /dev/zero", timeout=20)
+    finally:
+        transport.close()
+    assert len(result.stdout) == 1000 and result.truncated
+
+
+def test_unknown_host_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    host = host_for(sshd, fleet_known_hosts=str(empty))
+    with pytest.raises(HostKeyError, match="unknown"):
+        SSHTransport(host, RunOptions(connect_timeout=5)).connect()
+
+
+def test_changed_host_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
+    keygen(tmp_path / "other")
+    key_type, key = (tmp_path / "other.pub").read_text().split()[:2]
+    wrong = tmp_path / "known_hosts"
+    wrong.write_text(f"[127.0.0.1]:{sshd.port} {key_type} {key}\n")
+    host = host_for(sshd, fleet_known_hosts=str(wrong))
+    with pytest.raises(HostKeyError, match="does not match"):
+        SSHTransport(host, RunOptions(connect_timeout=5)).connect()
+
+
+def test_host_key_checking_can_be_turned_off_explicitly(sshd: Sshd, tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    host = host_for(sshd, fleet_known_hosts=str(empty), ansible_host_key_checking=False)
+    transport = SSHTransport(host, RunOptions(connect_timeout=5))
+    try:
+        assert transport.run("echo ok", 10).stdout == b"ok\n"
+    finally:
+        transport.close()
+
+
+def test_wrong_key_is_an_authentication_error(sshd: Sshd, tmp_path: Path) -> None:
+    keygen(tmp_path / "stranger")
+    host = host_for(sshd, ansible_ssh_private_key_file=str(tmp_path / "stranger"))
+    with pytest.raises(AuthenticationError, match="authentication refused"):
+        SSHTransport(host, RunOptions(connect_timeout=5)).connect()
+
+
+def test_closed_port_is_connection_refused() -> None:
+    host = HostPlan("gone", "ssh", "127.0.0.1", free_port(), "nobody", {})
+    with pytest.raises(UnreachableError, match="connection refused"):
+        SSHTransport(host, RunOptions(connect_timeout=2)).connect()
+
+
+def test_a_port_that_never_speaks_ssh_is_bounded() -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(5)
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(silent.accept()[0]), daemon=True).start()
+    host = HostPlan("mute", "ssh", "127.0.0.1", silent.getsockname()[1], "nobody", {})
+    started = time.monotonic()
+    try:
+        with pytest.raises(UnreachableError, match="no SSH greeting"):
+            SSHTransport(host, RunOptions(connect_timeout=1)).connect()
+    finally:
+        silent.close()
+        for conn in accepted:
+            conn.close()
+    assert time.monotonic() - started < 5
+
+
+def test_password_never_appears_in_errors(sshd: Sshd) -> None:
+    host = host_for(sshd, ansible_password="S3cret-Pa55", ansible_ssh_private_key_file="")
+    with pytest.raises(UnreachableError) as caught:
+        SSHTransport(host, RunOptions(connect_timeout=5)).connect()
+    assert "S3cret-Pa55" not in str(caught.value)
+    assert "S3cret-Pa55" not in repr(caught.value)
