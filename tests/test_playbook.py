@@ -1,0 +1,123 @@
+"""Playbooks: loaded, rendered per host with Ansible's names, validated before contact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fleet.errors import PlaybookError
+from fleet.inventory import load_inventory
+from fleet.playbook import build_plan, load_playbook
+
+INVENTORY = """
+[mail]
+mx1 ansible_host=198.18.0.11
+mx2 ansible_host=198.18.0.12
+mx3 ansible_host=198.18.0.13
+
+[edge]
+relay1 ansible_host=198.18.0.40 fleet_smtp_targets='["smarthost.example.net"]'
+
+[windows]
+ex1 ansible_connection=winrm ansible_port=5985
+"""
+
+DEFAULT = Path(__file__).resolve().parent.parent / "playbooks" / "mail-connectivity.yml"
+
+
+@pytest.fixture
+def inventory(tmp_path: Path):
+    path = tmp_path / "hosts"
+    path.write_text(INVENTORY)
+    return load_inventory(path)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "play.yml"
+    path.write_text(text)
+    return path
+
+
+def params(plan, host: str, check: str) -> dict:
+    [host_plan] = [h for h in plan if h.name == host]
+    [check_plan] = [c for c in host_plan.checks if c.name == check]
+    return dict(check_plan.params)
+
+
+def test_default_playbook_targets_the_other_members_of_the_mail_group(inventory) -> None:
+    plan = build_plan(load_playbook(DEFAULT), inventory)
+    assert params(plan, "mx1", "smtp")["targets"] == ["mx2", "mx3"]
+    assert params(plan, "mx2", "ping")["targets"] == ["mx1", "mx3"]
+    assert params(plan, "mx2", "ping")["gateway"] is True
+
+
+def test_group_vars_override_the_default_targets(inventory) -> None:
+    plan = build_plan(load_playbook(DEFAULT), inventory)
+    assert params(plan, "relay1", "smtp")["targets"] == ["smarthost.example.net"]
+
+
+def test_plan_carries_connection_variables(inventory) -> None:
+    plan = build_plan(load_playbook(DEFAULT), inventory, limit="windows:mx1")
+    assert [h.name for h in plan] == ["mx1", "ex1"]
+    ex1 = plan[1]
+    assert (ex1.connection, ex1.port, ex1.platform.value) == ("winrm", 5985, "windows")
+    assert plan[0].address == "198.18.0.11" and plan[0].connection == "ssh"
+
+
+def test_hostvars_and_groups_are_available_to_templates(tmp_path: Path, inventory) -> None:
+    path = write(
+        tmp_path,
+        """
+- hosts: mail
+  checks:
+    - smtp:
+        targets: "{{ groups['mail'] | map('extract', hostvars, 'ansible_host') | list }}"
+""",
+    )
+    # extract is not a filter we ship: the error names the file, the line and the host
+    with pytest.raises(PlaybookError) as caught:
+        build_plan(load_playbook(path), inventory)
+    assert f"{path}:4:" in str(caught.value) and "mx1" in str(caught.value)
+    path = write(
+        tmp_path,
+        """
+- hosts: mail
+  checks:
+    - smtp:
+        targets: ["{{ hostvars['mx3'].ansible_host }}"]
+""",
+    )
+    plan = build_plan(load_playbook(path), inventory)
+    assert params(plan, "mx1", "smtp")["targets"] == ["198.18.0.13"]
+
+
+def test_unknown_check_is_rejected_with_file_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "- hosts: all\n  checks:\n    - binding: {}\n    - telnet: {}\n")
+    with pytest.raises(PlaybookError) as caught:
+        load_playbook(path)
+    assert str(caught.value).startswith(f"{path}:4: unknown check 'telnet'")
+
+
+def test_bad_static_parameter_is_rejected_before_any_host(tmp_path: Path) -> None:
+    path = write(tmp_path, "- hosts: all\n  checks:\n    - smtp: {port: many}\n")
+    with pytest.raises(PlaybookError, match=r"play.yml:3: check smtp"):
+        load_playbook(path)
+
+
+def test_undefined_variable_names_the_host(tmp_path: Path, inventory) -> None:
+    path = write(tmp_path, "- hosts: mail\n  checks:\n    - ping: {targets: '{{ nope }}'}\n")
+    with pytest.raises(PlaybookError, match=r"check ping for host mx1: 'nope' is undefined"):
+        build_plan(load_playbook(path), inventory)
+
+
+def test_yaml_syntax_error_gives_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "- hosts: all\n  checks:\n    - binding: {\n")
+    with pytest.raises(PlaybookError, match=r"play.yml:4: not valid YAML"):
+        load_playbook(path)
+
+
+def test_a_play_without_checks_is_rejected(tmp_path: Path) -> None:
+    path = write(tmp_path, "- hosts: all\n")
+    with pytest.raises(PlaybookError, match="'checks' must be a non-empty list"):
+        load_playbook(path)
