@@ -1,0 +1,264 @@
+"""What changed since last night: a SQLite history of runs, and the diff of two runs.
+
+A problem is identified by (host, check, target, status class), so a check that
+stays failing is "still open" (with the time it first failed, run after run),
+one that passes again is "resolved", and one that starts failing is "new".
+Status classes fold statuses that mean the same to an operator: ``fail`` and
+``error`` are both "broken"; ``ok`` and ``skipped`` are not problems at all.
+
+The store keeps each run's JSON, so ``previous`` gives back a full RunResult
+and ``delta`` is just ``diff`` plus the "since when" that only history knows.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import sys
+from collections.abc import Iterable
+from contextlib import closing
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePath
+from typing import TextIO
+
+from fleet.errors import FleetError
+from fleet.model import CheckResult, RunResult, Status
+
+# status -> class; statuses missing here are not problems
+STATUS_CLASS = {
+    Status.WARN: "warn",
+    Status.FAIL: "fail",
+    Status.ERROR: "fail",
+    Status.UNREACHABLE: "unreachable",
+}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    inventory TEXT NOT NULL,
+    started TEXT NOT NULL,
+    finished TEXT NOT NULL,
+    result TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_inventory ON runs (inventory, started);
+CREATE TABLE IF NOT EXISTS problems (
+    run_id INTEGER NOT NULL REFERENCES runs (id),
+    host TEXT NOT NULL,
+    check_name TEXT NOT NULL,
+    target TEXT NOT NULL,
+    status_class TEXT NOT NULL,
+    PRIMARY KEY (run_id, host, check_name, target, status_class)
+);
+"""
+
+ProblemKey = tuple[str, str, str, str]  # host, check, target ("" for none), status class
+
+
+class HistoryError(FleetError):
+    """The history store cannot be read or written."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One problem in a Delta."""
+
+    host: str
+    check: str
+    target: str | None
+    status_class: str
+    summary: str  # in the newer run for new/still open, the older run for resolved
+    since: str | None = None  # ISO time the problem was first seen (unbroken), if known
+
+    @property
+    def key(self) -> ProblemKey:
+        return (self.host, self.check, self.target or "", self.status_class)
+
+
+@dataclass(frozen=True)
+class Delta:
+    """Problems that appeared, went away, or stayed between two runs."""
+
+    new: tuple[Change, ...]
+    resolved: tuple[Change, ...]
+    still_open: tuple[Change, ...]
+    previous_started: str | None = None  # None: no earlier run to compare with
+
+    def is_new(self, host: str, check: str, target: str | None) -> bool:
+        return any(
+            (c.host, c.check, c.target or "") == (host, check, target or "") for c in self.new
+        )
+
+    def new_hosts(self) -> frozenset[str]:
+        return frozenset(c.host for c in self.new)
+
+
+def inventory_label(inventory: str) -> str:
+    """A short name for an inventory: "inventories/prod.ini", "inventories/prod/" -> "prod"."""
+    path = PurePath(inventory.rstrip("/\\") or "inventory")
+    if path.stem in ("hosts", "inventory") and path.parent.name:
+        return path.parent.name
+    return path.stem or path.name
+
+
+def problem_key(result: CheckResult) -> ProblemKey | None:
+    status_class = STATUS_CLASS.get(result.status)
+    if status_class is None:
+        return None
+    return (result.host, result.check, result.target or "", status_class)
+
+
+def _problems(run: RunResult) -> dict[ProblemKey, CheckResult]:
+    found: dict[ProblemKey, CheckResult] = {}
+    for r in run.results:
+        key = problem_key(r)
+        if key is not None:
+            found.setdefault(key, r)
+    return found
+
+
+def _change(r: CheckResult, key: ProblemKey, since: str | None) -> Change:
+    return Change(r.host, r.check, r.target, key[3], r.summary, since)
+
+
+def diff(a: RunResult, b: RunResult) -> Delta:
+    """How run ``b`` differs from the earlier run ``a``."""
+    old, new = _problems(a), _problems(b)
+    return Delta(
+        new=tuple(_change(r, k, b.started) for k, r in new.items() if k not in old),
+        resolved=tuple(_change(r, k, None) for k, r in old.items() if k not in new),
+        still_open=tuple(_change(r, k, a.started) for k, r in new.items() if k in old),
+        previous_started=a.started,
+    )
+
+
+def default_path(run: RunResult, root: Path = Path("reports")) -> Path:
+    """``reports/<inventory>/history.sqlite``."""
+    return root / inventory_label(run.inventory) / "history.sqlite"
+
+
+class History:
+    """The runs of one or more inventories, in one SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path)
+            db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as e:
+            raise HistoryError(f"history {self.path}: {e}") from e
+        return db
+
+    def record(self, run: RunResult) -> int:
+        """Store ``run``; its id in the store."""
+        with closing(self._connect()) as db, db:
+            cursor = db.execute(
+                "INSERT INTO runs (inventory, started, finished, result) VALUES (?, ?, ?, ?)",
+                (inventory_label(run.inventory), run.started, run.finished, run.to_json()),
+            )
+            run_id = int(cursor.lastrowid or 0)
+            db.executemany(
+                "INSERT OR IGNORE INTO problems VALUES (?, ?, ?, ?, ?)",
+                [(run_id, *key) for key in _problems(run)],
+            )
+        return run_id
+
+    def previous(self, inventory: str, before: str) -> RunResult | None:
+        """The latest run of ``inventory`` that started before ``before`` (ISO time)."""
+        with closing(self._connect()) as db:
+            row = db.execute(
+                "SELECT result FROM runs WHERE inventory = ? AND started < ?"
+                " ORDER BY started DESC, id DESC LIMIT 1",
+                (inventory_label(inventory), before),
+            ).fetchone()
+        return RunResult.from_json(row[0]) if row else None
+
+    def delta(self, run: RunResult) -> Delta:
+        """``diff`` against the previous run, with "since when" for problems still open."""
+        before = self.previous(run.inventory, run.started)
+        if before is None:
+            new = tuple(_change(r, k, run.started) for k, r in _problems(run).items())
+            return Delta(new=new, resolved=(), still_open=())
+        delta = diff(before, run)
+        keys = [c.key for c in delta.still_open + delta.resolved]
+        first = self._first_seen(run.inventory, run.started, keys)
+        still_open = tuple(replace(c, since=first.get(c.key, c.since)) for c in delta.still_open)
+        resolved = tuple(replace(c, since=first.get(c.key)) for c in delta.resolved)
+        return replace(delta, still_open=still_open, resolved=resolved)
+
+    def _first_seen(
+        self, inventory: str, before: str, keys: Iterable[ProblemKey]
+    ) -> dict[ProblemKey, str]:
+        """For each key: when its unbroken streak of runs up to ``before`` began."""
+        wanted = set(keys)
+        if not wanted:
+            return {}
+        with closing(self._connect()) as db:
+            runs = db.execute(
+                "SELECT id, started FROM runs WHERE inventory = ? AND started < ?"
+                " ORDER BY started DESC, id DESC",
+                (inventory_label(inventory), before),
+            ).fetchall()
+            since: dict[ProblemKey, str] = {}
+            for run_id, started in runs:
+                present = {
+                    tuple(row)
+                    for row in db.execute(
+                        "SELECT host, check_name, target, status_class FROM problems"
+                        " WHERE run_id = ?",
+                        (run_id,),
+                    )
+                }
+                wanted &= present  # a key missing from a run has ended its streak
+                if not wanted:
+                    break
+                since.update({key: started for key in wanted})
+        return since
+
+
+# ANSI escape sequences and control characters: host text must not drive the terminal
+_UNPRINTABLE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|[\x00-\x1f\x7f-\x9f]")
+
+
+def _printable(text: str) -> str:
+    return _UNPRINTABLE.sub(" ", text)
+
+
+def format_delta(delta: Delta) -> str:
+    """The delta as text, for ``fleet diff`` and the plain-text mail body."""
+
+    def line(c: Change) -> str:
+        target = f" -> {c.target}" if c.target else ""
+        since = f" (since {c.since})" if c.since else ""
+        return _printable(f"  {c.host} {c.check}{target}: {c.status_class}: {c.summary}{since}")
+
+    out = []
+    for title, changes in (
+        ("new", delta.new),
+        ("resolved", delta.resolved),
+        ("still open", delta.still_open),
+    ):
+        out.append(f"{title} ({len(changes)}):")
+        out.extend(line(c) for c in changes)
+    return "\n".join(out)
+
+
+def diff_command(a: Path, b: Path, out: TextIO | None = None) -> int:
+    """``fleet diff A.json B.json``: print what changed from A to B.
+
+    Exit code: 0 when B has no new problem, 2 when it has (so a script can
+    alert on regressions), 5 when a file cannot be read.
+    """
+    out = out or sys.stdout
+    try:
+        older = RunResult.from_json(Path(a).read_bytes())
+        newer = RunResult.from_json(Path(b).read_bytes())
+    except (OSError, ValueError, KeyError) as e:
+        print(f"fleet diff: {e}", file=sys.stderr)
+        return 5
+    delta = diff(older, newer)
+    print(_printable(f"{a} ({older.started}) -> {b} ({newer.started})"), file=out)
+    print(format_delta(delta), file=out)
+    return 2 if delta.new else 0

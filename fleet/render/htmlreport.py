@@ -1,0 +1,193 @@
+"""The HTML report: one self-contained file an operator opens from the nightly mail.
+
+Findings come first (grouped by cause, each with its fix), then the host x check
+table, the connectivity matrix and every host's details with the raw evidence
+folded away.  Inline CSS only: no JavaScript, no external fetch (a
+Content-Security-Policy says so to the browser too).  Jinja2 autoescapes every
+value, so whatever a host printed shows as text.
+
+``report_view`` turns a RunResult into plain data for the template; it is pure
+and is what the tests look at when they want more than the final markup.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+
+from fleet.deliver.history import Delta, inventory_label
+from fleet.diagnose import CAUSES, Diagnosis, PairVerdict, diagnose
+from fleet.model import CheckResult, HostResult, RunResult, Status, worst
+
+# Checks in the order of the KB's procedure; others follow in the order met.
+CHECK_ORDER = ("binding", "ipconfig", "ping", "smtp", "reach")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One host x check cell: the worst status of the check's results on the host."""
+
+    status: str
+    text: str
+    title: str
+    new: bool = False
+
+
+@dataclass(frozen=True)
+class HostRow:
+    host: str
+    anchor: str
+    address: str
+    platform: str
+    status: str
+    cells: tuple[Cell | None, ...]
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    check: str
+    target: str
+    status: str
+    summary: str
+    duration: str
+    evidence: str
+    facts: str  # pretty JSON, "" when none
+    new: bool
+
+
+@dataclass(frozen=True)
+class HostDetail:
+    host: str
+    anchor: str
+    address: str
+    connection: str
+    platform: str
+    status: str
+    duration: str
+    results: tuple[ResultRow, ...]
+
+
+def _checks(run: RunResult) -> tuple[str, ...]:
+    seen = dict.fromkeys(r.check for r in run.results)
+    known = [c for c in CHECK_ORDER if c in seen]
+    return tuple(known + [c for c in seen if c not in CHECK_ORDER])
+
+
+def _is_new(delta: Delta | None, r: CheckResult) -> bool:
+    return delta is not None and delta.is_new(r.host, r.check, r.target)
+
+
+def _cell(results: Sequence[CheckResult], delta: Delta | None) -> Cell | None:
+    if not results:
+        return None
+    status = worst(r.status for r in results)
+    if len(results) == 1:
+        text = status.value
+    else:
+        ok = sum(r.status in (Status.OK, Status.SKIPPED) for r in results)
+        text = f"{status.value} {ok}/{len(results)}"
+    title = "\n".join(
+        f"{r.target + ': ' if r.target else ''}{r.status.value}: {r.summary}" for r in results
+    )
+    return Cell(status.value, text, title, any(_is_new(delta, r) for r in results))
+
+
+def _host_row(h: HostResult, anchor: str, checks: Sequence[str], delta: Delta | None) -> HostRow:
+    cells = tuple(_cell([r for r in h.results if r.check == c], delta) for c in checks)
+    return HostRow(h.host, anchor, h.address, h.platform, h.status.value, cells)
+
+
+def _facts_text(facts: Mapping[str, Any]) -> str:
+    if not facts:
+        return ""
+    return json.dumps(dict(facts), indent=1, sort_keys=True, default=str, ensure_ascii=False)
+
+
+def _host_detail(h: HostResult, anchor: str, delta: Delta | None) -> HostDetail:
+    rows = tuple(
+        ResultRow(
+            check=r.check,
+            target=r.target or "",
+            status=r.status.value,
+            summary=r.summary,
+            duration=f"{r.duration:.2f}s",
+            evidence=r.evidence,
+            facts=_facts_text(r.facts),
+            new=_is_new(delta, r),
+        )
+        for r in h.results
+    )
+    return HostDetail(
+        h.host,
+        anchor,
+        h.address,
+        h.connection,
+        h.platform,
+        h.status.value,
+        f"{h.duration:.1f}s",
+        rows,
+    )
+
+
+def _matrix(diagnosis: Diagnosis) -> dict[str, Any]:
+    sources, targets = diagnosis.sources, diagnosis.targets
+    rows: list[tuple[str, list[PairVerdict | None]]] = [
+        (s, [diagnosis.pair(s, t) for t in targets]) for s in sources
+    ]
+    return {"targets": targets, "rows": rows}
+
+
+def _headline(run: RunResult) -> dict[str, int]:
+    statuses = [h.status for h in run.hosts]
+    return {
+        "hosts": len(run.hosts),
+        "ok": sum(s in (Status.OK, Status.SKIPPED) for s in statuses),
+        "warn": sum(s is Status.WARN for s in statuses),
+        "failing": len(run.failed_hosts),
+        "unreachable": len(run.unreachable_hosts),
+    }
+
+
+def report_view(
+    run: RunResult, diagnosis: Diagnosis | None = None, delta: Delta | None = None
+) -> dict[str, Any]:
+    """Everything the template shows, as plain data."""
+    diagnosis = diagnosis if diagnosis is not None else diagnose(run)
+    checks = _checks(run)
+    anchors = {h.host: f"host-{i}" for i, h in enumerate(run.hosts)}
+    return {
+        "run": run,
+        "label": inventory_label(run.inventory),
+        "headline": _headline(run),
+        "counts": run.counts(),
+        "groups": [(CAUSES[c], fs) for c, fs in diagnosis.by_cause().items()],
+        "finding_count": len(diagnosis.findings),
+        "checks": checks,
+        "rows": [_host_row(h, anchors[h.host], checks, delta) for h in run.hosts],
+        "matrix": _matrix(diagnosis),
+        "details": [_host_detail(h, anchors[h.host], delta) for h in run.hosts],
+        "anchors": anchors,
+        "delta": delta,
+    }
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("fleet.render", "templates"),
+        autoescape=True,  # every host value is untrusted text
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render_html(
+    run: RunResult, diagnosis: Diagnosis | None = None, delta: Delta | None = None
+) -> str:
+    """The whole report as one HTML document."""
+    template = _environment().get_template("report.html.j2")
+    return template.render(**report_view(run, diagnosis, delta))

@@ -1,0 +1,85 @@
+"""The JUnit XML report, for CI dashboards that chart test results over time.
+
+One ``testsuite`` per host, one ``testcase`` per host x check (x target):
+``fail`` is a <failure>, ``error`` and ``unreachable`` are <error>s, ``skipped``
+is <skipped/>; ``warn`` passes with its reason in <system-out>.  XML 1.0 cannot
+carry most control characters even escaped, so they are removed from host text.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+from fleet.model import CheckResult, HostResult, RunResult, Status
+
+# Characters XML 1.0 does not allow at all (escaping does not help).
+_NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_text(text: str) -> str:
+    """``text`` without the characters XML 1.0 forbids."""
+    return _NOT_XML.sub("", text)
+
+
+def _case_name(r: CheckResult) -> str:
+    return f"{r.check} -> {r.target}" if r.target else r.check
+
+
+def _testcase(parent: ET.Element, h: HostResult, r: CheckResult) -> None:
+    case = ET.SubElement(
+        parent,
+        "testcase",
+        name=xml_text(_case_name(r)),
+        classname=xml_text(f"fleet.{h.host}"),
+        time=f"{r.duration:.3f}",
+    )
+    message = xml_text(r.summary)
+    detail = xml_text(r.evidence)
+    if r.status is Status.FAIL:
+        ET.SubElement(case, "failure", message=message, type="fail").text = detail or message
+    elif r.status in (Status.ERROR, Status.UNREACHABLE):
+        kind = r.status.value
+        ET.SubElement(case, "error", message=message, type=kind).text = detail or message
+    elif r.status is Status.SKIPPED:
+        ET.SubElement(case, "skipped", message=message)
+    elif r.status is Status.WARN:
+        ET.SubElement(case, "system-out").text = f"warn: {message}"
+
+
+def _testsuite(parent: ET.Element, run: RunResult, h: HostResult) -> None:
+    statuses = [r.status for r in h.results]
+    suite = ET.SubElement(
+        parent,
+        "testsuite",
+        name=xml_text(h.host),
+        hostname=xml_text(h.address),
+        tests=str(len(statuses)),
+        failures=str(statuses.count(Status.FAIL)),
+        errors=str(statuses.count(Status.ERROR) + statuses.count(Status.UNREACHABLE)),
+        skipped=str(statuses.count(Status.SKIPPED)),
+        time=f"{h.duration:.3f}",
+        timestamp=xml_text(run.started),
+    )
+    props = ET.SubElement(suite, "properties")
+    for name, value in (("platform", h.platform), ("connection", h.connection)):
+        ET.SubElement(props, "property", name=name, value=xml_text(value))
+    for r in h.results:
+        _testcase(suite, h, r)
+
+
+def render_junit(run: RunResult) -> str:
+    """The run as a JUnit XML document (UTF-8, with its declaration)."""
+    counts = run.counts()
+    root = ET.Element(
+        "testsuites",
+        name=xml_text(f"fleet {run.inventory}"),
+        tests=str(sum(counts.values())),
+        failures=str(counts["fail"]),
+        errors=str(counts["error"] + counts["unreachable"]),
+        time=f"{sum(h.duration for h in run.hosts):.3f}",
+    )
+    for h in run.hosts:
+        _testsuite(root, run, h)
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"

@@ -1,0 +1,351 @@
+"""The diagnosis tells the KB's two causes apart, and says what to do about each."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from fleet.checks.facts import Address, Interface, NetConfig, PingResult, SmtpProbe
+from fleet.diagnose import (
+    DUPLICATE_ADDRESS,
+    HOST_DOWN,
+    LOCAL_STACK,
+    MAIL_SERVICE,
+    NETWORK_PATH,
+    NOT_AUDITED,
+    ONE_SIDED,
+    PAIR_OK,
+    PAIR_PING_BLOCKED,
+    diagnose,
+    login_problem,
+)
+from fleet.model import CheckResult, HostResult, RunResult, Status
+
+ADDR = {"mx1": "198.18.0.11", "mx2": "198.18.0.12", "mx3": "198.18.0.13"}
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def netconfig(address: str, prefix: int = 24, gateway: str = "198.18.0.1", **iface) -> dict:
+    gateways = (gateway,) if gateway else ()
+    return asdict(
+        NetConfig(
+            interfaces=(
+                Interface(name="lo", up=True, loopback=True, ipv4=(Address("127.0.0.1", 8),)),
+                Interface(
+                    name=iface.pop("name", "eth0"),
+                    up=True,
+                    ipv4=(Address(address, prefix),) if address else (),
+                    gateways=gateways,
+                    **iface,
+                ),
+            ),
+            default_gateways=gateways,
+        )
+    )
+
+
+def ipconfig(host: str, status=Status.OK, summary="address ok", **kw) -> CheckResult:
+    facts = netconfig(kw.pop("address", ADDR[host]), **kw)
+    return CheckResult(host, "ipconfig", status, summary, facts=facts)
+
+
+def binding(host: str, status=Status.OK, summary="TCP/IP bound", **kw) -> CheckResult:
+    facts = netconfig(kw.pop("address", ADDR[host]), **kw)
+    return CheckResult(host, "binding", status, summary, facts=facts)
+
+
+def ping(host: str, target: str, received: int = 3, address: str = "") -> CheckResult:
+    facts = PingResult(target, 3, received, 0.2, 0.4, 0.6, address=address or ADDR.get(target, ""))
+    status = Status.OK if received else Status.FAIL
+    return CheckResult(host, "ping", status, f"{received}/3", target=target, facts=asdict(facts))
+
+
+def smtp(host: str, target: str, outcome: str = "ok", greeting: str = "") -> CheckResult:
+    code = int(greeting[:3]) if greeting else (220 if outcome == "ok" else None)
+    lines = (greeting or f"220 {target} ESMTP",) if code else ()
+    facts = SmtpProbe(target, 25, outcome, greeting_code=code, greeting=lines)
+    status = Status.OK if outcome == "ok" else Status.FAIL
+    return CheckResult(host, "smtp", status, outcome, target=target, facts=asdict(facts))
+
+
+def reach(host: str, port: int, is_open: bool = True) -> CheckResult:
+    status = Status.OK if is_open else Status.FAIL
+    return CheckResult(host, "reach", status, f"port {port}", target=str(port))
+
+
+def unreachable(host: str, summary: str) -> CheckResult:
+    return CheckResult(host, "binding", Status.UNREACHABLE, summary)
+
+
+def host(name: str, *results: CheckResult, platform: str = "unix") -> HostResult:
+    connection = "winrm" if platform == "windows" else "ssh"
+    return HostResult(name, ADDR.get(name, name), connection, platform, tuple(results))
+
+
+def run(*hosts: HostResult) -> RunResult:
+    return RunResult("inventories/prod", "mail.yml", "2024-05-01T02:00:00Z", "x", tuple(hosts))
+
+
+def healthy(name: str, peers=("mx1", "mx2", "mx3"), **kw) -> HostResult:
+    results = [binding(name), ipconfig(name), reach(name, 22), reach(name, 25)]
+    for peer in peers:
+        if peer != name:
+            results += [ping(name, peer), smtp(name, peer)]
+    return host(name, *results, **kw)
+
+
+def causes(diagnosis) -> list[str]:
+    return [f.cause for f in diagnosis.findings]
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_healthy_fleet_has_no_findings_and_every_pair_is_ok():
+    d = diagnose(run(healthy("mx1"), healthy("mx2"), healthy("mx3")))
+    assert d.findings == ()
+    assert len(d.pairs) == 6
+    assert {p.cause for p in d.pairs} == {PAIR_OK}
+    assert d.pair("mx1", "mx2").greeting == "220 mx2 ESMTP"
+
+
+def test_target_nobody_reaches_and_runner_cannot_either_is_host_down():
+    mx3 = host(
+        "mx3", unreachable("mx3", "timed out connecting to port 22"), reach("mx3", 22, False)
+    )
+    mx1 = healthy("mx1", peers=("mx2",))
+    mx2 = healthy("mx2", peers=("mx1",))
+    mx1 = host("mx1", *mx1.results, ping("mx1", "mx3", 0), smtp("mx1", "mx3", "timeout"))
+    mx2 = host("mx2", *mx2.results, ping("mx2", "mx3", 0), smtp("mx2", "mx3", "unreachable"))
+    d = diagnose(run(mx1, mx2, mx3))
+    assert causes(d) == [HOST_DOWN]  # not also "not audited": being down explains that
+    (down,) = d.findings
+    assert down.hosts == ("mx3",)
+    assert any("runner -> mx3: port 22 no answer" in e for e in down.evidence)
+    assert d.pair("mx1", "mx3").cause == HOST_DOWN
+    assert d.pair("mx2", "mx1").cause == PAIR_OK
+
+
+def test_target_the_runner_reaches_but_no_peer_does_is_a_network_path_problem():
+    mx1 = healthy("mx1", peers=("mx2",))
+    mx1 = host("mx1", *mx1.results, ping("mx1", "mx3", 0), smtp("mx1", "mx3", "timeout"))
+    mx2 = healthy("mx2", peers=("mx1",))
+    mx2 = host("mx2", *mx2.results, ping("mx2", "mx3", 0), smtp("mx2", "mx3", "timeout"))
+    mx3 = healthy("mx3", peers=())
+    d = diagnose(run(mx1, mx2, mx3))
+    assert causes(d) == [NETWORK_PATH]
+    assert "runner reaches it" in d.findings[0].title
+
+
+def test_apipa_address_is_the_hosts_own_stack_not_its_peers():
+    mx2 = host(
+        "mx2",
+        binding("mx2"),
+        ipconfig(
+            "mx2", Status.FAIL, "APIPA address 169.254.7.9: DHCP failed", address="169.254.7.9"
+        ),
+        ping("mx2", "mx1", 0),
+        smtp("mx2", "mx1", "unreachable"),
+        platform="windows",
+    )
+    mx1 = host("mx1", *healthy("mx1", peers=("mx3",)).results, ping("mx1", "mx2", 0))
+    mx3 = healthy("mx3", peers=("mx1",))
+    d = diagnose(run(mx1, mx2, mx3))
+    assert causes(d) == [LOCAL_STACK]
+    (finding,) = d.findings
+    assert finding.hosts == ("mx2",)
+    assert "ipconfig: APIPA address 169.254.7.9: DHCP failed" in finding.evidence
+    assert "ipconfig /renew" in finding.fix
+    assert "Get-NetIPConfiguration" in finding.fix
+    assert "Enable-NetAdapterBinding" not in finding.fix  # TCP/IP is bound: not the fix
+    # what mx2 and its peers fail to do is explained by mx2's stack, not blamed on mx1
+    assert d.pair("mx2", "mx1").cause == LOCAL_STACK
+    assert d.pair("mx1", "mx2").cause == LOCAL_STACK
+
+
+def test_tcpip_unbound_on_windows_names_the_adapter_to_rebind():
+    bound_off = (("ms_tcpip", False), ("ms_msclient", True))
+    mx1 = host(
+        "mx1",
+        binding("mx1", Status.FAIL, "TCP/IP not bound on Ethernet0", name="Ethernet0",
+                bindings=bound_off),
+        platform="windows",
+    )  # fmt: skip
+    d = diagnose(run(mx1))
+    (finding,) = d.findings
+    assert finding.cause == LOCAL_STACK
+    assert 'Enable-NetAdapterBinding -Name "Ethernet0" -ComponentID ms_tcpip' in finding.fix
+    assert "Get-NetAdapterBinding -ComponentID ms_tcpip" in finding.fix
+
+
+def test_linux_local_stack_fix_uses_iproute2():
+    mx1 = host("mx1", binding("mx1", Status.FAIL, "no interface up with an IPv4 address"))
+    (finding,) = diagnose(run(mx1)).findings
+    assert "ip -br addr" in finding.fix and "ip route" in finding.fix
+    assert "Enable-NetAdapterBinding" not in finding.fix
+
+
+def test_off_subnet_peer_without_gateway_is_local_stack():
+    mx1 = host(
+        "mx1",
+        binding("mx1", gateway=""),
+        ipconfig("mx1", gateway=""),
+        ping("mx1", "198.18.1.20", 0, address="198.18.1.20"),
+    )
+    (finding,) = diagnose(run(mx1)).findings
+    assert finding.cause == LOCAL_STACK
+    assert any("no default gateway" in e and "198.18.1.20" in e for e in finding.evidence)
+
+
+def test_host_that_reaches_none_of_its_peers_while_they_reach_each_other_is_local_stack():
+    mx1 = host(
+        "mx1",
+        binding("mx1"),
+        ipconfig("mx1"),
+        ping("mx1", "mx2", 0),
+        ping("mx1", "mx3", 0),
+        smtp("mx1", "mx2", "timeout"),
+        smtp("mx1", "mx3", "timeout"),
+    )
+    mx2 = host("mx2", *healthy("mx2", peers=("mx3",)).results, ping("mx2", "mx1", 0))
+    mx3 = host("mx3", *healthy("mx3", peers=("mx2",)).results, ping("mx3", "mx1", 0))
+    d = diagnose(run(mx1, mx2, mx3))
+    assert causes(d) == [LOCAL_STACK]
+    assert d.findings[0].hosts == ("mx1",)
+    assert any("reaches none of its 2 peers" in e for e in d.findings[0].evidence)
+
+
+def test_every_source_failing_is_not_blamed_on_one_of_them():
+    # everyone fails to reach mx3 only: mx3 is the problem, not the sources
+    mx1 = host("mx1", binding("mx1"), ping("mx1", "mx3", 0))
+    mx2 = host("mx2", binding("mx2"), ping("mx2", "mx3", 0))
+    mx3 = host("mx3", unreachable("mx3", "timed out"), reach("mx3", 22, False))
+    assert causes(diagnose(run(mx1, mx2, mx3))) == [HOST_DOWN]
+
+
+def test_port_25_refused_on_a_host_that_answers_ping_is_the_mail_service():
+    mx1 = host("mx1", ping("mx1", "mx2"), smtp("mx1", "mx2", "refused"))
+    mx2 = host("mx2", binding("mx2"), reach("mx2", 25, False))
+    d = diagnose(run(mx1, mx2))
+    (finding,) = d.findings
+    assert finding.cause == MAIL_SERVICE
+    assert finding.title == "mx2: port 25 refused (seen from mx1)"
+    assert "systemctl status postfix" in finding.fix
+    assert "nc -vz mx2 25   # from mx1" in finding.fix
+    assert "runner -> mx2: port 25 no answer" in finding.evidence
+    assert d.pair("mx1", "mx2").cause == MAIL_SERVICE
+
+
+def test_bad_greeting_says_which_code():
+    mx1 = host("mx1", ping("mx1", "mx2"), smtp("mx1", "mx2", "bad-greeting", "421 4.3.2 busy"))
+    (finding,) = diagnose(run(mx1, host("mx2", binding("mx2")))).findings
+    assert finding.title == "mx2: greeting 421 instead of 220 (seen from mx1)"
+    assert any("421 4.3.2 busy" in e for e in finding.evidence)
+
+
+def test_silent_port_25_on_a_pinging_host_is_the_mail_service():
+    mx1 = host("mx1", ping("mx1", "mx2"), smtp("mx1", "mx2", "timeout"))
+    (finding,) = diagnose(run(mx1, host("mx2", binding("mx2"), platform="windows"))).findings
+    assert finding.title == "mx2: port 25 silent (seen from mx1)"
+    assert "Get-NetTCPConnection -LocalPort 25" in finding.fix
+
+
+def test_windows_source_is_told_to_use_test_netconnection():
+    mx1 = host("mx1", ping("mx1", "mx2"), smtp("mx1", "mx2", "refused"), platform="windows")
+    (finding,) = diagnose(run(mx1, host("mx2", binding("mx2")))).findings
+    assert "Test-NetConnection mx2 -Port 25" in finding.fix
+
+
+def test_smtp_works_but_ping_is_filtered_is_no_finding():
+    mx1 = host("mx1", ping("mx1", "mx2", 0), smtp("mx1", "mx2"))
+    d = diagnose(run(mx1, host("mx2", binding("mx2"))))
+    assert d.findings == ()
+    assert d.pair("mx1", "mx2").cause == PAIR_PING_BLOCKED
+
+
+def test_authentication_failure_is_not_audited_not_a_failing_check():
+    mx2 = host("mx2", unreachable("mx2", "authentication failed for user audit"), reach("mx2", 22))
+    d = diagnose(run(healthy("mx1", peers=()), mx2))
+    (finding,) = d.findings
+    assert finding.cause == NOT_AUDITED
+    assert finding.severity is Status.UNREACHABLE
+    assert "authentication failed" in finding.title
+    assert "vault" in finding.fix
+    assert "runner -> mx2: port 22 open" in finding.evidence
+
+
+def test_unknown_host_key_fix_compares_fingerprints():
+    mx2 = host("mx2", unreachable("mx2", "host key for 198.18.0.12 is not in known_hosts"))
+    (finding,) = diagnose(run(mx2)).findings
+    assert "ssh-keyscan 198.18.0.12" in finding.fix
+
+
+def test_winrm_refused_fix_enables_remoting():
+    mx2 = host("mx2", unreachable("mx2", "connection refused on port 5986"), platform="windows")
+    (finding,) = diagnose(run(mx2)).findings
+    assert "Enable-PSRemoting" in finding.fix
+
+
+def test_login_problem_words():
+    assert login_problem("Authentication failed.") == "auth"
+    assert login_problem("WinRM: 401 Unauthorized") == "auth"
+    assert login_problem("certificate verify failed: self signed") == "host-key"
+    assert login_problem("connection refused on port 22") == "refused"
+    assert login_problem("timed out after 10s") == "timeout"
+    assert login_problem("something odd") == "other"
+
+
+def test_same_address_on_two_hosts_is_a_duplicate():
+    mx1 = host("mx1", ipconfig("mx1", address="198.18.0.50"))
+    mx2 = host("mx2", ipconfig("mx2", address="198.18.0.50"))
+    mx3 = host("mx3", ipconfig("mx3"))
+    (finding,) = diagnose(run(mx1, mx2, mx3)).findings
+    assert finding.cause == DUPLICATE_ADDRESS
+    assert finding.hosts == ("mx1", "mx2")
+    assert finding.key == "duplicate-address:198.18.0.50"
+    assert "arping -D" in finding.fix
+
+
+def test_a_reaches_b_but_b_does_not_reach_a_is_one_sided():
+    mx1 = host("mx1", binding("mx1"), ping("mx1", "mx2"), ping("mx1", "mx3"))
+    mx2 = host("mx2", binding("mx2"), ping("mx2", "mx1", 0), ping("mx2", "mx3"))
+    mx3 = host("mx3", binding("mx3"), ping("mx3", "mx1"), ping("mx3", "mx2"))
+    d = diagnose(run(mx1, mx2, mx3))
+    assert causes(d) == [ONE_SIDED]
+    assert d.findings[0].title == "mx1 reaches mx2, but mx2 does not reach mx1"
+    assert d.findings[0].key == "one-sided:mx2->mx1"
+    assert d.pair("mx2", "mx1").cause == ONE_SIDED
+
+
+def test_target_written_as_an_address_is_matched_to_its_inventory_host():
+    mx1 = host("mx1", ping("mx1", "198.18.0.12"), smtp("mx1", "198.18.0.12", "refused"))
+    d = diagnose(run(mx1, host("mx2", binding("mx2"))))
+    assert d.findings[0].hosts == ("mx2",)
+    assert d.pair("mx1", "mx2") is not None
+
+
+def test_reach_port_read_from_facts_when_target_is_missing():
+    mx3 = host(
+        "mx3",
+        unreachable("mx3", "timed out"),
+        CheckResult("mx3", "reach", Status.OK, "port 25 open", facts={"port": 25, "open": True}),
+    )
+    mx1 = host("mx1", binding("mx1"), ping("mx1", "mx3", 0), smtp("mx1", "mx3", "timeout"))
+    d = diagnose(run(mx1, mx3))
+    # port 25 answers the runner: mx3 is up, so this is not "host down"
+    assert causes(d) == [NETWORK_PATH, NOT_AUDITED]
+
+
+def test_findings_are_grouped_by_cause_in_report_order():
+    mx3 = host("mx3", unreachable("mx3", "timed out"), reach("mx3", 22, False))
+    mx1 = host("mx1", ping("mx1", "mx2"), smtp("mx1", "mx2", "refused"), ping("mx1", "mx3", 0))
+    mx2 = host("mx2", unreachable("mx2", "authentication failed"))
+    d = diagnose(run(mx1, mx2, mx3))
+    assert list(d.by_cause()) == [HOST_DOWN, MAIL_SERVICE, NOT_AUDITED]
+    assert [f.cause for f in d.for_host("mx2")] == [MAIL_SERVICE, NOT_AUDITED]
+
+
+def test_diagnosis_survives_a_json_round_trip():
+    r = run(healthy("mx1"), host("mx2", unreachable("mx2", "authentication failed")))
+    assert diagnose(RunResult.from_json(r.to_json())) == diagnose(r)

@@ -1,0 +1,180 @@
+"""The HTML report: findings first, every host value escaped, renders cleanly in a browser."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from fleet.deliver.history import Change, Delta
+from fleet.diagnose import diagnose
+from fleet.model import CheckResult, HostResult, RunResult, Status
+from fleet.render.htmlreport import render_html, report_view
+from fleet.render.sample import sample_run
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+class _Collector(HTMLParser):
+    """Tags, attributes and text of a document, as a browser would parse them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(html: str) -> _Collector:
+    c = _Collector()
+    c.feed(html)
+    return c
+
+
+@pytest.fixture(scope="module")
+def html() -> str:
+    return render_html(sample_run())
+
+
+def test_greeting_with_script_tag_shows_as_text_not_markup(html):
+    doc = parse(html)
+    assert [t for t, _ in doc.tags if t == "script"] == []
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
+    assert any('<script>alert("x")</script>' in t for t in doc.text)
+
+
+def test_hostile_host_name_and_summary_are_escaped_everywhere():
+    evil = '"><img src=x onerror=alert(1)>'
+    result = CheckResult(evil, "binding", Status.FAIL, f"<b>{evil}</b>", evidence=evil)
+    run = RunResult("inv", "pb", "s", "f", (HostResult(evil, evil, "ssh", "unix", (result,)),))
+    doc = parse(render_html(run))
+    assert not any(t in ("img", "b") for t, _ in doc.tags)
+    assert not any("onerror" in attrs for _, attrs in doc.tags)
+
+
+def test_no_javascript_and_no_external_resource(html):
+    doc = parse(html)
+    for tag, attrs in doc.tags:
+        assert tag != "script"
+        assert not any(k.startswith("on") for k in attrs), (tag, attrs)
+        for key in ("src", "href"):
+            value = attrs.get(key) or ""
+            assert not value or value.startswith("#"), (tag, attrs)
+    csp = [a for t, a in doc.tags if t == "meta" and a.get("http-equiv")]
+    assert csp[0]["content"].startswith("default-src 'none'")
+
+
+def test_findings_come_before_the_tables_grouped_by_cause_with_fix(html):
+    headings = re.findall(r"<h[23][^>]*>([^<]+)", html)
+    assert headings.index("Findings") < headings.index("Hosts and checks")
+    assert headings.index("Host down (1)") < headings.index("Mail service (2)")
+    assert "mx3 answers nobody: down or disconnected" in html
+    assert "ipconfig /renew" in html  # win1's APIPA fix
+
+
+def test_headline_counts_hosts_by_state(html):
+    view = report_view(sample_run())
+    assert view["headline"] == {"hosts": 6, "ok": 0, "warn": 0, "failing": 4, "unreachable": 2}
+    assert "<strong>2</strong>unreachable" in html
+
+
+def test_host_check_table_colours_each_cell_by_status():
+    view = report_view(sample_run())
+    assert view["checks"] == ("binding", "ipconfig", "ping", "smtp", "reach")
+    row = {r.host: r for r in view["rows"]}
+    assert row["win1"].cells[1].status == "fail"  # ipconfig
+    assert row["mx1"].cells[0].status == "ok"
+    assert row["mx3"].cells[2] is None  # not audited: no ping results at all
+    assert row["mx2"].cells[3].text == "fail 1/3"
+
+
+def test_connectivity_matrix_shows_ping_port_and_greeting(html):
+    view = report_view(sample_run())
+    targets = view["matrix"]["targets"]
+    assert targets == ("mx2", "mx3", "mx4", "mx1")
+    cells = dict(view["matrix"]["rows"])
+    mx1_to_mx3 = cells["mx1"][targets.index("mx3")]
+    assert (mx1_to_mx3.ping, mx1_to_mx3.port25, mx1_to_mx3.cause) == (
+        "no reply",
+        "timeout",
+        "host-down",
+    )
+    assert "220 mx1.lab ESMTP Postfix" in html
+
+
+def test_raw_evidence_is_folded_away(html):
+    assert re.search(r"<details><summary>evidence</summary><pre>PING mx2", html)
+
+
+def test_delta_marks_new_problems_and_lists_resolved_with_since():
+    run = sample_run()
+    delta = Delta(
+        new=(Change("mx2", "smtp", "mx1", "fail", "port 25 refused", run.started),),
+        resolved=(Change("mx9", "ping", "mx1", "fail", "0/3 replies", "2024-04-28T02:00:00"),),
+        still_open=(Change("mx3", "reach", "22", "fail", "no answer", "2024-04-30T02:00:00"),),
+        previous_started="2024-04-30T02:00:00+00:00",
+    )
+    html = render_html(run, diagnose(run), delta)
+    assert "Since the previous run (2024-04-30T02:00:00+00:00)" in html
+    assert html.count('<span class="new">new</span>') >= 2  # delta table + results
+    assert "2024-04-28T02:00:00" in html and "mx9" in html
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium)")
+def test_report_renders_in_headless_chromium_without_console_errors(tmp_path):
+    def render(page: Path) -> tuple[Path, str]:
+        shot = page.with_suffix(".png")
+        proc = subprocess.run(
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                f"--user-data-dir={tmp_path / 'profile'}",
+                "--enable-logging=stderr",
+                "--v=0",
+                "--window-size=1280,2000",
+                f"--screenshot={shot}",
+                page.as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
+        return shot, "\n".join(console)
+
+    # the method must see console errors when there are some
+    control = tmp_path / "control.html"
+    control.write_text("<!DOCTYPE html><p>x</p><script>console.error('control-42')</script>")
+    _, console = render(control)
+    assert "control-42" in console
+
+    page = tmp_path / "report.html"
+    page.write_text(render_html(sample_run()), encoding="utf-8")
+    shot, console = render(page)
+    assert console == ""  # no error, no CSP violation, not even a log line
+    data = shot.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    assert len(data) > 100_000  # tables and colours; a blank page of this size is ~12 kB
+
+
+def test_report_of_an_empty_run_still_renders():
+    run = RunResult("inv", "pb", "s", "f", ())
+    html = render_html(run)
+    assert "No problem found" in html
+    assert "<strong>0</strong>hosts" in html
