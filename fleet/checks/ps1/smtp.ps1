@@ -1,0 +1,74 @@
+param($p)
+$ErrorActionPreference = 'Stop'
+$ProgressPreference = 'SilentlyContinue'
+# Polite SMTP: read the whole greeting before speaking, EHLO, QUIT; never DATA.
+function fleetReply($rd) {
+    $lines = @()
+    do {
+        $l = $rd.ReadLine()
+        if ($null -eq $l) { break }
+        $lines += $l
+    } while ($l -match '^\d{3}-')
+    , $lines
+}
+function fleetSocketError($e) {
+    while ($e) {
+        if ($e -is [Net.Sockets.SocketException]) { return [string]$e.SocketErrorCode }
+        $e = $e.InnerException
+    }
+    ''
+}
+$ms = [int]$p.timeout_ms
+$r = @{target = [string]$p.target; port = [int]$p.port; outcome = 'error'; greeting = @(); ehlo = @(); starttls = $false}
+try {
+    $ip = @([Net.Dns]::GetHostAddresses($r.target) | Where-Object { $_.AddressFamily -eq 'InterNetwork' })
+} catch {
+    $ip = @()
+}
+if ($ip.Count -eq 0) { $r.outcome = 'unresolved'; $r.error = 'name not resolved'; return $r }
+$r.address = $ip[0].ToString()
+$c = New-Object Net.Sockets.TcpClient
+$stage = 'connect'
+try {
+    $sw = [Diagnostics.Stopwatch]::StartNew()
+    $ar = $c.BeginConnect($ip[0], $r.port, $null, $null)
+    if (-not $ar.AsyncWaitHandle.WaitOne($ms)) { $r.outcome = 'timeout'; $r.error = 'no answer to connect'; return $r }
+    $c.EndConnect($ar)
+    $r.connect_ms = $sw.Elapsed.TotalMilliseconds
+    $s = $c.GetStream()
+    $s.ReadTimeout = $ms
+    $s.WriteTimeout = $ms
+    $rd = New-Object IO.StreamReader($s, [Text.Encoding]::ASCII)
+    $wr = New-Object IO.StreamWriter($s, [Text.Encoding]::ASCII)
+    $wr.NewLine = "`r`n"
+    $wr.AutoFlush = $true
+    $stage = 'greeting'
+    $r.greeting = fleetReply $rd
+    if ($r.greeting.Count -eq 0) { $r.error = 'connection closed before the greeting'; return $r }
+    if ($r.greeting[0] -match '^(\d{3})') { $r.code = [int]$matches[1] }
+    if ($r.code -ne 220) { $r.outcome = 'bad-greeting'; return $r }
+    $stage = 'ehlo'
+    $wr.WriteLine('EHLO ' + ([string]$p.helo -replace '[\r\n]', ''))
+    $r.ehlo = fleetReply $rd
+    if ($r.ehlo.Count -eq 0 -or $r.ehlo[-1] -notmatch '^250 ') { $r.error = 'EHLO refused'; return $r }
+    foreach ($l in $r.ehlo) { if ($l -match '^250[ -]STARTTLS') { $r.starttls = $true } }
+    $stage = 'quit'
+    $wr.WriteLine('QUIT')
+    [void](fleetReply $rd)
+    $r.outcome = 'ok'
+} catch {
+    if ($stage -eq 'quit') {
+        # The server hung up on QUIT: the audit already has what it came for.
+        $r.outcome = 'ok'
+    } else {
+        $code = fleetSocketError $_.Exception
+        if (-not $code) { $code = $_.Exception.GetBaseException().GetType().Name }
+        $r.error = "$stage failed: $code"
+        if ($code -eq 'ConnectionRefused') { $r.outcome = 'refused' }
+        elseif ($code -eq 'TimedOut') { $r.outcome = 'timeout' }
+        elseif ($code -eq 'HostUnreachable' -or $code -eq 'NetworkUnreachable') { $r.outcome = 'unreachable' }
+    }
+} finally {
+    $c.Close()
+}
+$r

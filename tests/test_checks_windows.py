@@ -1,0 +1,460 @@
+"""fleet.checks.windows: the composed PowerShell script and the parsers of what it prints.
+
+Text parsers run on real recorded Windows output (tests/data/windows/README.md
+names each source); the JSON parsers on the shapes ConvertTo-Json and the
+script's PowerShell 2.0 writer produce, quirks included.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from fleet.checks import windows
+from fleet.checks.base import Step, StepOutput
+from fleet.checks.batch import split_sections
+from fleet.errors import ParseError
+
+DATA = Path(__file__).parent / "data" / "windows"
+NONCE = "0123456789abcdef"
+
+
+def out(key: str, payload: object, exit_status: int | None = 0) -> StepOutput:
+    text = payload if isinstance(payload, str) else json.dumps(payload)
+    return StepOutput(key=key, exit_status=exit_status, stdout=text.encode("utf-8"))
+
+
+def all_steps() -> list[Step]:
+    return (
+        windows.binding_steps({})
+        + windows.ipconfig_steps({})
+        + windows.ping_steps({"targets": ["mx1", "mx2", "mx3"]})
+        + windows.smtp_steps({"targets": ["mx1", "mx2", "mx3"]})
+    )
+
+
+class TestCompose:
+    def test_parameters_travel_as_base64_data_not_code(self):
+        hostile = "mx1'; Remove-Item -Recurse C:\\ ; '"
+        script = windows.compose(windows.smtp_steps({"targets": [hostile]}), NONCE, 30)
+        assert hostile not in script
+        assert "Remove-Item" not in script
+        encoded = re.findall(r"target = \(fleetArg '([A-Za-z0-9+/=]+)'\)", script)
+        assert [base64.b64decode(e).decode() for e in encoded] == [hostile]
+
+    def test_every_script_is_carried_once_and_the_whole_fits_one_command_line(self):
+        script = windows.compose(all_steps(), NONCE, 60)
+        for name in windows.SCRIPTS:
+            assert script.count(f"$fleetCode['{name}'] = @'") == 1
+        assert script.count(", @('ping.ps1'") == 4  # the gateway and three peers
+        # powershell -EncodedCommand takes UTF-16LE base64; a command line holds ~32k chars.
+        assert len(base64.b64encode(script.encode("utf-16-le"))) < 32_000
+
+    def test_preferences_are_deliberate_in_the_frame_and_in_every_step(self):
+        script = windows.compose(all_steps(), NONCE, 60)
+        assert "$ProgressPreference = 'SilentlyContinue'" in script.splitlines()[:4]
+        for name in windows.SCRIPTS:
+            text = windows.script_text(name)
+            assert text.startswith("param($p)\n$ErrorActionPreference = 'Stop'\n")
+            assert "$ProgressPreference = 'SilentlyContinue'" in text
+
+    def test_step_timeout_reaches_the_runner_in_milliseconds(self):
+        script = windows.compose(all_steps(), NONCE, 12.5)
+        assert script.endswith(f"fleetRun $fleetCode $fleetSteps '{NONCE}' 12500\n")
+
+    @pytest.mark.parametrize("nonce", ["short", "0123456789abcdef'; x", ""])
+    def test_a_nonce_that_could_break_the_script_is_refused(self, nonce):
+        with pytest.raises(ValueError):
+            windows.compose(all_steps(), nonce, 60)
+
+    def test_unknown_scripts_and_parameter_names_are_refused(self):
+        with pytest.raises(ValueError):
+            windows.compose([Step(key="x", script="..\\evil.ps1")], NONCE, 60)
+        with pytest.raises(ValueError):
+            windows.compose([Step(key="x", script="ping.ps1", params={"a; b": "1"})], NONCE, 60)
+        with pytest.raises(ValueError):
+            windows.compose([Step(key="x", script="ping.ps1", params={"t": ["a"]})], NONCE, 60)
+
+    def test_the_frame_the_prelude_prints_is_what_batch_splits(self):
+        # Render fleetSection's Write() exactly as PowerShell expands it.
+        prelude = windows.script_text("prelude.ps1")
+        template = re.search(r'\[Console\]::Out\.Write\("(.*)"\)', prelude).group(1)
+        payload = json.dumps({"source": "x", "caf\u00e9": "\u2713"})
+        b64 = base64.b64encode(payload.encode("utf-8")).decode()
+        steps = windows.binding_steps({}) + windows.ipconfig_steps({})
+        printed = "".join(
+            template.replace("`n", "\n")
+            .replace("$nonce", NONCE)
+            .replace("$i", str(i))
+            .replace("$rc", str(rc))
+            .replace("$b64", b64)
+            for i, rc in ((0, 0), (1, 124))
+        )
+        sections = split_sections(printed.encode(), NONCE, steps)
+        assert sections["binding"].exit_status == 0
+        assert sections["ipconfig"].exit_status == 124
+        assert json.loads(sections["binding"].stdout) == json.loads(payload)
+
+    def test_ping_targets_start_with_the_gateway_unless_told_not_to(self):
+        keys = [s.key for s in windows.ping_steps({"targets": ["mx1", "mx1"], "count": 3})]
+        assert keys == ["ping:gateway", "ping:mx1"]
+        assert windows.ping_steps({"targets": ["mx1"], "gateway": False})[0].params == {
+            "target": "mx1",
+            "echoes": 2,
+            "timeout_ms": 2000,
+        }
+
+    def test_ping_never_trusts_ping_exe(self):
+        text = windows.script_text("ping.ps1")
+        assert "Win32_PingStatus" in text
+        assert "ping.exe" not in text.replace("# ", "")  # only named in comments, if at all
+
+
+# --------------------------------------------------------------------------- binding
+
+NETADAPTER_BINDING_ONE_ADAPTER = {
+    "source": "Get-NetAdapterBinding",
+    # one adapter: ConvertTo-Json gives an object, not a one-element array
+    "adapters": {
+        "Name": "Ethernet0",
+        "InterfaceDescription": "Intel(R) 82574L Gigabit Network Connection",
+        "Status": "Up",
+        "MacAddress": "00-15-5D-12-00-31",
+        "ifIndex": 6,
+        "InterfaceGuid": "{5F1C2A31-8D3E-4B7A-9C11-0A1B2C3D4E31}",
+    },
+    "bindings": [
+        {"Name": "Ethernet0", "ComponentID": "ms_tcpip", "Enabled": False},
+        {"Name": "Ethernet0", "ComponentID": "ms_msclient", "Enabled": True},
+        {"Name": "Ethernet0", "ComponentID": "ms_tcpip6", "Enabled": True},
+    ],
+}
+
+
+def test_binding_reads_one_adapter_object_and_componentids():
+    facts = windows.parse_binding({"binding": out("binding", NETADAPTER_BINDING_ONE_ADAPTER)})
+    (eth,) = facts.interfaces
+    assert eth.name == "Ethernet0" and eth.up
+    assert dict(eth.bindings) == {"ms_msclient": True, "ms_tcpip": False, "ms_tcpip6": True}
+
+
+def test_binding_status_as_an_integer_is_understood():
+    data = json.loads(json.dumps(NETADAPTER_BINDING_ONE_ADAPTER))
+    data["adapters"]["Status"] = 2  # ifOperStatus down
+    (eth,) = windows.parse_binding({"binding": out("binding", data)}).interfaces
+    assert eth.up is False
+
+
+def test_binding_from_the_registry_on_powershell_2():
+    # the PS 2.0 writer's output: compact, REG_MULTI_SZ lists as arrays
+    text = (
+        '{"source":"registry","adapters":{"NetConnectionID":"Local Area Connection",'
+        '"Description":"Intel(R) PRO/1000 MT Network Connection","NetConnectionStatus":2,'
+        '"MACAddress":"00:0C:29:76:C8:D0","InterfaceIndex":11,'
+        '"GUID":"{F856FDB3-CE70-489D-A231-704790DC1351}"},"bind":{'
+        '"ms_tcpip":["\\\\Device\\\\NdisWanIp"],'
+        '"ms_msclient":["\\\\Device\\\\Tcpip_{f856fdb3-ce70-489d-a231-704790dc1351}"],'
+        '"ms_server":[]}}'
+    )
+    (lan,) = windows.parse_binding({"binding": out("binding", text)}).interfaces
+    assert lan.up and lan.mac == "00:0C:29:76:C8:D0"
+    assert dict(lan.bindings) == {"ms_msclient": True, "ms_server": False, "ms_tcpip": False}
+
+
+# --------------------------------------------------------------------------- ipconfig
+
+NETTCPIP = {
+    "source": "NetTCPIP",
+    "adapters": {
+        "Name": "Ethernet0",
+        "InterfaceDescription": "vmxnet3",
+        "Status": "Up",
+        "MacAddress": "00-15-5D-12-00-33",
+        "ifIndex": 6,
+    },
+    "addresses": [
+        {
+            "InterfaceIndex": 6,
+            "InterfaceAlias": "Ethernet0",
+            "IPAddress": "169.254.47.112",
+            "PrefixLength": 16,
+            "PrefixOrigin": 2,
+        },
+        {
+            "InterfaceIndex": 1,
+            "InterfaceAlias": "Loopback Pseudo-Interface 1",
+            "IPAddress": "127.0.0.1",
+            "PrefixLength": 8,
+            "PrefixOrigin": 2,
+        },
+    ],
+    "interfaces": [
+        {"InterfaceIndex": 6, "InterfaceAlias": "Ethernet0", "Dhcp": 1, "ConnectionState": 1},
+        {
+            "InterfaceIndex": 1,
+            "InterfaceAlias": "Loopback Pseudo-Interface 1",
+            "Dhcp": 0,
+            "ConnectionState": 1,
+        },
+    ],
+    "routes": None,
+    "dns": [
+        {"InterfaceIndex": 6, "InterfaceAlias": "Ethernet0", "ServerAddresses": []},
+        {
+            "InterfaceIndex": 1,
+            "InterfaceAlias": "Loopback Pseudo-Interface 1",
+            "ServerAddresses": [],
+        },
+    ],
+}
+
+
+def test_ipconfig_apipa_with_dhcp_as_an_integer_enum():
+    facts = windows.parse_ipconfig({"ipconfig": out("ipconfig", NETTCPIP)})
+    loopback, eth = facts.interfaces
+    assert loopback.loopback and not eth.loopback
+    assert eth.ipv4[0].address == "169.254.47.112" and eth.ipv4[0].prefix == 16
+    assert eth.dhcp is True and eth.gateways == () and facts.default_gateways == ()
+
+
+def test_ipconfig_survives_depth_truncation_of_arrays_and_single_rows():
+    data = json.loads(json.dumps(NETTCPIP))
+    data["routes"] = {"InterfaceIndex": 6, "NextHop": "198.18.0.1", "RouteMetric": 0}
+    # an array past -Depth is written as its items joined by spaces
+    data["dns"] = {"InterfaceIndex": 6, "ServerAddresses": "198.18.0.1 198.18.0.2"}
+    data["interfaces"][0]["Dhcp"] = "Disabled"
+    eth = windows.parse_ipconfig({"ipconfig": out("ipconfig", data)}).interfaces[1]
+    assert eth.gateways == ("198.18.0.1",)
+    assert eth.dns == ("198.18.0.1", "198.18.0.2")
+    assert eth.dhcp is False
+
+
+def test_ipconfig_rows_truncated_to_type_names_are_a_parse_error():
+    data = dict(NETTCPIP, addresses=["Microsoft.Management.Infrastructure.CimInstance"])
+    with pytest.raises(ParseError, match="truncated"):
+        windows.parse_ipconfig({"ipconfig": out("ipconfig", data)})
+
+
+def test_ipconfig_from_wmi_skips_ipv6_and_joins_adapters_by_guid():
+    data = {
+        "source": "Win32_NetworkAdapterConfiguration",
+        "adapters": [
+            {
+                "NetConnectionID": "Local Area Connection",
+                "Description": "Intel",
+                "NetConnectionStatus": 2,
+                "MACAddress": "00:0C:29:76:C8:D0",
+                "InterfaceIndex": 11,
+                "GUID": "{F856FDB3-CE70-489D-A231-704790DC1351}",
+            },
+            {
+                "NetConnectionID": "Local Area Connection 2",
+                "Description": "Intel #2",
+                "NetConnectionStatus": 7,
+                "MACAddress": "00:0C:29:76:C8:D1",
+                "InterfaceIndex": 12,
+                "GUID": "{00000000-CE70-489D-A231-704790DC1351}",
+            },
+        ],
+        "configs": {
+            "InterfaceIndex": 11,
+            "Description": "Intel",
+            "SettingID": "{F856FDB3-CE70-489D-A231-704790DC1351}",
+            "MACAddress": "00:0C:29:76:C8:D0",
+            "IPAddress": ["192.168.23.154", "fe80::9595:e8d9:b190:ecac"],
+            "IPSubnet": ["255.255.255.0", "64"],
+            "DefaultIPGateway": ["192.168.23.1"],
+            "DHCPEnabled": False,
+            "DNSServerSearchOrder": ["192.168.23.151"],
+        },
+    }
+    facts = windows.parse_ipconfig({"ipconfig": out("ipconfig", data)})
+    lan, lan2 = facts.interfaces
+    assert [(a.address, a.prefix) for a in lan.ipv4] == [("192.168.23.154", 24)]
+    assert lan.dhcp is False and lan.gateways == ("192.168.23.1",)
+    assert lan2.up is False and lan2.ipv4 == () and lan2.dhcp is None
+    assert facts.dns_servers == ("192.168.23.151",)
+
+
+@pytest.mark.parametrize(
+    ("payload", "exit_status", "message"),
+    [
+        ('{"source": "NetTCPIP", "adapters": [', 0, "not JSON"),
+        ("[1, 2]", 0, "expected a JSON object"),
+        ('{"error": "Access is denied"}', 1, "Access is denied"),
+        ('{"source": "ipconfig.exe"}', 0, "unknown source"),
+        ("", None, "no output"),
+        (b"\xff\xfe{}", 0, "not JSON"),
+    ],
+)
+def test_ipconfig_output_not_as_promised_is_a_parse_error(payload, exit_status, message):
+    stdout = payload if isinstance(payload, bytes) else payload.encode()
+    output = StepOutput(key="ipconfig", exit_status=exit_status, stdout=stdout)
+    with pytest.raises(ParseError, match=message):
+        windows.parse_ipconfig({"ipconfig": output})
+
+
+# --------------------------------------------------------------------------- ping / smtp
+
+
+def test_ping_counts_only_statuscode_zero_as_a_reply():
+    data = {
+        "target": "mx2",
+        "address": "mx2",
+        "replies": [
+            {"status": 0, "time": 3, "resolution": 0, "address": "198.18.0.12"},
+            {"status": 11010, "time": None, "resolution": 0, "address": "198.18.0.12"},
+            {"status": 0, "time": 5, "resolution": 0, "address": "198.18.0.12"},
+        ],
+    }
+    result = windows.parse_ping(out("ping:mx2", data), "mx2")
+    assert (result.transmitted, result.received) == (3, 2)
+    assert (result.rtt_min_ms, result.rtt_avg_ms, result.rtt_max_ms) == (3.0, 4.0, 5.0)
+    assert result.address == "198.18.0.12" and result.error == ""
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        ({"status": None, "time": None, "resolution": 11001, "address": ""}, "unknown host"),
+        ({"status": 11003, "time": None, "resolution": 0, "address": "x"}, "host unreachable"),
+        ({"status": 11050, "time": None, "resolution": 0, "address": "x"}, "general failure"),
+    ],
+)
+def test_ping_names_why_nothing_came_back(reply, error):
+    # One reply serialised alone: still a list here, as the script builds it with +=.
+    result = windows.parse_ping(out("ping:x", {"target": "x", "replies": reply}), "x")
+    assert result.received == 0 and result.loss_percent == 100.0
+    assert result.error.startswith(error)
+
+
+def test_ping_gateway_missing_is_a_result_not_an_error():
+    data = {"target": "gateway", "error": "no default gateway"}
+    result = windows.parse_ping(out("ping:gateway", data), "gateway")
+    assert result.error == "no default gateway" and result.transmitted == 0
+
+
+def test_smtp_multi_line_greeting_and_starttls():
+    data = {
+        "target": "mx3",
+        "port": 25,
+        "outcome": "ok",
+        "address": "198.18.0.13",
+        "code": 220,
+        "greeting": ["220-mx3.lab ESMTP", "220 mx3.lab ready"],
+        "ehlo": ["250-mx3.lab", "250-STARTTLS", "250 8BITMIME"],
+        "starttls": True,
+        "connect_ms": 0.8312,
+    }
+    probe = windows.parse_smtp(out("smtp:mx3", data), "mx3")
+    assert probe.outcome == "ok" and probe.greeting_code == 220
+    assert probe.greeting == ("220-mx3.lab ESMTP", "220 mx3.lab ready")
+    assert probe.starttls and probe.connect_ms == 0.831
+
+
+def test_smtp_single_line_as_a_string_and_unknown_outcomes():
+    data = {
+        "target": "mx",
+        "port": 25,
+        "outcome": "bad-greeting",
+        "code": 421,
+        "greeting": "421 4.3.2 Service not available",
+        "ehlo": None,
+    }
+    probe = windows.parse_smtp(out("smtp:mx", data), "mx")
+    assert probe.greeting == ("421 4.3.2 Service not available",) and probe.ehlo == ()
+    with pytest.raises(ParseError, match="outcome"):
+        windows.parse_smtp(out("smtp:mx", dict(data, outcome="maybe")), "mx")
+
+
+# --------------------------------------------------------------------------- text fallbacks
+
+
+@pytest.mark.parametrize(
+    ("sample", "adapter", "address", "prefix", "gateway", "dhcp"),
+    [
+        (
+            "ipconfig-all-xp.out",
+            "Local Area Connection",
+            "192.168.22.135",
+            24,
+            "192.168.22.1",
+            True,
+        ),
+        (
+            "ipconfig-all-server2008.out",
+            "Local Area Connection",
+            "192.168.23.154",
+            24,
+            "192.168.23.1",
+            False,
+        ),
+        ("ipconfig-all-server2016.out", "Ethernet0", "192.168.22.153", 24, "192.168.22.1", False),
+        ("ipconfig-all-win10.out", "Ethernet 2", "10.50.13.132", 24, "10.50.13.1", True),
+    ],
+)
+def test_ipconfig_all_text_from_several_windows_versions(
+    sample, adapter, address, prefix, gateway, dhcp
+):
+    facts = windows.parse_ipconfig_text((DATA / sample).read_text(encoding="utf-8"))
+    by_name = {i.name: i for i in facts.interfaces}
+    iface = by_name[adapter]
+    assert [(a.address, a.prefix) for a in iface.ipv4] == [(address, prefix)]
+    assert iface.gateways == (gateway,) and iface.dhcp is dhcp and iface.up
+    assert gateway in facts.default_gateways
+
+
+def test_ipconfig_all_text_disconnected_adapters_are_down():
+    facts = windows.parse_ipconfig_text((DATA / "ipconfig-all-win10.out").read_text())
+    by_name = {i.name: i for i in facts.interfaces}
+    assert by_name["Bluetooth Network Connection"].up is False
+    assert by_name["Tailscale"].dns == ()  # IPv6-only DNS servers are not IPv4 facts
+
+
+@pytest.mark.parametrize(
+    ("sample", "address", "gateway"),
+    [
+        ("ipconfig-fr.out", "192.1.2.158", "192.1.2.252"),
+        # cp850 bytes read as cp1252: accents become U+201A, the no-break space U+00FF
+        ("ipconfig-fr-win10-garbled.out", "10.10.155.20", "10.10.155.254"),
+    ],
+)
+def test_ipconfig_text_in_french_even_garbled_by_the_code_page(sample, address, gateway):
+    facts = windows.parse_ipconfig_text((DATA / sample).read_text(encoding="utf-8"))
+    first = facts.interfaces[0]
+    assert [(a.address, a.prefix) for a in first.ipv4] == [(address, 24)]
+    assert first.gateways == (gateway,)
+    assert facts.default_gateways == (gateway,)
+
+
+def test_ipconfig_text_without_adapters_is_a_parse_error():
+    with pytest.raises(ParseError):
+        windows.parse_ipconfig_text("Windows IP Configuration\n\n")
+
+
+@pytest.mark.parametrize(
+    ("sample", "sent", "received", "error", "rtt"),
+    [
+        ("ping-win7-success.out", 10, 10, "", (56.0, 107.7, 194.0)),
+        ("ping-win-timeout.out", 4, 0, "timed out", None),
+        # ping.exe says "Received = 4" and exits 0: these are not replies.
+        ("ping-win-host-unreachable.out", 4, 0, "host unreachable", None),
+        ("ping-win11-general-failure.out", 3, 0, "host unreachable", None),
+        ("ping-fr-win10-garbled.out", 4, 0, "timed out", None),
+    ],
+)
+def test_ping_exe_text(sample, sent, received, error, rtt):
+    result = windows.parse_ping_text((DATA / sample).read_text(encoding="utf-8"), "t")
+    assert (result.transmitted, result.received, result.error) == (sent, received, error)
+    if rtt:
+        assert (result.rtt_min_ms, result.rtt_avg_ms, result.rtt_max_ms) == rtt
+
+
+def test_ping_exe_text_without_statistics_is_a_parse_error():
+    text = "Pinging 192.168.207.100 with 32 bytes of data:\nRequest timed out.\n"
+    with pytest.raises(ParseError):
+        windows.parse_ping_text(text, "t")

@@ -1,0 +1,308 @@
+"""fleet.lab.winsim: each simulated Windows host, driven the way the audit drives it.
+
+Round trip for every profile: compose -> handle_script -> split_sections ->
+parse_*.  Ping and SMTP are real, towards loopback only (aiosmtpd and small
+socket servers on 127.0.0.1); probes the profile cannot route send nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from fleet.checks import windows
+from fleet.checks.base import Step, StepOutput
+from fleet.checks.batch import split_sections
+from fleet.errors import ParseError
+from fleet.lab import winsim
+
+NONCE = "feedc0de12345678"
+LAB_ADDRESS = "198.18.0.31"
+
+
+def run(profile: winsim.Profile, steps: list[Step], timeout: float = 20) -> dict[str, StepOutput]:
+    script = windows.compose(steps, NONCE, timeout)
+    stdout, stderr, code = winsim.handle_script(profile, script, address=LAB_ADDRESS)
+    assert (code, stderr) == (0, b"")
+    return dict(split_sections(stdout, NONCE, steps))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def smtp_port() -> Iterator[int]:
+    """A real SMTP server (aiosmtpd) on loopback."""
+
+    class Sink:
+        async def handle_DATA(self, server, session, envelope):  # never reached: no DATA
+            return "250 OK"
+
+    port = free_port()
+    controller = Controller(Sink(), hostname="127.0.0.1", port=port)
+    controller.start()
+    yield port
+    controller.stop()
+
+
+def scripted_server(lines: list[bytes]) -> tuple[int, threading.Event]:
+    """A one-connection server that sends ``lines`` then answers each command with 250/221."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    done = threading.Event()
+
+    def serve() -> None:
+        with listener:
+            listener.settimeout(10)
+            conn, _ = listener.accept()
+            with conn:
+                conn.sendall(b"".join(lines))
+                reader = conn.makefile("rb")
+                for line in reader:
+                    if line.upper().startswith(b"EHLO"):
+                        conn.sendall(b"250-mx3.lab\r\n250-STARTTLS\r\n250 SIZE 1000\r\n")
+                    elif line.upper().startswith(b"QUIT"):
+                        conn.sendall(b"221 bye\r\n")
+                        break
+            done.set()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return port, done
+
+
+def smtp_step(target: str, port: int, timeout: float = 3) -> Step:
+    (step,) = windows.smtp_steps({"targets": [target], "port": port, "timeout": timeout})
+    return step
+
+
+# --------------------------------------------------------------------------- every profile
+
+
+AUDIT = (
+    windows.binding_steps({})
+    + windows.ipconfig_steps({})
+    + windows.ping_steps({"targets": ["127.0.0.1"], "count": 2, "timeout": 1})
+)
+
+
+@pytest.mark.parametrize("name", sorted(winsim.PROFILES))
+def test_every_profile_round_trips_through_the_real_parsers(name):
+    profile = winsim.PROFILES[name]
+    outputs = run(profile, AUDIT)
+    binding = windows.parse_binding(outputs)
+    ipconfig = windows.parse_ipconfig(outputs)
+    loop = windows.parse_ping(outputs["ping:127.0.0.1"], "127.0.0.1")
+    assert binding.interfaces and ipconfig.interfaces
+    assert (loop.transmitted, loop.received) == (2, 2)  # a real ICMP echo on loopback
+    assert all(o.exit_status == 0 for o in outputs.values())
+
+
+def nic(facts, loopback=False):
+    (iface,) = [i for i in facts.interfaces if i.loopback is loopback]
+    return iface
+
+
+def test_ok_is_a_healthy_server_2019():
+    outputs = run(winsim.PROFILES["ok"], AUDIT)
+    eth = nic(windows.parse_binding(outputs))
+    assert dict(eth.bindings)["ms_tcpip"] is True and dict(eth.bindings)["ms_msclient"]
+    ipconfig = windows.parse_ipconfig(outputs)
+    assert [(a.address, a.prefix) for a in nic(ipconfig).ipv4] == [(LAB_ADDRESS, 24)]
+    assert ipconfig.default_gateways == ("198.18.0.1",) and nic(ipconfig).dhcp is False
+    assert ipconfig.source == "NetTCPIP"
+
+
+def test_one_adapter_comes_back_as_an_object_like_convertto_json_writes_it():
+    outputs = run(winsim.PROFILES["ok"], windows.binding_steps({}))
+    raw = json.loads(outputs["binding"].stdout)
+    assert isinstance(raw["adapters"], dict) and isinstance(raw["bindings"], list)
+
+
+def test_unbound_has_tcpip_unchecked_and_no_ipv4():
+    outputs = run(winsim.PROFILES["unbound"], AUDIT)
+    assert dict(nic(windows.parse_binding(outputs)).bindings)["ms_tcpip"] is False
+    ipconfig = windows.parse_ipconfig(outputs)
+    assert nic(ipconfig).ipv4 == () and ipconfig.default_gateways == ()
+
+
+def test_unbound_host_reaches_nothing_and_sends_nothing():
+    steps = windows.ping_steps({"targets": ["198.18.0.11"], "gateway": True, "count": 1})
+    steps.append(smtp_step("198.18.0.11", 25))
+    outputs = run(winsim.PROFILES["unbound"], steps)
+    gateway = windows.parse_ping(outputs["ping:gateway"], "gateway")
+    assert gateway.error == "no default gateway"
+    peer = windows.parse_ping(outputs["ping:198.18.0.11"], "198.18.0.11")
+    assert peer.received == 0 and peer.error.startswith("general failure")
+    smtp = windows.parse_smtp(outputs["smtp:198.18.0.11"], "198.18.0.11")
+    assert smtp.outcome == "unreachable"
+
+
+def test_apipa_reports_169_254_with_dhcp_on_and_no_gateway():
+    outputs = run(winsim.PROFILES["apipa"], AUDIT)
+    eth = nic(windows.parse_ipconfig(outputs))
+    assert eth.ipv4[0].address.startswith("169.254.") and eth.ipv4[0].prefix == 16
+    assert eth.dhcp is True and eth.gateways == ()
+
+
+def test_nogw_is_static_without_gateway():
+    steps = list(AUDIT) + windows.ping_steps({"count": 1})
+    outputs = run(winsim.PROFILES["nogw"], steps)
+    ipconfig = windows.parse_ipconfig(outputs)
+    assert nic(ipconfig).ipv4[0].address == LAB_ADDRESS and ipconfig.default_gateways == ()
+    assert windows.parse_ping(outputs["ping:gateway"], "gateway").error == "no default gateway"
+
+
+def test_2008_takes_the_powershell_2_fallbacks():
+    outputs = run(winsim.PROFILES["2008"], AUDIT)
+    binding, ipconfig = windows.parse_binding(outputs), windows.parse_ipconfig(outputs)
+    assert binding.source == "registry Linkage\\Bind"
+    assert ipconfig.source == "Win32_NetworkAdapterConfiguration"
+    (lan,) = binding.interfaces
+    assert dict(lan.bindings)["ms_tcpip"] is True
+    assert [(a.address, a.prefix) for a in ipconfig.interfaces[0].ipv4] == [(LAB_ADDRESS, 24)]
+    # the script's own writer: compact, no JavaScriptSerializer escapes
+    assert b": " not in outputs["binding"].stdout and b"\\\\Device\\\\" in outputs["binding"].stdout
+
+
+def test_badpass_host_keeps_the_lab_credentials():
+    profile = winsim.PROFILES["badpass"]
+    assert (profile.user, profile.password) == ("fleet", "Lab-Passw0rd")
+    assert "Lab-Passw0rd" not in repr(profile)
+
+
+# --------------------------------------------------------------------------- real probes
+
+
+def test_gateway_is_resolved_on_the_host_and_pinged_for_real():
+    adapter = dataclasses.replace(winsim.PROFILES["ok"].adapters[0], gateway="127.0.0.1")
+    profile = dataclasses.replace(winsim.PROFILES["ok"], adapters=(adapter,))
+    outputs = run(profile, windows.ping_steps({"count": 2}))
+    result = windows.parse_ping(outputs["ping:gateway"], "gateway")
+    assert (result.received, result.address) == (2, "127.0.0.1")
+
+
+def test_smtp_against_a_real_server(smtp_port):
+    outputs = run(winsim.PROFILES["ok"], [smtp_step("127.0.0.1", smtp_port)])
+    probe = windows.parse_smtp(outputs["smtp:127.0.0.1"], "127.0.0.1")
+    assert probe.outcome == "ok" and probe.greeting_code == 220
+    assert probe.ehlo[-1].startswith("250 ") and probe.connect_ms is not None
+
+
+def test_smtp_multi_line_greeting_is_read_whole_before_ehlo():
+    port, done = scripted_server([b"220-mx3.lab ESMTP\r\n", b"220-no UCE\r\n", b"220 mx3.lab\r\n"])
+    outputs = run(winsim.PROFILES["2008"], [smtp_step("127.0.0.1", port)])
+    probe = windows.parse_smtp(outputs["smtp:127.0.0.1"], "127.0.0.1")
+    assert probe.greeting == ("220-mx3.lab ESMTP", "220-no UCE", "220 mx3.lab")
+    assert probe.outcome == "ok" and probe.starttls
+    assert done.wait(5)
+
+
+def test_smtp_421_is_a_bad_greeting():
+    port, _ = scripted_server([b"421 4.3.2 Service not available\r\n"])
+    outputs = run(winsim.PROFILES["ok"], [smtp_step("127.0.0.1", port)])
+    probe = windows.parse_smtp(outputs["smtp:127.0.0.1"], "127.0.0.1")
+    assert (probe.outcome, probe.greeting_code) == ("bad-greeting", 421)
+
+
+def test_smtp_refused_and_silent_servers():
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts, never speaks
+    with silent:
+        steps = [
+            smtp_step("127.0.0.1", free_port()),
+            smtp_step("localhost", silent.getsockname()[1], 0.5),
+        ]
+        outputs = run(winsim.PROFILES["ok"], steps)
+    refused = windows.parse_smtp(outputs[steps[0].key], "127.0.0.1")
+    assert refused.outcome == "refused"
+    quiet = windows.parse_smtp(outputs[steps[1].key], "localhost")
+    assert quiet.outcome == "timeout" and quiet.error == "greeting failed: TimedOut"
+
+
+def test_names_that_do_not_resolve(monkeypatch):
+    # The resolver is stubbed so no DNS query leaves the machine.
+    monkeypatch.setattr(winsim, "_resolve", lambda name: None)
+    steps = windows.ping_steps({"targets": ["mx9"], "gateway": False, "count": 1})
+    steps.append(smtp_step("mx9", 25))
+    outputs = run(winsim.PROFILES["ok"], steps)
+    assert windows.parse_ping(outputs["ping:mx9"], "mx9").error == "unknown host"
+    assert windows.parse_smtp(outputs["smtp:mx9"], "mx9").outcome == "unresolved"
+
+
+def test_targets_outside_the_lab_are_never_probed():
+    steps = windows.ping_steps({"targets": ["192.0.2.99"], "gateway": False, "count": 1})
+    outputs = run(winsim.PROFILES["ok"], steps)
+    assert outputs["ping:192.0.2.99"].exit_status == 1
+    with pytest.raises(ParseError, match="outside the lab"):
+        windows.parse_ping(outputs["ping:192.0.2.99"], "192.0.2.99")
+
+
+def test_a_stuck_step_times_out_alone(monkeypatch):
+    def slow(profile, address, params):
+        time.sleep(3)
+        return {}
+
+    monkeypatch.setitem(winsim.EMULATORS, "smtp.ps1", slow)
+    steps = [*windows.binding_steps({}), smtp_step("127.0.0.1", 25)]
+    started = time.monotonic()
+    outputs = run(winsim.PROFILES["ok"], steps, timeout=1)
+    assert time.monotonic() - started < 2.5
+    assert outputs["binding"].exit_status == 0
+    assert outputs["smtp:127.0.0.1"].exit_status == 124
+    assert b"did not finish within 1 s" in outputs["smtp:127.0.0.1"].stdout
+
+
+# --------------------------------------------------------------------------- only fleet's scripts
+
+
+def test_anything_but_a_composed_script_is_refused():
+    stdout, stderr, code = winsim.handle_script(
+        winsim.PROFILES["ok"], "Get-Process | Stop-Process", address=LAB_ADDRESS
+    )
+    assert (stdout, code) == (b"", 1)
+    assert b"CommandNotFoundException" in stderr
+
+
+def test_a_composed_script_with_code_added_is_refused():
+    script = windows.compose(AUDIT, NONCE, 20)
+    for tampered in (
+        script.replace("$ProgressPreference", "Remove-Item C:\\x; $ProgressPreference", 1),
+        script.replace("fleetRun $fleetCode", "iex 'calc'\nfleetRun $fleetCode"),
+        script.replace("Win32_PingStatus", "Win32_Process"),
+        script + "Restart-Computer\n",
+    ):
+        assert winsim.recognise(tampered) is None
+        assert winsim.handle_script(winsim.PROFILES["ok"], tampered, address=LAB_ADDRESS)[2] == 1
+
+
+def test_recognise_reads_back_the_steps_as_data():
+    hostile = "mx1'; Remove-Item C:\\ -Recurse; '"
+    script = windows.compose([smtp_step(hostile, 2525)], NONCE, 7)
+    audit = winsim.recognise(script)
+    assert audit is not None and audit.nonce == NONCE and audit.timeout_ms == 7000
+    assert dict(audit.steps[0].params) == {
+        "helo": "fleet.invalid",
+        "port": "2525",
+        "target": hostile,
+        "timeout_ms": "3000",
+    }
+
+
+# ------------------------------------------------------------- JSON as PowerShell writes it
+
+
+def test_ps2_writer_and_convertto_json_escaping_both_parse_back():
+    value = {"a": ['220 <mx> "q" \\ caf\u00e9\n', 1.5, None, True], "n": 3}
+    for text in (winsim.ps2_json(value), winsim.ps51_json(value)):
+        assert json.loads(text) == value
+    assert "\\u003cmx\\u003e" in winsim.ps51_json(value)
+    assert "\\u000a" in winsim.ps2_json(value) and "<mx>" in winsim.ps2_json(value)
