@@ -18,10 +18,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from fleet import __version__
 from fleet.errors import ConfigError, FleetError
+
+if TYPE_CHECKING:
+    from fleet.deliver.history import Delta
+    from fleet.deliver.mail import MailSettings
+    from fleet.diagnose import Diagnosis
 from fleet.model import RunResult
 from fleet.plan import RunOptions
 
@@ -86,6 +91,7 @@ def audit(request: AuditRequest) -> int:
             f"no hosts to audit: the playbook's hosts and --limit {request.limit!r} "
             f"match nothing in {inventory_path}"
         )
+    mail = _mail_settings(request)  # checked before any host is contacted
     options = RunOptions(
         forks=request.forks,
         connect_timeout=request.connect_timeout,
@@ -109,10 +115,18 @@ def audit(request: AuditRequest) -> int:
     colour = sys.stdout.isatty() if request.colour is None else request.colour
     print(render_console(run, colour=colour))
     code = run.exit_code()
-    delivered = deliver(run, request)
+    delivered = deliver(run, request, mail)
     if not delivered and code not in (EXIT_INTERRUPTED,):
         code = EXIT_DELIVERY
     return code
+
+
+def _mail_settings(request: AuditRequest) -> MailSettings | None:
+    if not request.mail_to:
+        return None
+    from fleet.deliver.mail import MailSettings
+
+    return MailSettings.from_env()
 
 
 def inventory_name(source: str) -> str:
@@ -122,33 +136,38 @@ def inventory_name(source: str) -> str:
     return name or "inventory"
 
 
-def deliver(run: RunResult, request: AuditRequest) -> bool:
-    """Write reports (always), record history, mail; False when the mail failed."""
-    outdir = report_directory(Path(request.report_dir), run.inventory)
-    files = write_run_reports(run, outdir, request.formats)
-    for fmt, path in files.items():
-        print(f"{fmt:>5} report: {path}", file=sys.stderr)
+def deliver(run: RunResult, request: AuditRequest, mail: MailSettings | None) -> bool:
+    """Write reports (always), record history, mail; False when the mail failed.
+
+    Nothing gathered is lost: the reports are written before history or mail
+    can fail, and a history failure is reported without stopping delivery.
+    """
+    from fleet.deliver.history import History, default_path
+    from fleet.diagnose import diagnose
+
+    diagnosis = diagnose(run)
     delta = None
     if request.history:
         try:
-            from fleet.deliver.history import History
-
-            history = History.for_report_dir(Path(request.report_dir) / run.inventory)
-            delta = history.record_and_delta(run)
-        except ImportError:
-            delta = None
-    if not request.mail_to:
+            history = History(default_path(run, Path(request.report_dir)))
+            delta = history.delta(run)
+            history.record(run)
+        except FleetError as exc:
+            print(f"fleet: history not recorded: {exc}", file=sys.stderr)
+    outdir = report_directory(Path(request.report_dir), run.inventory)
+    files = write_run_reports(run, outdir, request.formats, diagnosis=diagnosis, delta=delta)
+    for fmt, path in files.items():
+        print(f"{fmt:>5} report: {path}", file=sys.stderr)
+    if mail is None:
         return True
-    from fleet.deliver.mail import MailSettings, send_report
-    from fleet.diagnose import diagnose
+    from fleet.deliver.mail import send_report
 
     try:
-        settings = MailSettings.from_environment()
-        send_report(run, diagnose(run), files, list(request.mail_to), settings, delta)
+        send_report(run, diagnosis, files, list(request.mail_to), mail, delta)
     except FleetError as exc:
         print(f"fleet: report NOT mailed: {exc}", file=sys.stderr)
         return False
-    print(f"mailed to {', '.join(request.mail_to)}", file=sys.stderr)
+    print(f"report mailed to {', '.join(request.mail_to)}", file=sys.stderr)
     return True
 
 
@@ -170,17 +189,24 @@ def report_directory(base: Path, inventory: str) -> Path:
     return outdir
 
 
-def write_run_reports(run: RunResult, outdir: Path, formats: Sequence[str]) -> dict[str, Path]:
+def write_run_reports(
+    run: RunResult,
+    outdir: Path,
+    formats: Sequence[str],
+    *,
+    diagnosis: Diagnosis | None = None,
+    delta: Delta | None = None,
+) -> dict[str, Path]:
     """JSON always (the source every renderer re-runs from), then the other formats."""
-    json_path = outdir / "report.json"
-    json_path.write_text(run.to_json(), encoding="utf-8")
-    files = {"json": json_path}
-    others = [f for f in formats if f != "json"]
-    if others:
-        from fleet.render import write_reports
+    from fleet.render import write_reports
 
-        files.update(write_reports(run, outdir, others))
-    return files
+    return write_reports(
+        run,
+        outdir,
+        ["json", *(f for f in formats if f != "json")],
+        diagnosis=diagnosis,
+        delta=delta,
+    )
 
 
 # -- argument parsing ------------------------------------------------------
@@ -194,15 +220,12 @@ def _positive(value: str) -> float:
 
 
 def _formats(value: str) -> list[str]:
-    from fleet.render import FORMATS
+    from fleet.render import parse_formats
 
-    chosen = [v.strip() for v in value.split(",") if v.strip()]
-    unknown = [v for v in chosen if v not in FORMATS and v != "json"]
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown format {', '.join(unknown)}; choose from {', '.join(sorted(FORMATS))}"
-        )
-    return chosen
+    try:
+        return list(parse_formats(value))
+    except (ValueError, ConfigError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class _Parser(argparse.ArgumentParser):

@@ -37,7 +37,7 @@ class Step:
     ``key`` is unique within the host's batch, e.g. ``"ping:mx2"``.  On Unix
     ``script`` is a POSIX sh fragment whose every inventory-derived value is
     already quoted (``shlex.quote``).  On Windows ``script`` names a ``.ps1``
-    file in ``fleet/checks/windows/`` and ``params`` reach it as data, never
+    file in ``fleet/checks/ps1/`` and ``params`` reach it as data, never
     spliced into code.
     """
 
