@@ -1,0 +1,190 @@
+"""Collects hosts, groups and variables while the sources are read.
+
+The INI and YAML readers call the same few operations, in the order the
+file states them, so both formats (and several sources in one directory)
+end up with Ansible's rules: a group is declared once and may be named
+again; a host keeps the first port and source it was seen with; a group
+cannot become its own ancestor.  ``build`` then applies Ansible's
+reconciliation (top-level groups under ``all``; hosts without a group in
+``ungrouped``) and freezes the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from fleet.inventory.model import Group, Host, Inventory
+
+_BUILT_IN = ("all", "ungrouped")
+
+
+class CycleError(ValueError):
+    """Adding a child group would make a group its own ancestor."""
+
+
+@dataclass
+class _GroupDraft:
+    hosts: dict[str, None] = field(default_factory=dict)  # ordered set
+    children: dict[str, None] = field(default_factory=dict)
+    parents: dict[str, None] = field(default_factory=dict)
+    vars: dict[str, Any] = field(default_factory=dict)
+    priority: int = 1
+
+
+@dataclass
+class _HostDraft:
+    source: Path | None
+    groups: dict[str, None] = field(default_factory=dict)
+    vars: dict[str, Any] = field(default_factory=dict)
+
+
+class InventoryBuilder:
+    """Mutable inventory under construction; see the module docstring."""
+
+    def __init__(self) -> None:
+        self.groups: dict[str, _GroupDraft] = {}
+        self.hosts: dict[str, _HostDraft] = {}
+        self.warnings: list[str] = []
+        for name in _BUILT_IN:
+            self.add_group(name)
+        self.add_child("all", "ungrouped")
+
+    def add_group(self, name: str) -> None:
+        self.groups.setdefault(name, _GroupDraft())
+
+    def add_host(
+        self, name: str, group: str, *, port: int | None = None, source: Path | None = None
+    ) -> None:
+        host = self.hosts.get(name)
+        if host is None:
+            host = self.hosts[name] = _HostDraft(source=source)
+            # As Ansible: the port written where the host first appears.
+            if port is not None:
+                host.vars["ansible_port"] = port
+        if name not in self.groups[group].hosts:
+            self.groups[group].hosts[name] = None
+            host.groups[group] = None
+
+    def add_child(self, parent: str, child: str) -> None:
+        """Make group ``child`` a child of group ``parent`` (both already declared)."""
+        if child in self.groups[parent].children:
+            return
+        if child == parent or child in self.ancestors(parent):
+            raise CycleError(
+                f"group {child!r} cannot be a child of {parent!r}: {parent!r} is already "
+                f"inside {child!r}, which would make a loop; remove one of the two entries"
+            )
+        self.groups[parent].children[child] = None
+        self.groups[child].parents[parent] = None
+
+    def ancestors(self, name: str) -> set[str]:
+        found: set[str] = set()
+        pending = list(self.groups[name].parents)
+        while pending:
+            current = pending.pop()
+            if current not in found:
+                found.add(current)
+                pending.extend(self.groups[current].parents)
+        return found
+
+    def set_group_var(self, group: str, key: str, value: Any) -> None:
+        draft = self.groups[group]
+        if key == "ansible_group_priority":
+            # Ansible keeps it as the group's priority, not as a variable.
+            try:
+                draft.priority = int(value)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(
+                    f"ansible_group_priority of group {group!r} must be a whole number"
+                ) from exc
+            return
+        draft.vars[key] = value
+
+    def set_host_var(self, host: str, key: str, value: Any) -> None:
+        self.hosts[host].vars[key] = value
+
+    def build(
+        self,
+        source: Path,
+        group_file_vars: Mapping[str, Mapping[str, Any]] | None = None,
+        host_file_vars: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> Inventory:
+        """Reconcile as Ansible does and freeze, adding group_vars/host_vars file contents."""
+        self._reconcile()
+        group_file_vars = group_file_vars or {}
+        host_file_vars = host_file_vars or {}
+        depths = self._depths()
+        groups = {
+            name: _freeze_group(name, draft, depths[name], group_file_vars.get(name, {}))
+            for name, draft in self.groups.items()
+        }
+        hosts = {
+            name: Host(
+                name=name,
+                vars=MappingProxyType({**draft.vars, **host_file_vars.get(name, {})}),
+                groups=tuple(draft.groups),
+                source=draft.source,
+            )
+            for name, draft in self.hosts.items()
+        }
+        return Inventory(
+            source=source,
+            hosts=MappingProxyType(hosts),
+            groups=MappingProxyType(groups),
+            warnings=tuple(self.warnings),
+        )
+
+    def _reconcile(self) -> None:
+        for name, draft in self.groups.items():
+            if name != "all" and not draft.parents:
+                self.add_child("all", name)
+        ungrouped = self.groups["ungrouped"]
+        for name, host in self.hosts.items():
+            # A host written directly under 'all' is, for every purpose, ungrouped.
+            if "all" in host.groups:
+                del host.groups["all"]
+                del self.groups["all"].hosts[name]
+            if set(host.groups) - {"ungrouped"}:
+                if "ungrouped" in host.groups:
+                    del host.groups["ungrouped"]
+                    del ungrouped.hosts[name]
+            elif "ungrouped" not in host.groups:
+                host.groups["ungrouped"] = None
+                ungrouped.hosts[name] = None
+        self._check_group_host_names()
+
+    def _check_group_host_names(self) -> None:
+        for name in self.groups.keys() & self.hosts.keys():
+            self.warnings.append(f"found both a group and a host named {name!r}")
+
+    def _depths(self) -> dict[str, int]:
+        """Each group's longest distance from 'all' (Ansible's group depth)."""
+        depths: dict[str, int] = {"all": 0}
+
+        def depth(name: str) -> int:
+            if name not in depths:
+                parents = self.groups[name].parents
+                depths[name] = 1 + max((depth(p) for p in parents), default=0)
+            return depths[name]
+
+        for name in self.groups:
+            depth(name)
+        return depths
+
+
+def _freeze_group(name: str, draft: _GroupDraft, depth: int, file_vars: Mapping[str, Any]) -> Group:
+    return Group(
+        name=name,
+        hosts=tuple(draft.hosts),
+        children=tuple(draft.children),
+        vars=MappingProxyType({**draft.vars, **file_vars}),
+        parents=tuple(draft.parents),
+        depth=depth,
+        priority=draft.priority,
+        declared_vars=MappingProxyType(dict(draft.vars)),
+        file_vars=MappingProxyType(dict(file_vars)),
+    )

@@ -1,0 +1,119 @@
+"""Host entries as an inventory writes them: ``mx[01:20].example.com:2222``.
+
+One entry names one host or, with ``[begin:end]`` / ``[begin:end:step]``
+ranges, many; an optional ``:port`` applies to all of them.  The rules are
+those of Ansible's inventory plugins (numeric ranges keep the zero padding of
+``begin``; alphabetic ranges run over ``a..z`` then ``A..Z``; several ranges
+in one name multiply).
+
+Errors are ``ValueError`` with a message for an operator; the INI and YAML
+readers add the file and line.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import string
+
+# ``host:port``, where the host part may hold complete ``[...]`` ranges but no
+# other colon (so a bare IPv6 address never loses its last group to a "port").
+_HOST_PORT = re.compile(r"^((?:[^:\[\]]|\[[^\]]*\])*):([0-9]+)$")
+# ``[anything]:port``: the only way to give a port with an IPv6 address.
+_BRACKETED_HOST_PORT = re.compile(r"^\[(.+)\]:([0-9]+)$")
+_RANGE = re.compile(r"\[([^\]]*)\]")
+
+
+def split_port(entry: str) -> tuple[str, int | None]:
+    """``mx01:2222`` -> (``mx01``, 2222); ``[2001:db8::1]:22`` -> (``2001:db8::1``, 22)."""
+    match = _BRACKETED_HOST_PORT.match(entry)
+    if match and _is_ipv6(match.group(1)):
+        return match.group(1), int(match.group(2))
+    match = _HOST_PORT.match(entry)
+    if match and match.group(1):
+        return match.group(1), int(match.group(2))
+    return entry, None
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def expand_host_entry(entry: str) -> tuple[list[str], int | None]:
+    """The host names and the port of one inventory host entry."""
+    name, port = split_port(entry.strip())
+    if entry.strip().endswith(":") and port is None:
+        raise ValueError(
+            f"host {entry!r} ends in ':' with no port number: write host:port, e.g. mx01:2222"
+        )
+    if name.strip() == "---":
+        raise ValueError("'---' is not a host name; it usually means a YAML file read as INI")
+    return expand_ranges(name), port
+
+
+def expand_ranges(name: str) -> list[str]:
+    """``mx[01:03]`` -> ``mx01 mx02 mx03``; a name without ``[`` is returned alone."""
+    if "[" not in name:
+        return [name]
+    match = _RANGE.search(name)
+    if match is None:
+        raise ValueError(f"host range in {name!r} has no closing ']': write e.g. mx[01:20]")
+    head, tail = name[: match.start()], name[match.end() :]
+    names: list[str] = []
+    for item in _range_items(match.group(1), name):
+        names.extend(expand_ranges(f"{head}{item}{tail}"))
+    return names
+
+
+def _range_items(spec: str, name: str) -> list[str]:
+    """The items of one ``begin:end[:step]`` range, formatted as Ansible does."""
+    bounds = spec.split(":")
+    if len(bounds) not in (2, 3):
+        raise ValueError(
+            f"host range [{spec}] in {name!r} must be [begin:end] or [begin:end:step], "
+            "e.g. mx[01:20] or mx[01:20:2]"
+        )
+    begin, end = bounds[0] or "0", bounds[1]
+    step = _range_step(bounds[2] if len(bounds) == 3 else "1", spec, name)
+    if not end:
+        raise ValueError(f"host range [{spec}] in {name!r} has no end: write e.g. [01:20]")
+    if begin in string.ascii_letters and end in string.ascii_letters:
+        return _letter_range(begin, end, step, spec, name)
+    return _number_range(begin, end, step, spec, name)
+
+
+def _range_step(text: str, spec: str, name: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"host range [{spec}] in {name!r}: the step must be a number >= 1")
+    return int(text)
+
+
+def _letter_range(begin: str, end: str, step: int, spec: str, name: str) -> list[str]:
+    letters = string.ascii_letters  # a..z then A..Z, as Ansible orders them
+    first, last = letters.index(begin), letters.index(end)
+    if first > last:
+        raise ValueError(f"host range [{spec}] in {name!r} runs backwards: begin must be <= end")
+    return list(letters[first : last + 1 : step])
+
+
+def _number_range(begin: str, end: str, step: int, spec: str, name: str) -> list[str]:
+    if not (begin.isdigit() and end.isdigit()):
+        raise ValueError(
+            f"host range [{spec}] in {name!r} must be numbers (e.g. [01:20]) "
+            "or single letters (e.g. [a:f])"
+        )
+    # A zero-padded begin fixes the width of every item: [01:20] -> 01..20.
+    width = len(begin) if begin.startswith("0") and len(begin) > 1 else 0
+    if width and len(end) != width:
+        raise ValueError(
+            f"host range [{spec}] in {name!r}: a zero-padded begin needs an end of the "
+            f"same width, e.g. [{begin}:{end.zfill(width)}]"
+        )
+    # Ansible silently yields no host for [20:01]; an empty range is a typo, so say so.
+    if int(begin) > int(end):
+        raise ValueError(f"host range [{spec}] in {name!r} runs backwards: begin must be <= end")
+    return [str(i).zfill(width) for i in range(int(begin), int(end) + 1, step)]

@@ -1,0 +1,116 @@
+"""Finding and reading an inventory: a file, or a directory of files.
+
+A name like ``prod`` means ``inventories/prod`` when that exists.  A
+directory is read as Ansible reads one: its entries in sorted order
+(sub-directories too), skipping hidden files, ``group_vars``/``host_vars``
+and the extensions Ansible skips (``.retry``, ``.orig``, ``.cfg``, ``.bak``,
+``.md``, ``~``, ...), all merged into one inventory.  ``group_vars/`` and
+``host_vars/`` are looked up beside an inventory file, or inside an
+inventory directory.
+
+A file is YAML when its extension is ``.yml``, ``.yaml`` or ``.json``, or,
+without one, when its first line looks like YAML (``all:``, ``---``, ``{``);
+otherwise INI.  Executable files are read as static files: fleet never runs
+an inventory script.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from fleet.errors import InventoryError
+from fleet.inventory.builder import InventoryBuilder
+from fleet.inventory.ini import read_ini
+from fleet.inventory.model import Inventory
+from fleet.inventory.varsfiles import vars_for_names
+from fleet.inventory.yamlsrc import read_yaml
+
+#: Extensions Ansible's INVENTORY_IGNORE_EXTS skips in an inventory directory.
+IGNORED_EXTENSIONS = (
+    ".pyc", ".pyo", ".swp", ".bak", "~", ".rpm", ".md", ".txt", ".rst",
+    ".orig", ".cfg", ".retry",
+)  # fmt: skip
+_IGNORED_NAMES = ("host_vars", "group_vars", "vars_plugins")
+_YAML_EXTENSIONS = (".yml", ".yaml", ".json")
+_YAML_FIRST_LINE = re.compile(r"^(?:---|\{|[^\s=\[#;][^\s=]*:(?:\s|$))")
+
+
+def resolve_inventory_source(name_or_path: str | Path, base: Path = Path("inventories")) -> Path:
+    """``prod`` -> ``inventories/prod`` if it exists, else ``prod`` if that exists."""
+    given = Path(name_or_path)
+    candidates = [base / given] if not given.is_absolute() else []
+    candidates.append(given)
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate
+    looked = " and ".join(_shown(c) for c in candidates)
+    raise InventoryError(f"inventory {str(name_or_path)!r} not found: looked for {looked}")
+
+
+def _shown(path: Path) -> str:
+    # "./prod" says "relative to here" where a bare "prod" could be misread.
+    return str(path) if len(path.parts) > 1 or path.is_absolute() else f"./{path}"
+
+
+def load_inventory(source: str | Path) -> Inventory:
+    """Read the inventory ``source`` (a name under inventories/, a file or a directory)."""
+    path = resolve_inventory_source(source)
+    builder = InventoryBuilder()
+    if path.is_dir():
+        read_count = _read_directory(path, builder)
+        if not read_count:
+            builder.warnings.append(f"{path}: no inventory file in this directory")
+    else:
+        _read_file(path, builder)
+    vars_dir = path if path.is_dir() else path.parent
+    return builder.build(
+        path,
+        group_file_vars=vars_for_names(vars_dir / "group_vars", builder.groups),
+        host_file_vars=vars_for_names(vars_dir / "host_vars", builder.hosts),
+    )
+
+
+def is_ignored(name: str) -> bool:
+    """True for directory entries Ansible does not read as inventory sources."""
+    return name.startswith(".") or name in _IGNORED_NAMES or name.endswith(IGNORED_EXTENSIONS)
+
+
+def _read_directory(directory: Path, builder: InventoryBuilder) -> int:
+    count = 0
+    for name in sorted(os.listdir(directory)):
+        if is_ignored(name):
+            continue
+        path = directory / name
+        if path.is_dir():
+            count += _read_directory(path, builder)
+        elif path.is_file():
+            _read_file(path, builder)
+            count += 1
+    return count
+
+
+def _read_file(path: Path, builder: InventoryBuilder) -> None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InventoryError(f"cannot read the inventory file: {exc}", path=path) from exc
+    if is_yaml_source(path, text):
+        read_yaml(text, path, builder)
+    else:
+        read_ini(text, path, builder)
+
+
+def is_yaml_source(path: Path, text: str) -> bool:
+    """Which reader a file is for (Ansible tries YAML, then INI; we decide up front)."""
+    suffix = path.suffix.lower()
+    if suffix in _YAML_EXTENSIONS:
+        return True
+    if suffix:
+        return False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped and stripped[0] not in "#;":
+            return bool(_YAML_FIRST_LINE.match(stripped))
+    return False

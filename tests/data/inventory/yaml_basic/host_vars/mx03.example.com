@@ -1,0 +1,1 @@
+limits: {max_size: 1}
