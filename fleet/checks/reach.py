@@ -1,0 +1,117 @@
+"""The reach check: can the RUNNER open TCP connections to the host itself?
+
+Runs on the runner, needs no login.  It connects to the host's management
+port (22 for SSH, 5985/5986 for WinRM) and to port 25, side by side, and
+tells "host down or filtered" (timed out) from "service down" (refused): the
+half of the diagnosis that no audited host can give about itself.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from fleet.checks import judge
+from fleet.model import CheckResult, Status
+from fleet.plan import HostPlan
+
+DEFAULTS: dict[str, Any] = {"ports": None, "timeout": 3.0}
+
+# reach outcomes
+OPEN = "open"
+REFUSED = "refused"
+TIMEOUT = "timeout"
+UNREACHABLE = "unreachable"
+UNRESOLVED = "unresolved"
+ERROR = "error"
+
+_UNREACHABLE_ERRNOS = {errno.EHOSTUNREACH, errno.ENETUNREACH, getattr(errno, "EHOSTDOWN", -1)}
+
+
+@dataclass(frozen=True)
+class PortProbe:
+    """One TCP connect from the runner to ``address:port``."""
+
+    address: str
+    port: int
+    outcome: str
+    connect_ms: float | None = None
+    error: str = ""
+
+
+def probe_port(address: str, port: int, timeout: float) -> PortProbe:
+    """Connect once (each resolved address in turn, within ``timeout``) and close."""
+    started = time.monotonic()
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            elapsed = round((time.monotonic() - started) * 1000, 3)
+            return PortProbe(address, port, OPEN, connect_ms=elapsed)
+    except socket.gaierror as exc:
+        return PortProbe(address, port, UNRESOLVED, error=str(exc))
+    except ConnectionRefusedError:
+        return PortProbe(address, port, REFUSED)
+    except TimeoutError:  # socket.timeout is TimeoutError from Python 3.10
+        return PortProbe(address, port, TIMEOUT)
+    except OSError as exc:
+        if exc.errno == errno.ETIMEDOUT:  # the kernel gave up on its SYN retries first
+            return PortProbe(address, port, TIMEOUT)
+        outcome = UNREACHABLE if exc.errno in _UNREACHABLE_ERRNOS else ERROR
+        return PortProbe(address, port, outcome, error=exc.strerror or str(exc))
+
+
+def judge_port(host: str, probe: PortProbe) -> CheckResult:
+    """The operator's sentence for one port."""
+    port = f"port {probe.port}"
+    summaries = {
+        OPEN: (Status.OK, f"{port} open"),
+        REFUSED: (Status.FAIL, f"{port} refused"),
+        TIMEOUT: (Status.FAIL, f"{port} timed out (host down or filtered)"),
+        UNREACHABLE: (Status.FAIL, f"{port} unreachable ({probe.error or 'no route to host'})"),
+        UNRESOLVED: (Status.FAIL, f"cannot resolve {probe.address} on the runner"),
+    }
+    status, summary = summaries.get(probe.outcome, (Status.FAIL, f"{port}: {probe.error}"))
+    return CheckResult(
+        host=host,
+        check="reach",
+        status=status,
+        summary=summary,
+        target=str(probe.port),
+        facts=asdict(probe),
+    )
+
+
+class ReachCheck:
+    """``reach``: ``{ports: null (management port and 25), timeout: 3}``; one result per port."""
+
+    name = "reach"
+
+    def validate(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        judge.known_params(self.name, params, DEFAULTS)
+        merged = {**DEFAULTS, **params}
+        ports = merged["ports"]
+        if ports is not None:
+            if not isinstance(ports, (list, tuple)):
+                raise ValueError(f"reach: ports must be a list of port numbers, not {ports!r}")
+            ports = [judge.as_int(self.name, "ports", p, 1, 65535) for p in ports]
+        return {
+            "ports": ports,
+            "timeout": judge.as_number(self.name, "timeout", merged["timeout"], 0.1, 60),
+        }
+
+    def ports(self, host: HostPlan, params: Mapping[str, Any]) -> Sequence[int]:
+        """The ports asked for, else the management port (none for ``local``) and 25."""
+        chosen = params.get("ports") or [host.management_port, 25]
+        return list(dict.fromkeys(int(p) for p in chosen if p is not None))
+
+    def run(self, host: HostPlan, params: Mapping[str, Any], timeout: float) -> list[CheckResult]:
+        """Probe every port at once; ``timeout`` (the runner's budget) caps each connect."""
+        per_port = min(float(params.get("timeout", 3.0)), timeout)
+        ports = self.ports(host, params)
+        with ThreadPoolExecutor(max_workers=len(ports), thread_name_prefix="reach") as pool:
+            probes = list(pool.map(lambda p: probe_port(host.address, p, per_port), ports))
+        return [judge_port(host.name, p) for p in probes]

@@ -1,0 +1,615 @@
+"""The Unix side of the checks: parsers on real recorded output, the composed
+scripts run for real under sh, and the SMTP probe against real servers on
+127.0.0.1.  Samples and their sources: tests/data/unix/README.md.
+No test sends a packet beyond loopback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import select
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from fleet.checks import unix, unix_smtp_probe
+from fleet.checks.base import Platform, Step, StepOutput, get_check
+from fleet.checks.batch import compose_sh, new_nonce, split_sections
+from fleet.checks.binding import BindingCheck
+from fleet.checks.ipconfig import IpconfigCheck
+from fleet.checks.ping import PingCheck
+from fleet.checks.smtp import SmtpCheck
+from fleet.errors import ParseError
+from fleet.model import Status
+
+DATA = Path(__file__).parent / "data" / "unix"
+UNIX = Platform.UNIX
+
+
+def sample(name: str) -> str:
+    return (DATA / name).read_text(encoding="utf-8")
+
+
+def labelled(**outputs: str) -> str:
+    """A net step's output assembled from separately recorded command outputs."""
+    return "".join(f"\n{unix.NET_LABEL}{label}\n{text}" for label, text in outputs.items())
+
+
+def out(key: str, text: str | bytes, status: int | None = 0, truncated: bool = False):
+    data = text.encode() if isinstance(text, str) else text
+    return StepOutput(key=key, exit_status=status, stdout=data, truncated=truncated)
+
+
+def run_steps(steps: Sequence[Step], env: Mapping[str, str] | None = None, timeout: float = 20):
+    """Run ``steps`` exactly as a host would: one composed script under sh."""
+    nonce = new_nonce()
+    script = compose_sh(steps, nonce, step_timeout=timeout)
+    done = subprocess.run(
+        ["sh", "-c", script], capture_output=True, timeout=timeout + 10, env=env, check=False
+    )
+    return split_sections(done.stdout, nonce, steps)
+
+
+def test_checks_are_registered_under_their_names():
+    for name, cls in [
+        ("binding", BindingCheck),
+        ("ipconfig", IpconfigCheck),
+        ("ping", PingCheck),
+        ("smtp", SmtpCheck),
+    ]:
+        check = get_check(name)
+        assert isinstance(check, cls) and check.name == name
+
+
+# ---------------------------------------------------------------- interfaces and routes
+
+
+class TestNetParsing:
+    def test_iproute2_json_recorded_in_a_namespace(self):
+        net = unix.parse_net(sample("local-net-ip-json.out"))
+        lo, rec0 = net.interfaces
+        assert (lo.name, lo.up, lo.loopback, lo.ipv4[0].address) == ("lo", True, True, "127.0.0.1")
+        assert (rec0.name, rec0.up, rec0.loopback) == ("rec0", True, False)
+        assert (rec0.ipv4[0].address, rec0.ipv4[0].prefix) == ("198.18.0.250", 24)
+        assert rec0.ipv4[0].dynamic is True
+        assert rec0.dhcp is True
+        assert rec0.gateways == ("198.18.0.249",)
+        assert rec0.mac == "9a:ca:7c:cc:f8:ed"
+        assert net.default_gateways == ("198.18.0.249",)
+        assert net.dns_servers == ("198.18.0.53",)
+        assert net.source == "ip -j addr + ip -j route + /etc/resolv.conf"
+
+    def test_iproute2_text_gives_the_same_facts_as_json(self):
+        text = labelled(
+            **{
+                "ip addr": sample("local-ip-addr.out"),
+                "ip route": sample("local-ip-route.out"),
+                "/etc/resolv.conf": "nameserver 198.18.0.53\n",
+            }
+        )
+        from_text = unix.parse_net(text)
+        from_json = unix.parse_net(sample("local-net-ip-json.out"))
+        assert from_text.interfaces == from_json.interfaces
+        assert from_text.default_gateways == from_json.default_gateways
+        assert from_text.source == "ip addr + ip route + /etc/resolv.conf"
+
+    def test_ifconfig_and_netstat_of_the_same_namespace(self):
+        text = labelled(
+            **{
+                "ifconfig -a": sample("local-ifconfig-a.out"),
+                "netstat -rn": sample("local-netstat-rn.out"),
+            }
+        )
+        net = unix.parse_net(text)
+        rec0 = next(i for i in net.interfaces if i.name == "rec0")
+        assert rec0.up and (rec0.ipv4[0].address, rec0.ipv4[0].prefix) == ("198.18.0.250", 24)
+        # ifconfig does not show the dynamic flag: DHCP stays unknown, never guessed.
+        assert rec0.dhcp is None
+        assert rec0.gateways == ("198.18.0.249",)
+        assert net.default_gateways == ("198.18.0.249",)
+
+    def test_centos_ifconfig_interface_without_running_is_not_up(self):
+        net = unix.parse_net(labelled(**{"ifconfig -a": sample("jc-centos-7.7-ifconfig.out")}))
+        by_name = {i.name: i for i in net.interfaces}
+        assert by_name["docker0"].up is False  # UP but not RUNNING: no carrier
+        assert by_name["ens33"].up is True
+        assert by_name["ens33"].ipv4[0].address == "192.168.71.137"
+        assert by_name["lo"].loopback is True
+
+    def test_macos_ifconfig_hex_netmask_and_bsd_netstat(self):
+        text = labelled(
+            **{
+                "ifconfig -a": sample("jc-osx-10.14.6-ifconfig.out"),
+                "netstat -rn": sample("jc-freebsd12-netstat-r.out"),
+            }
+        )
+        net = unix.parse_net(text)
+        en0 = next(i for i in net.interfaces if i.name == "en0")
+        assert (en0.ipv4[0].address, en0.ipv4[0].prefix) == ("192.168.1.72", 24)
+        assert next(i for i in net.interfaces if i.name == "lo0").loopback
+        assert net.default_gateways == ("192.168.71.2",)
+
+    def test_apipa_namespace_fails_ipconfig_and_binding(self):
+        outputs = {
+            unix.IPCONFIG_KEY: out(unix.IPCONFIG_KEY, sample("local-net-apipa-ip-json.out")),
+            unix.BINDING_KEY: out(unix.BINDING_KEY, sample("local-net-apipa-ip-json.out")),
+        }
+        [ipconfig] = IpconfigCheck().evaluate("mx1", UNIX, {}, outputs)
+        assert ipconfig.status is Status.FAIL
+        assert ipconfig.summary == (
+            "APIPA address 169.254.10.3 on rec0: DHCP failed; no default gateway"
+        )
+        assert ipconfig.facts["dns_servers"] == ("198.18.0.53",)
+        assert "rec0 up 169.254.10.3/16" in ipconfig.evidence
+        [binding] = BindingCheck().evaluate("mx1", UNIX, {}, outputs)
+        assert binding.status is Status.FAIL
+
+    def test_healthy_namespace_passes_both(self):
+        outputs = {
+            k: out(k, sample("local-net-ip-json.out"))
+            for k in (unix.IPCONFIG_KEY, unix.BINDING_KEY)
+        }
+        [ipconfig] = IpconfigCheck().evaluate("mx1", UNIX, {}, outputs)
+        assert ipconfig.status is Status.OK, ipconfig.summary
+        assert ipconfig.summary == (
+            "rec0 198.18.0.250/24 (DHCP), gateway 198.18.0.249, DNS 198.18.0.53"
+        )
+        [binding] = BindingCheck().evaluate("mx1", UNIX, {}, outputs)
+        assert (binding.status, binding.summary) == (Status.OK, "TCP/IP bound to rec0")
+
+
+class TestNetGarbage:
+    @pytest.mark.parametrize(
+        ("text", "reason"),
+        [
+            ("sh: 1: ip: not found\n", "no interface listing"),
+            (labelled(**{"ip -j addr": '[{"ifname": "lo", "addr_'}), "ip -j addr: unreadable"),
+            (labelled(**{"ip -j addr": '{"not": "a list"}'}), "ip -j addr: unreadable"),
+            (labelled(**{"ip addr": "BusyBox v1.36 multi-call binary"}), "ip addr: unreadable"),
+            ("", "no interface listing"),
+        ],
+    )  # fmt: skip
+    def test_unreadable_output_is_an_error_result_with_the_reason(self, text, reason):
+        outputs = {unix.BINDING_KEY: out(unix.BINDING_KEY, text)}
+        [result] = BindingCheck().evaluate("mx1", UNIX, {}, outputs)
+        assert result.status is Status.ERROR
+        assert reason in result.summary
+
+    def test_missing_section_is_an_error(self):
+        outputs = {unix.IPCONFIG_KEY: out(unix.IPCONFIG_KEY, "", status=None)}
+        [result] = IpconfigCheck().evaluate("mx1", UNIX, {}, outputs)
+        assert result.status is Status.ERROR
+        assert "no output came back" in result.summary
+        [result] = IpconfigCheck().evaluate("mx1", UNIX, {}, {})
+        assert result.status is Status.ERROR
+
+    def test_truncated_output_is_an_error_even_when_it_would_parse(self):
+        text = sample("local-net-ip-json.out")
+        outputs = {unix.IPCONFIG_KEY: out(unix.IPCONFIG_KEY, text, truncated=True)}
+        [result] = IpconfigCheck().evaluate("mx1", UNIX, {}, outputs)
+        assert result.status is Status.ERROR
+        assert "truncated" in result.summary
+
+    def test_huge_garbage_is_an_error_with_short_evidence(self):
+        huge = (b"\xff\xfe garbage \x00" * 400_000)[:4_000_000]
+        started = time.monotonic()
+        [result] = BindingCheck().evaluate(
+            "mx1", UNIX, {}, {unix.BINDING_KEY: out(unix.BINDING_KEY, huge)}
+        )
+        assert result.status is Status.ERROR
+        assert len(result.evidence) < 1000 and len(result.summary) < 400
+        assert time.monotonic() - started < 5
+
+
+# ---------------------------------------------------------------- ping
+
+
+PING_SAMPLES = [
+    # file, transmitted, received, error, status
+    ("local-ping-success.out", 2, 2, "", Status.OK),
+    ("local-ping-gateway.out", 2, 2, "", Status.OK),
+    ("local-ping-loss-100.out", 2, 0, "", Status.FAIL),
+    ("local-ping-host-unreachable.out", 5, 0, "destination host unreachable", Status.FAIL),
+    ("local-ping-unknown-host.out", 0, 0, "unknown host", Status.FAIL),
+    ("local-ping-network-unreachable.out", 0, 0, "network unreachable", Status.FAIL),
+    ("local-ping-gateway-none.out", 0, 0, "no default gateway", Status.FAIL),
+    ("public-amzn2-ping-partial-loss.out", 4, 2, "", Status.WARN),
+    ("jc-ubuntu-18.04-ping-ip-O.out", 20, 20, "", Status.OK),
+    ("jc-freebsd12-ping-ip.out", 3, 3, "", Status.OK),
+    ("jc-osx-10.14.6-ping-ip.out", 3, 3, "", Status.OK),
+    ("jc-osx-10.14.6-ping-ip-unreachable.out", 8, 0, "destination host unreachable", Status.FAIL),
+]
+
+
+class TestPingParsing:
+    @pytest.mark.parametrize(("name", "sent", "got", "error", "status"), PING_SAMPLES)
+    def test_recorded_ping_output(self, name, sent, got, error, status):
+        target = "gateway" if "gateway" in name else "mx2"
+        key = f"ping:{target}"
+        raw = (DATA / name).read_bytes()
+        ping = unix.parse_ping(out(key, raw, status=0 if got else 1), target)
+        assert (ping.transmitted, ping.received, ping.error) == (sent, got, error)
+        params = PingCheck().validate({"targets": [] if target == "gateway" else [target]})
+        [*_, result] = PingCheck().evaluate("mx1", UNIX, params, {key: out(key, raw)})
+        assert result.status is status, result.summary
+        assert result.target == target
+
+    def test_rtt_and_gateway_address_are_kept(self):
+        ping = unix.parse_ping(out("ping:gateway", sample("local-ping-gateway.out")), "gateway")
+        assert ping.address == "198.18.0.249"
+        assert (ping.rtt_min_ms, ping.rtt_avg_ms, ping.rtt_max_ms) == (0.05, 0.333, 0.616)
+
+    def test_gateway_missing_reads_as_no_gateway_to_ping(self):
+        key = "ping:gateway"
+        raw = sample("local-ping-gateway-none.out")
+        [result] = PingCheck().evaluate("mx1", UNIX, PingCheck().validate({}), {key: out(key, raw)})
+        assert (result.status, result.summary) == (
+            Status.FAIL,
+            "gateway: no default gateway to ping",
+        )
+
+    @pytest.mark.parametrize(
+        ("text", "status"),
+        [
+            ("sh: 1: exec: ping: not found\n", 127),
+            ("ping: socket: Operation not permitted\n", 2),
+            ("Segmentation fault\n", 139),
+            ("PING x\n--- x ping statistics ---\n2 packets transmitted, many received\n", 1),
+        ],
+    )
+    def test_ping_that_cannot_run_or_makes_no_sense_is_an_error(self, text, status):
+        with pytest.raises(ParseError):
+            unix.parse_ping(out("ping:mx2", text, status=status), "mx2")
+        params = PingCheck().validate({"targets": ["mx2"], "gateway": False})
+        [result] = PingCheck().evaluate("mx1", UNIX, params, {"ping:mx2": out("ping:mx2", text)})
+        assert result.status is Status.ERROR
+
+
+class TestPingCheck:
+    def test_defaults_and_validation(self):
+        check = PingCheck()
+        assert check.validate({}) == {"targets": [], "gateway": True, "count": 2, "timeout": 2.0}
+        assert check.validate({"targets": "mx2", "gateway": "no"})["gateway"] is False
+        assert check.validate({"targets": ["mx2", "mx2", "mx3"]})["targets"] == ["mx2", "mx3"]
+        for bad, message in [
+            ({"cout": 3}, "ping: unknown parameter 'cout'"),
+            ({"count": 0}, "ping: count must be between 1 and 100"),
+            ({"count": 2.5}, "ping: count must be a whole number"),
+            ({"targets": [1, 2]}, "ping: targets must be a list of host names"),
+            ({"gateway": "maybe"}, "ping: gateway must be true or false"),
+        ]:
+            with pytest.raises(ValueError, match=message):
+                check.validate(bad)
+
+    def test_one_step_per_valid_target_gateway_first(self):
+        params = PingCheck().validate({"targets": ["mx2", "mx1; touch /tmp/pwned", "mx3"]})
+        steps = PingCheck().steps(UNIX, params)
+        assert [(s.key, s.target) for s in steps] == [
+            ("ping:gateway", "gateway"),
+            ("ping:mx2", "mx2"),
+            ("ping:mx3", "mx3"),
+        ]
+        assert 'ping -n -c 2 -W 2 -- "$t"' in steps[1].script
+
+    def test_invalid_target_is_an_error_result_in_its_place(self):
+        params = PingCheck().validate({"targets": ["mx2", "mx1; touch /tmp/pwned"]})
+        ok = sample("local-ping-success.out")
+        outputs = {"ping:gateway": out("ping:gateway", ok), "ping:mx2": out("ping:mx2", ok)}
+        results = PingCheck().evaluate("mx1", UNIX, params, outputs)
+        assert [(r.target, r.status) for r in results] == [
+            ("gateway", Status.OK),
+            ("mx2", Status.OK),
+            ("mx1; touch /tmp/pwned", Status.ERROR),
+        ]
+        assert "not a valid host name" in results[2].summary
+
+    def test_nothing_to_ping_is_skipped(self):
+        params = PingCheck().validate({"gateway": False})
+        [result] = PingCheck().evaluate("mx1", UNIX, params, {})
+        assert result.status is Status.SKIPPED
+
+
+# ---------------------------------------------------------------- the scripts, run for real
+
+
+needs_ping = pytest.mark.skipif(shutil.which("ping") is None, reason="no ping here")
+needs_ip = pytest.mark.skipif(shutil.which("ip") is None, reason="no iproute2 here")
+
+
+@needs_ip
+def test_net_step_runs_and_parses_on_this_machine():
+    outputs = run_steps(unix.ipconfig_steps({}) + unix.binding_steps({}))
+    net = unix.parse_ipconfig(outputs)
+    assert net.source.startswith("ip -j addr + ip -j route")
+    lo = next(i for i in net.interfaces if i.loopback)
+    assert lo.up and any(a.address == "127.0.0.1" for a in lo.ipv4)
+    [binding] = BindingCheck().evaluate("here", UNIX, {}, outputs)
+    assert binding.status in (Status.OK, Status.WARN, Status.FAIL)  # judged, not an error
+
+
+@needs_ping
+def test_ping_step_to_loopback_runs_and_is_ok():
+    params = PingCheck().validate({"targets": ["127.0.0.1"], "gateway": False, "count": 2})
+    outputs = run_steps(PingCheck().steps(UNIX, params))
+    [result] = PingCheck().evaluate("here", UNIX, params, outputs)
+    assert result.status is Status.OK, result.summary
+    assert result.summary.startswith("127.0.0.1: 2/2 replies, rtt")
+
+
+def fake_tools(bindir: Path) -> dict[str, str]:
+    """ping and python3 stand-ins that print their argv, one per line: with them
+    the composed script runs for real but nothing resolves or leaves the machine."""
+    bindir.mkdir()
+    for tool in ("ping", "python3"):
+        path = bindir / tool
+        path.write_text('#!/bin/sh\nfor a in "$@"; do printf "arg:%s\\n" "$a"; done\n')
+        path.chmod(0o755)
+    return {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
+
+
+HOSTILE = [
+    "mx1; touch {p}",
+    "$(touch {p})",
+    "`touch {p}`",
+    "mx1' ; touch {p} ; '",
+    'mx1" ; touch {p} ; "',
+    "mx1\ntouch {p}",
+    "mx1 && touch {p}",
+    "-f; touch {p}",
+]
+
+
+def test_hostile_targets_run_nothing_even_without_validation(tmp_path):
+    env = fake_tools(tmp_path / "bin")
+    canary = Path("/tmp/pwned")
+    if canary.exists():  # left by someone else: this test's verdict would be ambiguous
+        pytest.skip("/tmp/pwned already exists")
+    targets = ["mx1; touch /tmp/pwned"] + [
+        t.format(p=tmp_path / f"pwned{i}") for i, t in enumerate(HOSTILE)
+    ]
+    # Straight to the script builders: the checks' validation would have dropped these.
+    steps = [
+        Step(f"ping:{i}", unix.ping_script(t, 1, 1), target=t) for i, t in enumerate(targets)
+    ] + [
+        Step(f"smtp:{i}", unix.smtp_script(t, 25, 1, "fleet.invalid"), target=t)
+        for i, t in enumerate(targets)
+    ]
+    outputs = run_steps(steps, env=env)
+    assert not canary.exists()
+    assert not list(tmp_path.glob("pwned*"))
+    for i, target in enumerate(targets):
+        # Each value arrived as ONE argument, intact, after "--" for ping.
+        ping_args = outputs[f"ping:{i}"].stdout.decode().split("arg:")[1:]
+        assert ping_args[-2:] == ["--\n", target + "\n"]
+        smtp_args = outputs[f"smtp:{i}"].stdout.decode().split("arg:")[1:]
+        assert smtp_args[-4:] == [target + "\n", "25\n", "1.0\n", "fleet.invalid\n"]
+
+
+# ---------------------------------------------------------------- smtp probe
+
+
+class ScriptedServer:
+    """A one-connection TCP server on 127.0.0.1 that plays a scripted SMTP part.
+
+    It records every line the client sent, and whether the client said
+    anything before the greeting was complete (postscreen would punish that).
+    """
+
+    def __init__(self, greeting: Sequence[str], ehlo: Sequence[str] = ("250 ok",), pause=0.2):
+        self.greeting, self.ehlo, self.pause = greeting, ehlo, pause
+        self.received: list[str] = []
+        self.talked_early = False
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            conn.settimeout(10)
+            if not self.greeting:  # a server that never speaks
+                with contextlib.suppress(OSError):
+                    conn.recv(1)
+                return
+            for i, line in enumerate(self.greeting):
+                if i:
+                    time.sleep(self.pause)
+                    readable, _, _ = select.select([conn], [], [], 0)
+                    self.talked_early |= bool(readable)
+                conn.sendall(line.encode() + b"\r\n")
+            self._converse(conn)
+
+    def _converse(self, conn: socket.socket) -> None:
+        for raw in conn.makefile("rb"):
+            line = raw.decode().rstrip("\r\n")
+            self.received.append(line)
+            if line.upper().startswith("EHLO"):
+                conn.sendall("".join(f"{x}\r\n" for x in self.ehlo).encode())
+            elif line.upper() == "QUIT":
+                conn.sendall(b"221 2.0.0 bye\r\n")
+                return
+
+    def close(self) -> None:
+        self.thread.join(timeout=10)
+        self.listener.close()
+
+
+@contextlib.contextmanager
+def scripted(*args, **kwargs) -> Iterator[ScriptedServer]:
+    server = ScriptedServer(*args, **kwargs)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 where nothing listens (bound once, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def smtp_through_sh(port: int, timeout: float = 3, require_starttls: bool = False):
+    """The smtp check end to end: steps, composed script under sh, parse, judge."""
+    check = SmtpCheck()
+    params = check.validate(
+        {"targets": ["127.0.0.1"], "port": port, "timeout": timeout,
+         "require_starttls": require_starttls}
+    )  # fmt: skip
+    outputs = run_steps(check.steps(UNIX, params))
+    [result] = check.evaluate("mx1", UNIX, params, outputs)
+    return result
+
+
+def test_probe_against_aiosmtpd_is_ok():
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Sink
+
+    port = free_port()  # Controller's start-up self-test cannot use port 0
+    controller = Controller(Sink(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        result = smtp_through_sh(port)
+        warned = smtp_through_sh(port, require_starttls=True)
+    finally:
+        controller.stop()
+    assert result.status is Status.OK, result.summary
+    assert result.summary == "127.0.0.1: 220 greeting, EHLO 250, no STARTTLS"
+    assert result.facts["greeting_code"] == 220
+    assert result.facts["ehlo"][-1].startswith("250 ")
+    assert result.facts["connect_ms"] is not None
+    assert (warned.status, warned.summary) == (
+        Status.WARN,
+        f"127.0.0.1: no STARTTLS offered on port {port}",
+    )
+
+
+def test_probe_reads_a_multi_line_greeting_before_speaking():
+    greeting = ["220-mx2.lab.invalid ESMTP", "220-please wait", "220 mx2.lab.invalid ready"]
+    ehlo = ["250-mx2.lab.invalid", "250-STARTTLS", "250 SIZE 10240000"]
+    with scripted(greeting, ehlo) as server:
+        result = smtp_through_sh(server.port)
+    assert result.status is Status.OK, result.summary
+    assert list(result.facts["greeting"]) == greeting
+    assert result.facts["starttls"] is True
+    assert server.talked_early is False
+    assert server.received == ["EHLO fleet.invalid", "QUIT"]  # never DATA, never MAIL
+
+
+def test_probe_421_greeting_fails_and_still_quits():
+    with scripted(["421 4.3.2 Service not available"]) as server:
+        result = smtp_through_sh(server.port)
+    assert (result.status, result.summary) == (
+        Status.FAIL,
+        "127.0.0.1: greeting 421 4.3.2 Service not available",
+    )
+    assert result.facts["outcome"] == "bad-greeting"
+    assert server.received == ["QUIT"]
+
+
+def test_probe_silent_server_times_out():
+    with scripted([]) as server:
+        started = time.monotonic()
+        result = smtp_through_sh(server.port, timeout=1)
+    assert result.status is Status.FAIL
+    assert result.facts["outcome"] == "timeout"
+    assert result.summary.startswith(f"127.0.0.1: timed out on port {server.port}")
+    assert time.monotonic() - started < 8
+
+
+def test_probe_closed_port_is_refused():
+    port = free_port()
+    result = smtp_through_sh(port)
+    assert (result.status, result.summary) == (
+        Status.FAIL,
+        f"127.0.0.1: connection refused on port {port}",
+    )
+
+
+def probe_main(monkeypatch, capsys, **patches) -> dict:
+    for name, fake in patches.items():
+        monkeypatch.setattr(unix_smtp_probe.socket, name, fake)
+    unix_smtp_probe.main(["probe", "mx9.lab.invalid", "25", "1", "fleet.invalid"])
+    return json.loads(capsys.readouterr().out)
+
+
+def test_probe_classifies_an_unresolvable_name(monkeypatch, capsys):
+    def no_such_name(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    result = probe_main(monkeypatch, capsys, getaddrinfo=no_such_name)
+    assert result["outcome"] == "unresolved"
+    assert "mx9.lab.invalid" in result["error"]
+
+
+def test_probe_classifies_no_route_to_host(monkeypatch, capsys):
+    class Unreachable(socket.socket):
+        def connect(self, address):
+            raise OSError(errno.EHOSTUNREACH, "No route to host")
+
+    def loopback(*args, **kwargs):
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 25))]
+
+    result = probe_main(monkeypatch, capsys, getaddrinfo=loopback, socket=Unreachable)
+    assert result["outcome"] == "unreachable"
+    assert result["error"] == "No route to host"
+
+
+class TestSmtpParsing:
+    def test_missing_python_is_an_error_not_a_mail_failure(self):
+        params = SmtpCheck().validate({"targets": ["mx2"]})
+        outputs = {"smtp:mx2": out("smtp:mx2", unix.NO_PYTHON + "\n", status=127)}
+        [result] = SmtpCheck().evaluate("mx1", UNIX, params, outputs)
+        assert (result.status, result.summary) == (
+            Status.ERROR,
+            "mx2: smtp probe needs python3 on the host",
+        )
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "",
+            "Traceback (most recent call last):\n  ...\nSyntaxError: invalid syntax\n",
+            '{"outcome": "ok", "greeting": [1, 2]}\n',
+            '{"outcome": "maybe"}\n',
+            '{"outcome": "ok", "port": "twenty-five"}\n',
+            '{"outcome": "ok", "greeting": ["220 x"\n',
+        ],
+    )
+    def test_garbage_from_the_probe_is_an_error(self, text):
+        params = SmtpCheck().validate({"targets": ["mx2"]})
+        [result] = SmtpCheck().evaluate("mx1", UNIX, params, {"smtp:mx2": out("smtp:mx2", text)})
+        assert result.status is Status.ERROR
+        assert result.target == "mx2"
+
+    def test_validation(self):
+        check = SmtpCheck()
+        assert check.validate({}) == {
+            "targets": [],
+            "port": 25,
+            "timeout": 5.0,
+            "helo": "fleet.invalid",
+            "require_starttls": False,
+        }
+        for bad, message in [
+            ({"helo": "x\r\nMAIL FROM:<a@b>"}, "smtp: helo must be a host name"),
+            ({"port": 70000}, "smtp: port must be between 1 and 65535"),
+            ({"starttls": True}, "smtp: unknown parameter 'starttls'"),
+        ]:
+            with pytest.raises(ValueError, match=message):
+                check.validate(bad)
+
+    def test_probe_program_has_no_single_quote(self):
+        # It is sent inside sh single quotes; one there would cost escaping on every host.
+        assert "'" not in unix.smtp_probe_program()
