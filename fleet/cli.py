@@ -344,3 +344,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FleetError as exc:
         print(f"fleet: {exc}", file=sys.stderr)
         return EXIT_INTERNAL
+    except OSError as exc:  # e.g. the report directory cannot be written
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"fleet: {exc.strerror or exc}:{where}", file=sys.stderr)
+        return EXIT_INTERNAL
+    except Exception as exc:
+        if os.environ.get("FLEET_DEBUG"):
+            raise
+        print(
+            f"fleet: internal error: {type(exc).__name__}: {exc} (FLEET_DEBUG=1 shows where)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL

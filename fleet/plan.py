@@ -51,7 +51,10 @@ class HostPlan:
         return Platform.WINDOWS if self.connection == "winrm" else Platform.UNIX
 
     @property
-    def management_port(self) -> int:
+    def management_port(self) -> int | None:
+        """The port fleet logs in on (None for ``local``: nothing to log into)."""
+        if self.connection == "local":
+            return None
         if self.port:
             return int(self.port)
         if self.connection == "winrm":

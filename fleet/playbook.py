@@ -240,6 +240,9 @@ class Renderer:
             if template is None:
                 template = self._compiled[value] = self.env.from_string(value)
             result = template.render(context)
+            if isinstance(result, jinja2.Undefined):
+                # Native rendering hands back a lone undefined value instead of raising.
+                raise jinja2.UndefinedError(result._undefined_message)
             if depth < 5 and _has_template(result):  # a variable holding a template
                 return self.render(result, context, depth + 1)
             return result

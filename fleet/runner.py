@@ -84,6 +84,8 @@ def _runner_checks(host: HostPlan, options: RunOptions) -> list[CheckResult]:
 
 def _management_down(host: HostPlan, reach: Sequence[CheckResult]) -> CheckResult | None:
     """The reach result saying the login port is closed or silent, if any."""
+    if host.management_port is None:
+        return None
     port = str(host.management_port)
     for result in reach:
         if result.target == port and result.status is Status.FAIL:

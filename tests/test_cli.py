@@ -1,0 +1,108 @@
+"""The console script as ops meet it: exit codes, one-line errors, reports on disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def fleet(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "fleet", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+    )
+
+
+def one_clean_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert "Traceback" not in stderr
+    return lines[-1]
+
+
+def test_malformed_inventory_is_one_line_naming_file_and_line_exit_5(tmp_path: Path) -> None:
+    bad = tmp_path / "hosts"
+    bad.write_text("[mail]\nmx1\n[mail:children\nmx2\n")
+    done = fleet("audit", "-i", str(bad), "--report-dir", str(tmp_path / "r"))
+    assert done.returncode == 5
+    line = one_clean_line(done.stderr)
+    assert str(bad) in line and ":3" in line
+
+
+def test_missing_inventory_says_where_it_looked(tmp_path: Path) -> None:
+    done = fleet("audit", "-i", "nosuchfleet", "--report-dir", str(tmp_path))
+    assert done.returncode == 5
+    assert "nosuchfleet" in one_clean_line(done.stderr)
+
+
+def test_bad_option_exits_5() -> None:
+    done = fleet("audit", "--forks", "many")
+    assert done.returncode == 5
+    assert "--forks" in one_clean_line(done.stderr)
+
+
+def test_bad_playbook_exits_5_before_contacting_hosts(tmp_path: Path) -> None:
+    play = tmp_path / "p.yml"
+    play.write_text("- hosts: all\n  checks:\n    - traceroute: {}\n")
+    done = fleet("audit", "-p", str(play), "--report-dir", str(tmp_path))
+    assert done.returncode == 5
+    assert f"{play}:3: unknown check 'traceroute'" in one_clean_line(done.stderr)
+    assert not list(tmp_path.glob("local/*"))
+
+
+def test_mail_without_relay_settings_is_refused_up_front(tmp_path: Path) -> None:
+    env = {"FLEET_SMTP_HOST": ""}
+    done = fleet("audit", "--mail-to", "ops@example.com", "--report-dir", str(tmp_path), env=env)
+    assert done.returncode == 5
+    assert "FLEET_SMTP_HOST" in one_clean_line(done.stderr)
+
+
+def test_inventory_list_masks_secrets(tmp_path: Path) -> None:
+    inv = tmp_path / "hosts"
+    inv.write_text("[windows]\nex1 ansible_connection=winrm ansible_password=Hunter2-Secret\n")
+    done = fleet("inventory", "-i", str(inv), "--list")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["windows"]["hosts"] == ["ex1"]
+    assert data["_meta"]["hostvars"]["ex1"]["ansible_password"] == "********"
+    assert "Hunter2-Secret" not in done.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="ping and the audit of this machine want root")
+def test_audit_of_this_machine_writes_reports(tmp_path: Path) -> None:
+    # The bundled local inventory also pings this machine's real gateway; tests
+    # never send traffic outside loopback, so this copy turns that off.
+    local = tmp_path / "inventories" / "local"
+    local.parent.mkdir()
+    local.write_text(
+        "[mail]\nlocalhost ansible_connection=local fleet_ping_gateway=false "
+        "fleet_ping_targets='[\"127.0.0.1\"]' fleet_smtp_targets='[\"127.0.0.1\"]'\n"
+    )
+    done = fleet("audit", "-i", str(local), "--report-dir", str(tmp_path), "-q")
+    assert done.returncode in (0, 2), done.stderr
+    assert "localhost" in done.stdout and "binding" in done.stdout
+    latest = tmp_path / "local" / "latest"
+    assert latest.is_symlink()
+    names = sorted(p.name for p in latest.resolve().iterdir())
+    assert {"report.json", "report.csv", "report.html", "report.xml"} <= set(names)
+    data = json.loads((latest / "report.json").read_text())
+    checks = {r["check"] for h in data["hosts"] for r in h["results"]}
+    assert {"binding", "ipconfig", "reach", "ping", "smtp"} <= checks
+    ping = [r for h in data["hosts"] for r in h["results"] if r["check"] == "ping"]
+    assert [(r["target"], r["status"]) for r in ping] == [("127.0.0.1", "ok")]
+    # and the saved JSON re-renders
+    again = fleet(
+        "report", str(latest / "report.json"), "--format", "csv", "-o", str(tmp_path / "re")
+    )
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "re" / "report.csv").read_text() == (latest / "report.csv").read_text()
