@@ -106,3 +106,56 @@ def test_audit_of_this_machine_writes_reports(tmp_path: Path) -> None:
     )
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "re" / "report.csv").read_text() == (latest / "report.csv").read_text()
+
+
+def test_sigterm_writes_what_finished_and_exits_99(tmp_path: Path) -> None:
+    import signal
+    import socket
+    import time
+
+    mute = socket.socket()  # accepts TCP, never speaks SSH: the host that hangs
+    mute.bind(("127.0.0.1", 0))
+    mute.listen(8)
+    inv = tmp_path / "hosts"
+    inv.write_text(
+        "[mail]\n"
+        "here ansible_connection=local fleet_ping_gateway=false\n"
+        f"stuck ansible_host=127.0.0.1 ansible_port={mute.getsockname()[1]}\n"
+    )
+    play = tmp_path / "play.yml"
+    play.write_text("- hosts: all\n  checks:\n    - binding: {}\n")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fleet",
+            "audit",
+            "-i",
+            str(inv),
+            "-p",
+            str(play),
+            "--connect-timeout",
+            "60",
+            "--report-dir",
+            str(tmp_path / "r"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while "[1/2]" not in proc.stderr.readline() and time.monotonic() < deadline:
+            pass  # wait until the healthy host has finished
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        mute.close()
+    assert proc.returncode == 99
+    data = json.loads((tmp_path / "r" / "hosts" / "latest" / "report.json").read_text())
+    statuses = {h["host"]: h["results"][0]["status"] for h in data["hosts"]}
+    assert statuses == {"here": "ok", "stuck": "skipped"}
+    assert data["interrupted"] is True
