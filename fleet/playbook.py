@@ -21,6 +21,7 @@ the file, the line and what is wrong.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ import yaml
 from fleet.checks.base import CHECKS, get_check
 from fleet.errors import PlaybookError
 from fleet.inventory import Inventory
-from fleet.plan import CheckPlan, HostPlan
+from fleet.plan import SECRET_VARS, CheckPlan, HostPlan
 
 PLAY_KEYS = {"name", "hosts", "vars", "checks"}
 
@@ -221,9 +222,21 @@ FILTERS: dict[str, Callable[..., Any]] = {
 }
 
 
+def _lookup(kind: str, *terms: str, default: Any = None) -> Any:
+    """Ansible's ``lookup('env', NAME)`` and ``lookup('file', PATH)``: secrets for CI jobs."""
+    if kind == "env":
+        values = [os.environ.get(t, "" if default is None else default) for t in terms]
+    elif kind == "file":
+        values = [Path(t).expanduser().read_text(encoding="utf-8").rstrip("\n") for t in terms]
+    else:
+        raise jinja2.TemplateError(f"lookup {kind!r} is not supported (env, file)")
+    return ",".join(values)
+
+
 def _environment() -> jinja2.nativetypes.NativeEnvironment:
     env = jinja2.nativetypes.NativeEnvironment(undefined=jinja2.StrictUndefined)
     env.filters.update(FILTERS)
+    env.globals["lookup"] = _lookup
     return env
 
 
@@ -280,10 +293,35 @@ def build_plan(
                 _render_check(renderer, spec, context, playbook.path, host) for spec in play.checks
             )
     return [
-        _host_plan(name, raw_hostvars[name], tuple(checks))
+        _host_plan(name, _render_host_vars(renderer, name, raw_hostvars, groups), tuple(checks))
         for name in inventory.hosts
         if (checks := per_host.get(name))
     ]
+
+
+def _render_host_vars(
+    renderer: Renderer,
+    host: str,
+    hostvars: Mapping[str, Mapping[str, Any]],
+    groups: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The host's variables with templated values rendered (e.g. a password from the env)."""
+    own = hostvars[host]
+    context = {**own, "groups": groups, "hostvars": hostvars, "inventory_hostname": host}
+    rendered = dict(own)
+    for key, value in own.items():
+        if not _has_template(value):
+            continue
+        try:
+            rendered[key] = renderer.render(value, context)
+        except (jinja2.TemplateError, OSError) as exc:
+            # The value may be a secret: name the variable, never show the value.
+            raise PlaybookError(
+                f"host {host}: variable {key} cannot be rendered: {type(exc).__name__}"
+                f"{'' if key in SECRET_VARS else f': {exc}'}",
+                path=own.get("inventory_file"),
+            ) from exc
+    return rendered
 
 
 def _render_vars(

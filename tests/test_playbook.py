@@ -121,3 +121,25 @@ def test_a_play_without_checks_is_rejected(tmp_path: Path) -> None:
     path = write(tmp_path, "- hosts: all\n")
     with pytest.raises(PlaybookError, match="'checks' must be a non-empty list"):
         load_playbook(path)
+
+
+def test_connection_variables_can_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WINRM_PASSWORD", "from-the-ci-secret")
+    inv = tmp_path / "hosts"
+    inv.write_text(
+        "[windows]\nex1 ansible_connection=winrm\n"
+        "[windows:vars]\nansible_password=\"{{ lookup('env', 'WINRM_PASSWORD') }}\"\n"
+    )
+    plan = build_plan(load_playbook(DEFAULT), load_inventory(inv))
+    assert plan[0].vars["ansible_password"] == "from-the-ci-secret"
+
+
+def test_a_secret_that_cannot_be_rendered_is_named_not_shown(tmp_path: Path) -> None:
+    inv = tmp_path / "hosts"
+    inv.write_text("[windows]\nex1 ansible_password='{{ Secret-Value-123 }}'\n")
+    with pytest.raises(PlaybookError) as caught:
+        build_plan(load_playbook(DEFAULT), load_inventory(inv))
+    assert "ansible_password" in str(caught.value)
+    assert "Secret-Value" not in str(caught.value)
