@@ -1,0 +1,244 @@
+"""What the lab is made of, as data: machines (network namespaces) and the hosts they serve.
+
+The lab lives on one bridge in the root namespace.  A *node* is one network
+namespace: one "machine" with its addresses, routes and services.  A *host*
+is one inventory entry: a name and an address served by a node.  The standard
+lab has one host per node; the benchmark lab (``bench(n)``) serves many
+addresses from a few nodes, because one sshd per address does not scale.
+
+Nothing here touches the system: ``fleet.lab.control`` builds what this says.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Kind(str, Enum):
+    UNIX = "unix"
+    WINDOWS = "windows"
+
+
+class Smtp(str, Enum):
+    """How a node's SMTP server greets a client (``None`` on a node: nothing on port 25)."""
+
+    READY = "ready"  # 220 in one line
+    MULTILINE = "multiline"  # 220-... / 220 ...
+    NOT_READY = "not-ready"  # 421 4.3.2 Service not available, then close
+
+
+@dataclass(frozen=True)
+class Node:
+    """One network namespace: a machine of the lab."""
+
+    namespace: str
+    addresses: tuple[str, ...]
+    default_route: bool = True
+    # Replies to the whole lab vanish: connects time out, pings are lost.
+    blackhole: bool = False
+    sshd: bool = False
+    smtp: Smtp | None = None
+    # A profile of fleet.lab.winsim served by fleet.lab.winhost (ok, unbound, ...).
+    windows_profile: str | None = None
+    # Whole blocks (CIDR) the node answers for besides ``addresses``: a local
+    # route in the node, a route via the node's first address in the root namespace.
+    served_blocks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LabHost:
+    """One inventory host: what the audit sees."""
+
+    name: str
+    address: str
+    namespace: str
+    kind: Kind
+    role: str  # in the operator's words: "healthy mail server", "SMTP answers 421", ...
+    groups: tuple[str, ...] = ()
+    # known_hosts gets another key than the one sshd presents.
+    wrong_host_key: bool = False
+    # Host variables the inventory sets on purpose (win-badpass's wrong password).
+    inventory_vars: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Topology:
+    network: str  # "198.18.0.0/24"
+    bridge_address: str  # where the runner, in the root namespace, reaches the lab from
+    gateway: str  # the router namespace's address: every host's default gateway
+    nodes: tuple[Node, ...]
+    hosts: tuple[LabHost, ...]
+    # Names every /etc/netns/<ns>/hosts lists besides the lab hosts (e.g. the gateway).
+    extra_names: tuple[tuple[str, str], ...] = field(default=())
+    bridge: str = "fleetbr0"
+    gateway_namespace: str = "fleet-gw"
+
+    @property
+    def prefix(self) -> int:
+        return ipaddress.ip_network(self.network).prefixlen
+
+    def host(self, name: str) -> LabHost:
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise KeyError(name)
+
+    def node(self, namespace: str) -> Node:
+        for node in self.nodes:
+            if node.namespace == namespace:
+                return node
+        raise KeyError(namespace)
+
+    def hosts_of(self, namespace: str) -> tuple[LabHost, ...]:
+        return tuple(h for h in self.hosts if h.namespace == namespace)
+
+
+NAMESPACE_PREFIX = "fleet-"
+
+
+def namespace_of(name: str) -> str:
+    return f"{NAMESPACE_PREFIX}{name}"
+
+
+def _unix(
+    name: str,
+    octet: int,
+    role: str,
+    groups: tuple[str, ...],
+    *,
+    smtp: Smtp | None = None,
+    default_route: bool = True,
+    blackhole: bool = False,
+    wrong_host_key: bool = False,
+) -> tuple[Node, LabHost]:
+    address = f"198.18.0.{octet}"
+    ns = namespace_of(name)
+    node = Node(ns, (address,), default_route, blackhole, sshd=True, smtp=smtp)
+    host = LabHost(name, address, ns, Kind.UNIX, role, (*groups, "unix"), wrong_host_key)
+    return node, host
+
+
+WINDOWS_PASSWORD = "Lab-Passw0rd"
+WRONG_PASSWORD = "Not-The-Lab-Passw0rd"
+
+
+def _windows(
+    profile: str,
+    octet: int,
+    role: str,
+    *,
+    default_route: bool = True,
+    inventory_vars: tuple[tuple[str, str], ...] = (),
+) -> tuple[Node, LabHost]:
+    name = f"win-{profile}"
+    address = f"198.18.0.{octet}"
+    ns = namespace_of(name)
+    node = Node(ns, (address,), default_route, windows_profile=profile)
+    host = LabHost(
+        name, address, ns, Kind.WINDOWS, role, ("windows",), inventory_vars=inventory_vars
+    )
+    return node, host
+
+
+def standard() -> Topology:
+    """The lab the tests and demos use: healthy and broken mail servers, Unix and Windows."""
+    pairs = [
+        _unix("mx1", 11, "healthy mail server", ("mail",), smtp=Smtp.READY),
+        _unix("mx2", 12, "healthy mail server", ("mail",), smtp=Smtp.READY),
+        _unix(
+            "mx3", 13, "healthy mail server, multi-line greeting", ("mail",), smtp=Smtp.MULTILINE
+        ),
+        _unix("mon1", 14, "monitor, no SMTP server", ("monitor",)),
+        _unix("mx-smtpdown", 21, "sshd up, nothing on port 25", ("mail_broken",)),
+        _unix(
+            "mx-down",
+            22,
+            "drops everything: connects time out, pings lost",
+            ("mail_broken",),
+            smtp=Smtp.READY,
+            blackhole=True,
+        ),
+        _unix(
+            "mx-nogw",
+            23,
+            "no default gateway",
+            ("mail_broken",),
+            smtp=Smtp.READY,
+            default_route=False,
+        ),
+        _unix(
+            "mx-badkey",
+            24,
+            "host key differs from known_hosts",
+            ("mail_broken",),
+            smtp=Smtp.READY,
+            wrong_host_key=True,
+        ),
+        _unix("mx-421", 25, "SMTP answers 421 (not ready)", ("mail_broken",), smtp=Smtp.NOT_READY),
+        _windows("ok", 31, "healthy Windows Server 2019"),
+        _windows("unbound", 32, "TCP/IP not bound to the adapter"),
+        _windows("apipa", 33, "APIPA address (DHCP failed)"),
+        _windows("nogw", 34, "static address, no default gateway", default_route=False),
+        _windows("2008", 35, "Windows Server 2008 R2, PowerShell 2.0"),
+        _windows(
+            "badpass",
+            36,
+            "inventory has the wrong password",
+            inventory_vars=(("ansible_password", WRONG_PASSWORD),),
+        ),
+    ]
+    return Topology(
+        network="198.18.0.0/24",
+        bridge_address="198.18.0.254",
+        gateway="198.18.0.1",
+        nodes=tuple(node for node, _ in pairs),
+        hosts=tuple(host for _, host in pairs),
+        extra_names=(("gw", "198.18.0.1"), ("runner", "198.18.0.254")),
+    )
+
+
+# The benchmark lab uses another part of the RFC 2544 range (198.18.0.0/15)
+# than the standard lab, because a /24 cannot hold a thousand hosts.
+BENCH_NETWORK = "198.18.16.0/20"
+BENCH_BLOCK_SIZE = 254  # hosts per node: one /24 block, .1 to .254
+
+
+def bench(n: int) -> Topology:
+    """``n`` SSH hosts (``bench0001``...) served by one sshd per 254 hosts.
+
+    Node ``i`` has one address on the bridge (198.18.16.10+i) and answers for a
+    whole /24 block (198.18.17+i.0/24) through a ``local`` route on its loopback;
+    the root namespace routes each block to its node.  So a thousand hosts cost
+    four namespaces, four sshd processes and four ARP entries, and sshd listens
+    on 0.0.0.0 (it has at most 16 ListenAddress sockets).  The hosts of a node
+    share its host key, as machines cloned from one image would.
+    """
+    network = ipaddress.ip_network(BENCH_NETWORK)
+    link_net, *blocks = network.subnets(new_prefix=24)  # 198.18.16.0/24 is the bridge's
+    capacity = len(blocks) * BENCH_BLOCK_SIZE
+    if not 1 <= n <= capacity:
+        raise ValueError(f"the bench lab holds 1..{capacity} hosts, not {n}")
+    nodes: list[Node] = []
+    hosts: list[LabHost] = []
+    for index in range(-(-n // BENCH_BLOCK_SIZE)):
+        ns = namespace_of(f"bench{index}")
+        block = blocks[index]
+        node_address = str(link_net.network_address + 10 + index)
+        nodes.append(Node(ns, (node_address,), sshd=True, served_blocks=(str(block),)))
+        first = index * BENCH_BLOCK_SIZE
+        for offset in range(min(BENCH_BLOCK_SIZE, n - first)):
+            name = f"bench{first + offset + 1:04d}"
+            address = str(block.network_address + 1 + offset)
+            hosts.append(LabHost(name, address, ns, Kind.UNIX, "bench", ("bench", "unix")))
+    gateway = str(link_net.network_address + 1)
+    runner = str(link_net.network_address + 254)
+    return Topology(
+        network=str(link_net),
+        bridge_address=runner,
+        gateway=gateway,
+        nodes=tuple(nodes),
+        hosts=tuple(hosts),
+        extra_names=(("gw", gateway), ("runner", runner)),
+    )
