@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from fleet.deliver.mail import MailSettings
     from fleet.diagnose import Diagnosis
 from fleet.model import RunResult
-from fleet.plan import RunOptions
+from fleet.plan import RunOptions, check_route_guards
 
 EXIT_OK, EXIT_INTERNAL, EXIT_FAILED, EXIT_UNREACHABLE = 0, 1, 2, 4
 EXIT_CONFIG, EXIT_DELIVERY, EXIT_INTERRUPTED = 5, 6, 99
@@ -86,6 +86,7 @@ def audit(request: AuditRequest) -> int:
     inventory = load_inventory(inventory_path)
     playbook = load_playbook(resolve_playbook(request.playbook, project_dir("playbooks")))
     hosts = build_plan(playbook, inventory, request.limit)
+    check_route_guards(hosts)
     if not hosts:
         raise ConfigError(
             f"no hosts to audit: the playbook's hosts and --limit {request.limit!r} "
@@ -326,9 +327,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         from fleet.deliver.history import diff_command
 
         return diff_command(args.before, args.after)
-    from fleet import lab
+    from fleet.lab.__main__ import main as lab_main
 
-    return lab.main([args.action])
+    return lab_main([args.action])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

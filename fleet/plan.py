@@ -6,11 +6,13 @@ problem found here is a ConfigError (exit 5).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fleet.checks.base import Platform
+from fleet.errors import ConfigError
 
 # Inventory variables that hold secrets: never printed, logged or reported.
 SECRET_VARS = frozenset(
@@ -75,3 +77,23 @@ class RunOptions:
     host_key_checking: bool = True
     known_hosts: str | None = None  # extra known_hosts file (besides ~/.ssh/known_hosts)
     max_output: int = 4 * 1024 * 1024  # bytes kept from one command's stdout
+
+
+def check_route_guards(hosts: Sequence[HostPlan], sys_net: Path = Path("/sys/class/net")) -> None:
+    """Refuse to start when a host's ``fleet_route_via`` interface does not exist.
+
+    The lab inventories set ``fleet_route_via: fleetbr0``: without the lab's
+    bridge their addresses would be reached through the default route, i.e.
+    outside this machine.  Raises ConfigError (exit 5) before any traffic.
+    """
+    needed: dict[str, str] = {}
+    for host in hosts:
+        interface = host.vars.get("fleet_route_via")
+        if interface:
+            needed.setdefault(str(interface), host.name)
+    for interface, host in needed.items():
+        if not (sys_net / interface).exists():
+            raise ConfigError(
+                f"host {host} must be reached through interface {interface} "
+                "(fleet_route_via), which does not exist: is the lab up? (invoke lab.up)"
+            )

@@ -143,3 +143,20 @@ def test_a_secret_that_cannot_be_rendered_is_named_not_shown(tmp_path: Path) -> 
         build_plan(load_playbook(DEFAULT), load_inventory(inv))
     assert "ansible_password" in str(caught.value)
     assert "Secret-Value" not in str(caught.value)
+
+
+def test_route_guard_refuses_when_the_lab_bridge_is_missing(tmp_path: Path) -> None:
+    from fleet.errors import ConfigError
+    from fleet.plan import HostPlan, check_route_guards
+
+    (tmp_path / "fleetbr0").mkdir()
+    guarded = HostPlan("mx1", "ssh", "198.18.0.11", None, None, {"fleet_route_via": "fleetbr0"})
+    check_route_guards([guarded], sys_net=tmp_path)  # the bridge exists: fine
+    (tmp_path / "fleetbr0").rmdir()
+    with pytest.raises(ConfigError, match=r"interface fleetbr0 .* is the lab up"):
+        check_route_guards([guarded], sys_net=tmp_path)
+
+
+def test_lab_inventory_is_guarded() -> None:
+    lab = load_inventory(Path(__file__).resolve().parent.parent / "inventories" / "lab")
+    assert all(lab.host_vars(h)["fleet_route_via"] == "fleetbr0" for h in lab.hosts)

@@ -70,7 +70,9 @@ def inventory_data(topology: Topology) -> dict[str, Any]:
     for kind, variables in kinds.items():
         if kind in groups:
             groups[kind]["vars"] = dict(variables)
-    return {"all": {"children": groups}}
+    # fleet refuses to audit these hosts unless the lab's bridge exists, so lab
+    # traffic can never take the default route out of this machine.
+    return {"all": {"vars": {"fleet_route_via": topology.bridge}, "children": groups}}
 
 
 def inventory_yaml(topology: Topology) -> str:
