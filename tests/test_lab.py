@@ -93,8 +93,8 @@ def test_inventory_variables_name_relative_key_files_and_a_wrong_password() -> N
     badpass = yaml.safe_load((INVENTORY / "host_vars" / "win-badpass.yml").read_text())
     monitor = yaml.safe_load((INVENTORY / "group_vars" / "monitor.yml").read_text())
     assert (unix["ansible_ssh_private_key_file"], unix["fleet_known_hosts"]) == (
-        "lab_key",
-        "known_hosts",
+        ".lab/lab_key",
+        ".lab/known_hosts",
     )
     assert unix["ansible_user"] == sshd.LAB_USER
     assert windows["ansible_password"] == topology.WINDOWS_PASSWORD
@@ -102,7 +102,7 @@ def test_inventory_variables_name_relative_key_files_and_a_wrong_password() -> N
     mail = {h.name for h in STANDARD.hosts if {"mail", "mail_broken"} & set(h.groups)}
     assert set(monitor["fleet_smtp_targets"]) == set(monitor["fleet_ping_targets"]) == mail
     ignored = (INVENTORY / ".gitignore").read_text().split()
-    assert {"lab_key", "known_hosts"} <= set(ignored)
+    assert ".lab/" in ignored
 
 
 def test_standard_lab_stays_inside_its_range() -> None:
@@ -168,7 +168,7 @@ def test_sshd_logs_in_with_the_key_in_known_hosts(lab: Lab, name: str) -> None:
 
 @pytest.mark.lab
 def test_inventory_key_files_are_written_next_to_the_inventory(lab: Lab) -> None:
-    directory = lab.inventory.parent
+    directory = lab.inventory.parent / ".lab"  # hidden: never read as an inventory source
     assert (directory / "lab_key").read_bytes() == lab.key_file.read_bytes()
     assert (directory / "lab_key").stat().st_mode & 0o077 == 0
     assert lab.known_hosts == directory / "known_hosts"

@@ -199,7 +199,9 @@ def _known_hosts(topo: Topology, keys: _Keys) -> str:
 
 
 def _node_dir(state: Path, node: Node) -> Path:
-    return state / "nodes" / node.namespace
+    directory = state / "nodes" / node.namespace
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,10 @@ import yaml
 from fleet.lab.sshd import LAB_USER
 from fleet.lab.topology import WINDOWS_PASSWORD, Kind, LabHost, Topology
 
-KEY_FILE = "lab_key"
-KNOWN_HOSTS = "known_hosts"
+# In a hidden directory: an inventory directory's loader (Ansible's and ours)
+# skips hidden entries, so these are never read as inventory sources.
+KEY_FILE = ".lab/lab_key"
+KNOWN_HOSTS = ".lab/known_hosts"
 HOSTS_FILE = "hosts.yml"
 
 UNIX_VARS: Mapping[str, Any] = {
@@ -49,7 +51,7 @@ def known_hosts_lines(hosts: tuple[LabHost, ...], keys: Mapping[str, str]) -> st
 
 def write_credentials(directory: Path, client_key: Path, known_hosts: str) -> list[Path]:
     """lab_key (0600, as ssh demands) and known_hosts into ``directory``; returns the paths."""
-    directory.mkdir(parents=True, exist_ok=True)
+    (directory / KEY_FILE).parent.mkdir(parents=True, exist_ok=True)
     key = directory / KEY_FILE
     key.unlink(missing_ok=True)
     key.touch(mode=0o600)

@@ -135,7 +135,8 @@ def _windows(
     name = f"win-{profile}"
     address = f"198.18.0.{octet}"
     ns = namespace_of(name)
-    node = Node(ns, (address,), default_route, windows_profile=profile)
+    # Exchange servers: each answers SMTP on its own port 25, as a mail host should.
+    node = Node(ns, (address,), default_route, windows_profile=profile, smtp=Smtp.READY)
     host = LabHost(
         name, address, ns, Kind.WINDOWS, role, ("windows",), inventory_vars=inventory_vars
     )
