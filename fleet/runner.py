@@ -133,7 +133,7 @@ def _audit_on_host(
     down = _management_down(host, reach)
     if down is not None:
         return _results_for_all(
-            host, plans, Status.UNREACHABLE, f"not audited: {down.summary}", down.evidence
+            host, plans, Status.UNREACHABLE, down.summary, down.evidence
         )
     batch = _Batch.build(host, host_plans)
     transport: Transport = open_transport(host, options)
@@ -146,7 +146,7 @@ def _audit_on_host(
         )
         command = transport.run(script, max(1.0, budget))
     except UnreachableError as exc:
-        return _results_for_all(host, plans, Status.UNREACHABLE, f"not audited: {exc}")
+        return _results_for_all(host, plans, Status.UNREACHABLE, str(exc))
     except CommandTimeout as exc:
         return _results_for_all(
             host, plans, Status.ERROR, f"the audit command was abandoned: {exc}"

@@ -1,0 +1,265 @@
+"""End-to-end: audit the whole lab (Unix over real SSH, Windows over real WinRM) and check
+that every broken host fails the right check for its real reason, and the healthy ones pass.
+
+One audit per module (about 7 s); the lab fixture is in conftest.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fleet.diagnose import diagnose
+from fleet.inventory import load_inventory
+from fleet.model import CheckResult, RunResult, Status
+from fleet.plan import RunOptions
+from fleet.playbook import build_plan, load_playbook
+from fleet.runner import run_audit
+from tests.sshd_fixture import free_port
+
+pytestmark = pytest.mark.lab
+ROOT = Path(__file__).resolve().parent.parent
+PLAYBOOK = ROOT / "playbooks" / "mail-connectivity.yml"
+
+
+def audit_lab(lab, limit: str | None = None) -> RunResult:
+    inventory = load_inventory(lab.inventory.parent)
+    hosts = build_plan(load_playbook(PLAYBOOK), inventory, limit)
+    return run_audit(hosts, RunOptions(forks=20, connect_timeout=3), inventory="lab")
+
+
+@pytest.fixture(scope="module")
+def run(lab) -> RunResult:
+    return audit_lab(lab)
+
+
+def results(run: RunResult, host: str, check: str) -> list[CheckResult]:
+    found = [r for r in run.host(host).results if r.check == check]
+    assert found, f"{host} has no {check} result"
+    return found
+
+
+def one(run: RunResult, host: str, check: str, target: str | None = None) -> CheckResult:
+    [found] = [r for r in results(run, host, check) if target is None or r.target == target]
+    return found
+
+
+@pytest.mark.parametrize("host", ["mx1", "mx2", "mx3", "win-ok", "win-2008"])
+def test_healthy_hosts_pass_every_check(run: RunResult, host: str) -> None:
+    bad = [(r.check, r.target, r.summary) for r in run.host(host).results if r.status != Status.OK]
+    assert bad == []
+
+
+def test_healthy_hosts_probed_their_peers_and_gateway(run: RunResult) -> None:
+    assert {r.target for r in results(run, "mx1", "smtp")} == {"mx2", "mx3"}
+    assert {r.target for r in results(run, "mx1", "ping")} == {"gateway", "mx2", "mx3"}
+    multi_line = one(run, "mx1", "smtp", "mx3").facts
+    assert len(multi_line["greeting"]) > 1 and multi_line["greeting_code"] == 220
+
+
+def test_smtp_service_down_fails_reach_on_port_25_only(run: RunResult) -> None:
+    port25 = one(run, "mx-smtpdown", "reach", "25")
+    assert port25.status is Status.FAIL and "refused" in port25.summary
+    assert one(run, "mx-smtpdown", "reach", "22").status is Status.OK
+    assert one(run, "mon1", "smtp", "mx-smtpdown").facts["outcome"] == "refused"
+
+
+def test_silent_host_is_unreachable_and_times_out_for_its_peers(run: RunResult) -> None:
+    assert "timed out" in one(run, "mx-down", "reach", "22").summary
+    assert all(r.status is Status.UNREACHABLE for r in results(run, "mx-down", "binding"))
+    assert one(run, "mon1", "smtp", "mx-down").facts["outcome"] == "timeout"
+    ping = one(run, "mon1", "ping", "mx-down")
+    assert ping.status is Status.FAIL and ping.facts["received"] == 0
+
+
+def test_missing_gateway_fails_ipconfig(run: RunResult) -> None:
+    for host in ("mx-nogw", "win-nogw"):
+        ipconfig = one(run, host, "ipconfig")
+        assert ipconfig.status is Status.FAIL and "no default gateway" in ipconfig.summary
+        assert one(run, host, "binding").status is Status.OK
+
+
+def test_changed_host_key_is_refused_not_audited(run: RunResult) -> None:
+    for r in run.host("mx-badkey").results:
+        if r.check != "reach":
+            assert r.status is Status.UNREACHABLE and "does not match known_hosts" in r.summary
+
+
+def test_not_ready_greeting_fails_smtp_with_the_code(run: RunResult) -> None:
+    probe = one(run, "mon1", "smtp", "mx-421")
+    assert probe.status is Status.FAIL and "421" in probe.summary
+    assert probe.facts["outcome"] == "bad-greeting"
+
+
+def test_tcpip_unbound_fails_binding(run: RunResult) -> None:
+    binding = one(run, "win-unbound", "binding")
+    assert binding.status is Status.FAIL and "TCP/IP not bound" in binding.summary
+
+
+def test_apipa_address_fails_ipconfig(run: RunResult) -> None:
+    ipconfig = one(run, "win-apipa", "ipconfig")
+    assert ipconfig.status is Status.FAIL and "APIPA address 169.254." in ipconfig.summary
+
+
+def test_server_2008_is_audited_through_the_powershell_2_fallback(run: RunResult) -> None:
+    source = one(run, "win-2008", "ipconfig").facts["source"]
+    assert "Win32_NetworkAdapterConfiguration" in source or "WMI" in source
+
+
+def test_wrong_windows_password_is_unreachable_without_showing_it(run: RunResult) -> None:
+    for r in run.host("win-badpass").results:
+        if r.check != "reach":
+            assert r.status is Status.UNREACHABLE and "authentication refused" in r.summary
+    assert "Not-The-Lab-Passw0rd" not in run.to_json()
+    assert "Lab-Passw0rd" not in run.to_json()
+
+
+def test_diagnosis_names_each_broken_host_with_its_cause(run: RunResult) -> None:
+    causes = {(f.cause, h) for f in diagnose(run).findings for h in f.hosts}
+    assert {
+        ("host-down", "mx-down"),
+        ("mail-service", "mx-smtpdown"),
+        ("mail-service", "mx-421"),
+        ("local-stack", "mx-nogw"),
+        ("local-stack", "win-nogw"),
+        ("local-stack", "win-unbound"),
+        ("local-stack", "win-apipa"),
+        ("not-audited", "mx-badkey"),
+        ("not-audited", "win-badpass"),
+    } <= causes
+    healthy = {"mx1", "mx2", "mx3", "win-ok", "win-2008", "mon1"}
+    assert not {h for _, h in causes} & healthy
+
+
+# -- the CLI on the lab: exit code, reports, mail, history ---------------------------------
+
+
+@pytest.fixture
+def relay() -> Iterator[tuple[int, list]]:
+    from aiosmtpd.controller import Controller
+
+    received: list = []
+
+    class Keep:
+        async def handle_DATA(self, server, session, envelope):
+            received.append(envelope)
+            return "250 OK"
+
+    port = free_port()
+    controller = Controller(Keep(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port, received
+    finally:
+        controller.stop()
+
+
+def fleet_audit(lab, report_dir: Path, *extra: str, env: dict | None = None):
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fleet",
+            "audit",
+            "-i",
+            str(lab.inventory.parent),
+            "-q",
+            "--report-dir",
+            str(report_dir),
+            *extra,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+    )
+
+
+def test_cli_audit_mails_the_report_and_exits_4(lab, tmp_path: Path, relay) -> None:
+    port, received = relay
+    env = {
+        "FLEET_SMTP_HOST": "127.0.0.1",
+        "FLEET_SMTP_PORT": str(port),
+        "FLEET_SMTP_STARTTLS": "no",
+        "FLEET_MAIL_FROM": "fleet@lab.invalid",
+    }
+    done = fleet_audit(lab, tmp_path, "--mail-to", "ops@lab.invalid", env=env)
+    assert done.returncode == 4, done.stderr  # unreachable hosts win over failures
+    assert "mx-down" in done.stdout and "win-badpass" in done.stdout
+    latest = tmp_path / "lab" / "latest"
+    html = (latest / "report.html").read_text()
+    assert "mx-smtpdown" in html and "Enable-NetAdapterBinding" in html
+    [mail] = received
+    message = mail.content.decode()
+    assert "Subject: fleet lab:" in message and "unreachable" in message
+    assert "report.csv" in message and "report.json" in message
+    assert "Lab-Passw0rd" not in message
+
+
+def test_a_repaired_host_is_reported_resolved_on_the_next_run(lab, tmp_path: Path) -> None:
+    first = fleet_audit(lab, tmp_path, "--limit", "mx-smtpdown", "--format", "json")
+    assert first.returncode == 2, first.stderr
+    namespace = lab.host("mx-smtpdown").namespace
+    smtpd = subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            namespace,
+            sys.executable,
+            "-m",
+            "fleet.lab.smtpd",
+            "--address",
+            lab.host("mx-smtpdown").address,
+            "--name",
+            "mx-smtpdown",
+            "--greeting",
+            "ready",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(50):  # until it listens
+            listening = subprocess.run(
+                ["ip", "netns", "exec", namespace, "ss", "-Hltn", "sport = :25"],
+                capture_output=True,
+                text=True,
+            ).stdout
+            if listening.strip():
+                break
+            subprocess.run(["sleep", "0.1"])
+        second = fleet_audit(lab, tmp_path, "--limit", "mx-smtpdown", "--format", "json,html")
+    finally:
+        smtpd.terminate()
+        smtpd.wait()
+    assert second.returncode == 0, second.stdout + second.stderr
+    html = (tmp_path / "lab" / "latest" / "report.html").read_text()
+    assert "resolved" in html.lower()
+    runs = sorted(p for p in (tmp_path / "lab").iterdir() if p.name[0].isdigit())
+    before, after = (json.loads((r / "report.json").read_text()) for r in runs[-2:])
+    diff = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fleet",
+            "diff",
+            str(runs[-2] / "report.json"),
+            str(runs[-1] / "report.json"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert "resolved" in diff.stdout.lower() and "mx-smtpdown" in diff.stdout
+    assert before["counts"]["fail"] > 0 and after["counts"]["fail"] == 0
