@@ -50,6 +50,17 @@ def _status_text(status: Status, colour: bool) -> str:
 
 
 def host_rows(host: HostResult, colour: bool = False) -> list[list[str]]:
+    """One row per check; a host whose every check passed gets one row."""
+    if host.results and host.status is Status.OK:
+        checks = list(dict.fromkeys(r.check for r in host.results))
+        return [
+            [
+                safe_text(host.host, 40),
+                "all",
+                _status_text(Status.OK, colour),
+                f"{len(checks)} checks ok: {', '.join(checks)}",
+            ]
+        ]
     by_check: dict[str, list[CheckResult]] = {}
     for result in host.results:
         by_check.setdefault(result.check, []).append(result)
