@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from fleet.diagnose import Diagnosis
 from fleet.model import RunResult
 from fleet.plan import RunOptions, check_route_guards
+from fleet.transports.base import check_transport_settings
 
 EXIT_OK, EXIT_INTERNAL, EXIT_FAILED, EXIT_UNREACHABLE = 0, 1, 2, 4
 EXIT_CONFIG, EXIT_DELIVERY, EXIT_INTERRUPTED = 5, 6, 99
@@ -102,6 +103,7 @@ def audit(request: AuditRequest) -> int:
         host_key_checking=request.host_key_checking,
         known_hosts=request.known_hosts,
     )
+    check_transport_settings(hosts, options)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         run = run_audit(
@@ -113,10 +115,11 @@ def audit(request: AuditRequest) -> int:
         )
     finally:
         signal.signal(signal.SIGTERM, previous)
+    # Reports first: a broken stdout or a failing relay must not cost them.
+    delivered = deliver(run, request, mail)
     colour = sys.stdout.isatty() if request.colour is None else request.colour
     print(render_console(run, colour=colour))
     code = run.exit_code()
-    delivered = deliver(run, request, mail)
     if not delivered and code not in (EXIT_INTERRUPTED,):
         code = EXIT_DELIVERY
     return code
@@ -130,9 +133,15 @@ def _mail_settings(request: AuditRequest) -> MailSettings | None:
     return MailSettings.from_env()
 
 
+_GENERIC_NAMES = {"hosts", "inventory", "hosts.yml", "hosts.yaml", "hosts.ini", "inventory.yml"}
+
+
 def inventory_name(source: str) -> str:
-    """A short name for reports and history: ``prod`` for inventories/prod or a path."""
+    """A short name for reports and history: ``prod`` for inventories/prod,
+    inventories/prod/hosts or prod.yml, so two fleets never share a history."""
     path = Path(source)
+    if path.name in _GENERIC_NAMES and path.parent.name not in ("", "."):
+        path = path.parent
     name = path.stem if path.suffix in (".ini", ".yml", ".yaml", ".json") else path.name
     return name or "inventory"
 
@@ -147,18 +156,22 @@ def deliver(run: RunResult, request: AuditRequest, mail: MailSettings | None) ->
     from fleet.diagnose import diagnose
 
     diagnosis = diagnose(run)
+    history = History(default_path(run, Path(request.report_dir))) if request.history else None
     delta = None
-    if request.history:
+    if history is not None:
         try:
-            history = History(default_path(run, Path(request.report_dir)))
             delta = history.delta(run)
-            history.record(run)
-        except FleetError as exc:
-            print(f"fleet: history not recorded: {exc}", file=sys.stderr)
+        except Exception as exc:  # noqa: BLE001 - the reports matter more than the history
+            print(f"fleet: no comparison with the previous run: {exc}", file=sys.stderr)
     outdir = report_directory(Path(request.report_dir), run.inventory)
     files = write_run_reports(run, outdir, request.formats, diagnosis=diagnosis, delta=delta)
     for fmt, path in files.items():
         print(f"{fmt:>5} report: {path}", file=sys.stderr)
+    if history is not None:
+        try:
+            history.record(run)
+        except Exception as exc:  # noqa: BLE001 - as above: reported, never fatal
+            print(f"fleet: run not recorded in the history: {exc}", file=sys.stderr)
     if mail is None:
         return True
     from fleet.deliver.mail import send_report
@@ -297,13 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _inventory_list(args: argparse.Namespace) -> int:
     from fleet.inventory import load_inventory, resolve_inventory_source
-    from fleet.plan import SECRET_VARS
+    from fleet.plan import is_secret
 
     inventory = load_inventory(resolve_inventory_source(args.inventory, project_dir("inventories")))
     data = inventory.to_ansible_list(limit=args.limit)
     if not os.environ.get("FLEET_SHOW_SECRETS"):
         for hostvars in data.get("_meta", {}).get("hostvars", {}).values():
-            for key in SECRET_VARS & set(hostvars):
+            for key in [k for k in hostvars if is_secret(k)]:
                 hostvars[key] = "********"
     print(json.dumps(data, indent=4, sort_keys=True))
     return EXIT_OK

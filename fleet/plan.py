@@ -18,13 +18,28 @@ from fleet.errors import ConfigError
 SECRET_VARS = frozenset(
     {
         "ansible_password",
+        "ansible_pass",
         "ansible_ssh_pass",
+        "ansible_ssh_password",
         "ansible_become_password",
         "ansible_become_pass",
         "ansible_winrm_password",
+        "ansible_winrm_pass",
         "ansible_ssh_private_key_passphrase",
+        "ansible_winrm_cert_key_pem",
     }
 )
+_SECRET_WORDS = ("pass", "secret", "token", "credential", "private_key_passphrase")
+
+
+def is_secret(name: str) -> bool:
+    """Known secret variables, and anything whose name says it is one (``vault_*``, ``*pass*``)."""
+    lowered = name.lower()
+    return (
+        name in SECRET_VARS
+        or lowered.startswith("vault_")
+        or any(word in lowered for word in _SECRET_WORDS)
+    )
 
 
 @dataclass(frozen=True)
@@ -91,9 +106,10 @@ def check_route_guards(hosts: Sequence[HostPlan], sys_net: Path = Path("/sys/cla
         interface = host.vars.get("fleet_route_via")
         if interface:
             needed.setdefault(str(interface), host.name)
-    for interface, host in needed.items():
+    for interface, name in needed.items():
         if not (sys_net / interface).exists():
             raise ConfigError(
-                f"host {host} must be reached through interface {interface} "
-                "(fleet_route_via), which does not exist: is the lab up? (invoke lab.up)"
+                f"host {name} must be reached through interface {interface} "
+                "(fleet_route_via), which does not exist on this machine: bring that "
+                "network up first (for the lab: invoke lab.up)"
             )

@@ -32,9 +32,10 @@ import jinja2.nativetypes
 import yaml
 
 from fleet.checks.base import CHECKS, get_check
-from fleet.errors import PlaybookError
-from fleet.inventory import Inventory
-from fleet.plan import SECRET_VARS, CheckPlan, HostPlan
+from fleet.errors import InventoryError, PlaybookError
+from fleet.inventory import Inventory, VaultedValue
+from fleet.plan import CheckPlan, HostPlan, is_secret
+from fleet.transports.base import TRANSPORTS
 
 PLAY_KEYS = {"name", "hosts", "vars", "checks"}
 
@@ -245,7 +246,14 @@ class Renderer:
 
     def __init__(self) -> None:
         self.env = _environment()
+        self.text_env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701 - not HTML
+        self.text_env.filters.update(FILTERS)
+        self.text_env.globals["lookup"] = _lookup
         self._compiled: dict[str, jinja2.Template] = {}
+
+    def render_text(self, value: str, context: Mapping[str, Any]) -> str:
+        """A template rendered as a plain string: a password '0x1F' stays '0x1F'."""
+        return self.text_env.from_string(value).render(context)
 
     def render(self, value: Any, context: Mapping[str, Any], depth: int = 0) -> Any:
         if isinstance(value, str) and ("{{" in value or "{%" in value):
@@ -313,12 +321,15 @@ def _render_host_vars(
         if not _has_template(value):
             continue
         try:
-            rendered[key] = renderer.render(value, context)
-        except (jinja2.TemplateError, OSError) as exc:
+            if is_secret(key) and isinstance(value, str):
+                rendered[key] = renderer.render_text(value, context)
+            else:
+                rendered[key] = renderer.render(value, context)
+        except Exception as exc:
             # The value may be a secret: name the variable, never show the value.
             raise PlaybookError(
                 f"host {host}: variable {key} cannot be rendered: {type(exc).__name__}"
-                f"{'' if key in SECRET_VARS else f': {exc}'}",
+                f"{'' if is_secret(key) else f': {exc}'}",
                 path=own.get("inventory_file"),
             ) from exc
     return rendered
@@ -331,7 +342,7 @@ def _render_vars(
     for key, value in play.vars.items():
         try:
             rendered[key] = renderer.render(value, {**context, **rendered})
-        except jinja2.TemplateError as exc:
+        except Exception as exc:
             raise PlaybookError(
                 f"play {play.name!r}, variable {key!r} for host {host}: {exc}",
                 path=path,
@@ -345,7 +356,7 @@ def _render_check(
 ) -> CheckPlan:
     try:
         params = renderer.render(spec.params, context)
-    except jinja2.TemplateError as exc:
+    except Exception as exc:  # TypeError, OSError from lookup('file')...: all bad playbooks
         raise PlaybookError(
             f"check {spec.name} for host {host}: {exc}", path=path, line=spec.line
         ) from exc
@@ -359,17 +370,45 @@ def _render_check(
 
 
 def _host_plan(name: str, hostvars: Mapping[str, Any], checks: Sequence[CheckPlan]) -> HostPlan:
+    """The host's connection settings, checked now so a typo is exit 5, not a failed host."""
+    source = hostvars.get("inventory_file")
     port = hostvars.get("ansible_port") or hostvars.get("ansible_ssh_port")
     try:
         port_number = int(port) if port is not None else None
     except (TypeError, ValueError):
-        raise PlaybookError(f"host {name}: ansible_port={port!r} is not a number") from None
-    return HostPlan(
+        port_number = -1
+    if port_number is not None and not 0 < port_number < 65536:
+        raise InventoryError(
+            f"host {name}: ansible_port={port!r} is not a port number (1-65535)", path=source
+        )
+    connection = str(hostvars.get("ansible_connection") or "ssh")
+    if connection not in TRANSPORTS:
+        raise InventoryError(
+            f"host {name}: ansible_connection={connection!r} is not one of "
+            f"{', '.join(sorted(TRANSPORTS))}",
+            path=source,
+        )
+    vaulted = [k for k, v in hostvars.items() if isinstance(v, VaultedValue)]
+    if vaulted:
+        raise InventoryError(
+            f"host {name}: {', '.join(sorted(vaulted))} is vault-encrypted, which fleet cannot "
+            "decrypt: take it from the environment instead, e.g. "
+            "\"{{ lookup('env', 'WINRM_PASSWORD') }}\"",
+            path=source,
+        )
+    plan = HostPlan(
         name=name,
-        connection=str(hostvars.get("ansible_connection") or "ssh"),
+        connection=connection,
         address=str(hostvars.get("ansible_host") or name),
         port=port_number,
         user=hostvars.get("ansible_user") or hostvars.get("ansible_ssh_user"),
         vars=hostvars,
         checks=tuple(checks),
     )
+    if (plan.platform.value == "windows") != (connection == "winrm"):
+        raise InventoryError(
+            f"host {name}: fleet_platform={plan.platform.value} does not fit "
+            f"ansible_connection={connection}: Windows hosts are audited over winrm",
+            path=source,
+        )
+    return plan

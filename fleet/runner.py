@@ -27,7 +27,7 @@ from fleet.checks.base import (
 )
 from fleet.checks.batch import new_nonce, split_sections
 from fleet.errors import CommandTimeout, TransportError, UnreachableError
-from fleet.model import CheckResult, HostResult, RunResult, Status
+from fleet.model import CheckResult, CommandResult, HostResult, RunResult, Status
 from fleet.plan import CheckPlan, HostPlan, RunOptions
 from fleet.transports.base import Transport, open_transport
 
@@ -132,31 +132,34 @@ def _audit_on_host(
     plans = [p for p, _ in host_plans]
     down = _management_down(host, reach)
     if down is not None:
-        return _results_for_all(
-            host, plans, Status.UNREACHABLE, down.summary, down.evidence
-        )
+        return _results_for_all(host, plans, Status.UNREACHABLE, down.summary, down.evidence)
     batch = _Batch.build(host, host_plans)
+    nonce = new_nonce()
+    missing = "no output from the host for this check"
+    command: CommandResult | None = None
     transport: Transport = open_transport(host, options)
     try:
         transport.connect()
-        nonce = new_nonce()
-        budget = min(options.command_timeout, options.host_deadline - (time.monotonic() - started))
-        script = platform_probes(host.platform).compose(
-            batch.steps, nonce, step_timeout=max(1.0, budget - 2.0)
+        budget = max(
+            1.0, min(options.command_timeout, options.host_deadline - (time.monotonic() - started))
         )
-        command = transport.run(script, max(1.0, budget))
+        # Steps end on their own before the command's deadline, leaving room for the
+        # shell (or powershell.exe) to start and for the sections to come back.
+        step_timeout = max(1.0, budget - max(3.0, budget * 0.15))
+        script = platform_probes(host.platform).compose(batch.steps, nonce, step_timeout)
+        command = transport.run(script, budget)
+        stdout = command.stdout
     except UnreachableError as exc:
         return _results_for_all(host, plans, Status.UNREACHABLE, str(exc))
     except CommandTimeout as exc:
-        return _results_for_all(
-            host, plans, Status.ERROR, f"the audit command was abandoned: {exc}"
-        )
+        # Keep every section that came back before the deadline.
+        stdout, missing = exc.partial_stdout, f"the audit command was abandoned: {exc}"
     except TransportError as exc:
         return _results_for_all(host, plans, Status.ERROR, f"transport error: {exc}")
     finally:
         transport.close()
-    outputs = split_sections(command.stdout, nonce, batch.steps)
-    if batch.steps and all(o.exit_status is None for o in outputs.values()):
+    outputs = split_sections(stdout, nonce, batch.steps)
+    if command is not None and all(o.exit_status is None for o in outputs.values()):
         stderr = command.stderr.decode("utf-8", "replace").strip()[:500]
         return _results_for_all(
             host,
@@ -165,12 +168,40 @@ def _audit_on_host(
             f"the audit script produced no results (exit status {command.exit_status})",
             stderr,
         )
+    return _evaluate(host, batch, outputs, missing)
+
+
+def _evaluate(
+    host: HostPlan, batch: _Batch, outputs: Mapping[str, StepOutput], missing: str
+) -> list[CheckResult]:
+    """Each check judges its own sections; one check's failure never costs another's result."""
     results: list[CheckResult] = []
     for index, (plan, check, _steps) in enumerate(batch.checks):
-        results.extend(
-            check.evaluate(host.name, host.platform, plan.params, batch.outputs_for(index, outputs))
-        )
+        own = batch.outputs_for(index, outputs)
+        if own and all(o.exit_status is None for o in own.values()):
+            results.extend(_results_for_all(host, [plan], Status.ERROR, missing))
+            continue
+        try:
+            results.extend(check.evaluate(host.name, host.platform, plan.params, own))
+        except Exception as exc:  # noqa: BLE001 - a parser bug must not lose the other checks
+            results.extend(
+                _results_for_all(
+                    host,
+                    [plan],
+                    Status.ERROR,
+                    f"could not read the host's output: {type(exc).__name__}: {str(exc)[:200]}",
+                )
+            )
     return results
+
+
+def _notify(observers: Sequence[HostObserver], result: HostResult) -> None:
+    """Observers watch; a broken one (e.g. a closed stderr) must not stop the audit."""
+    for observe in observers:
+        try:
+            observe(result)
+        except Exception:  # noqa: BLE001, S112 - progress is optional, results are not
+            continue
 
 
 def _now() -> str:
@@ -208,9 +239,10 @@ def run_audit(
         todo.put(index)
     done: dict[int, HostResult] = {}
     finished = threading.Condition()
+    stop = threading.Event()  # set at the deadline or on interrupt: start no new host
 
     def worker() -> None:
-        while True:
+        while not stop.is_set():
             try:
                 index = todo.get_nowait()
             except queue.Empty:
@@ -219,8 +251,8 @@ def run_audit(
             with finished:
                 done[index] = result
                 finished.notify_all()
-            for observe in observers:
-                observe(result)
+            if not stop.is_set():
+                _notify(observers, result)
 
     for _ in range(max(1, min(options.forks, len(hosts)))):
         threading.Thread(target=worker, daemon=True, name="fleet-worker").start()
@@ -239,6 +271,7 @@ def run_audit(
                 finished.wait(timeout=min(remaining, 0.5) if remaining is not None else 0.5)
     except (KeyboardInterrupt, Interrupted):
         interrupted = True
+    stop.set()
 
     with finished:
         snapshot = dict(done)

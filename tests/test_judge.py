@@ -283,3 +283,11 @@ class TestSharedRules:
     def test_unknown_parameter_is_one_clear_line(self):
         with pytest.raises(ValueError, match=r"^ping: unknown parameter 'cout' \(known: count\)$"):
             judge.known_params("ping", {"cout": 2}, {"count": 2})
+
+
+def test_an_ipv6_zone_cannot_smuggle_protocol_lines() -> None:
+    from fleet.checks.judge import valid_target
+
+    assert valid_target("fe80::1%eth0")
+    assert not valid_target("fe80::1%x\r\nMAIL FROM:<a@b>")
+    assert not valid_target("fe80::1%a b")

@@ -153,10 +153,60 @@ def test_route_guard_refuses_when_the_lab_bridge_is_missing(tmp_path: Path) -> N
     guarded = HostPlan("mx1", "ssh", "198.18.0.11", None, None, {"fleet_route_via": "fleetbr0"})
     check_route_guards([guarded], sys_net=tmp_path)  # the bridge exists: fine
     (tmp_path / "fleetbr0").rmdir()
-    with pytest.raises(ConfigError, match=r"interface fleetbr0 .* is the lab up"):
+    with pytest.raises(ConfigError, match=r"interface fleetbr0 .* invoke lab.up"):
         check_route_guards([guarded], sys_net=tmp_path)
 
 
 def test_lab_inventory_is_guarded() -> None:
     lab = load_inventory(Path(__file__).resolve().parent.parent / "inventories" / "lab")
     assert all(lab.host_vars(h)["fleet_route_via"] == "fleetbr0" for h in lab.hosts)
+
+
+def test_a_password_from_the_environment_stays_a_string(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WINRM_PASSWORD", "0x1F")  # native rendering would make it 31
+    inv = tmp_path / "hosts"
+    inv.write_text(
+        "[windows]\nex1 ansible_connection=winrm "
+        "ansible_password=\"{{ lookup('env', 'WINRM_PASSWORD') }}\"\n"
+    )
+    plan = build_plan(load_playbook(DEFAULT), load_inventory(inv))
+    assert plan[0].vars["ansible_password"] == "0x1F"
+
+
+def test_a_template_type_error_is_a_playbook_error_with_its_line(tmp_path: Path, inventory) -> None:
+    path = write(tmp_path, "- hosts: mail\n  checks:\n    - ping: {targets: '{{ 1 + \"a\" }}'}\n")
+    with pytest.raises(PlaybookError, match=r"play.yml:3: check ping for host mx1"):
+        build_plan(load_playbook(path), inventory)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("mx1 ansible_port=70000", "not a port number"),
+        ("mx1 ansible_connection=smart", "is not one of"),
+        ("mx1 fleet_platform=windows", "Windows hosts are audited over winrm"),
+    ],
+)
+def test_bad_connection_variables_are_refused_before_any_host(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    from fleet.errors import InventoryError
+
+    inv = tmp_path / "hosts"
+    inv.write_text(f"[mail]\n{line}\n")
+    with pytest.raises(InventoryError, match=message):
+        build_plan(load_playbook(DEFAULT), load_inventory(inv))
+
+
+def test_malformed_winrm_settings_are_caught_before_any_host(tmp_path: Path) -> None:
+    from fleet.errors import ConfigError
+    from fleet.plan import RunOptions
+    from fleet.transports.base import check_transport_settings
+
+    inv = tmp_path / "hosts"
+    inv.write_text("[windows]\nex1 ansible_connection=winrm ansible_winrm_scheme=htps\n")
+    plan = build_plan(load_playbook(DEFAULT), load_inventory(inv))
+    with pytest.raises(ConfigError, match="ansible_winrm_scheme"):
+        check_transport_settings(plan, RunOptions())

@@ -39,6 +39,8 @@ class EchoCheck:
         if said.exit_status is None:
             return [CheckResult(host, self.name, Status.ERROR, "no section")]
         word = said.stdout.decode().strip()
+        if word == "overflow":
+            raise OverflowError("int too large")  # a parser bug on hostile output
         status = Status.OK if word == params["word"] else Status.FAIL
         return [
             CheckResult(
@@ -63,6 +65,9 @@ class FakeTransport(LocalTransport):
             raise CommandTimeout(timeout)
         if behaviour == "crash":
             raise RuntimeError("boom")
+        if behaviour == "partial":
+            steps_done = super().run(command, timeout).stdout
+            raise CommandTimeout(timeout, steps_done[: steps_done.index(b"again")])
         if behaviour == "garbage":
             return CommandResult("sh", 0, b"\x00\xffnot sections at all", b"oops")
         return super().run(command, timeout)
@@ -187,3 +192,50 @@ def test_observers_see_every_host() -> None:
     seen: list[str] = []
     run_audit([host("a"), host("b")], RunOptions(), observers=[lambda h: seen.append(h.host)])
     assert sorted(seen) == ["a", "b"]
+
+
+def test_a_check_that_cannot_read_its_output_costs_only_itself() -> None:
+    plan = HostPlan(
+        "mx1",
+        "fake",
+        "127.0.0.1",
+        None,
+        None,
+        {},
+        checks=(CheckPlan("echo", {"word": "overflow"}), CheckPlan("echo", {"word": "fine"})),
+    )
+    first, second = audit_host(plan, RunOptions()).results
+    assert first.status is Status.ERROR and "OverflowError" in first.summary
+    assert (second.status, second.summary) == (Status.OK, "fine")
+
+
+def test_a_broken_observer_never_stalls_the_run() -> None:
+    def broken(_result) -> None:
+        raise BrokenPipeError("stderr is gone")
+
+    started = time.monotonic()
+    run = run_audit([host("a"), host("b"), host("c")], RunOptions(forks=1), observers=[broken])
+    assert time.monotonic() - started < 10
+    assert [h.status for h in run.hosts] == [Status.OK] * 3
+
+
+def test_no_new_host_is_started_after_the_deadline() -> None:
+    hosts = [host("stuck", "hang"), *(host(f"later{i}") for i in range(3))]
+    run_audit(hosts, RunOptions(forks=1, run_deadline=0.5))
+    time.sleep(1.0)
+    assert calls == ["connect stuck"]
+
+
+def test_sections_that_came_back_before_a_timeout_are_kept() -> None:
+    plan = HostPlan(
+        "mx1",
+        "fake",
+        "127.0.0.1",
+        None,
+        None,
+        {"fake": "partial"},
+        checks=(CheckPlan("echo", {"word": "kept"}),),
+    )
+    [check] = audit_host(plan, RunOptions()).results
+    # The first section came back whole; the check judged it instead of losing it.
+    assert check.status is Status.OK and check.summary == "kept"

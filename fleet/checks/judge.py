@@ -64,6 +64,7 @@ Finding = tuple[Status, str]
 # ---------------------------------------------------------------- shared rules
 
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
+_SCOPE_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 
 
 def valid_target(name: object) -> bool:
@@ -74,6 +75,8 @@ def valid_target(name: object) -> bool:
     """
     if not isinstance(name, str) or not name or len(name) > 253:
         return False
+    if "%" in name and not _SCOPE_ID.fullmatch(name.partition("%")[2]):
+        return False  # an IPv6 zone may not smuggle spaces or CR/LF into a protocol line
     try:
         ipaddress.ip_address(name)
         return True

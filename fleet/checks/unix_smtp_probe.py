@@ -110,6 +110,8 @@ def converse(sock, helo, result):
 
 def main(argv):
     target, port, timeout, helo = argv[1], int(argv[2]), float(argv[3]), argv[4]
+    if not helo or any(c.isspace() or ord(c) < 33 or ord(c) > 126 for c in helo):
+        helo = "fleet.invalid"  # never let a parameter add a line to the SMTP dialogue
     result = {"target": target, "port": port, "outcome": "ok", "address": "", "error": ""}
     result.update({"greeting_code": None, "greeting": [], "ehlo": [], "starttls": False})
     result["connect_ms"] = None

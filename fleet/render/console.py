@@ -81,12 +81,14 @@ def render_console(run: RunResult, colour: bool = False) -> str:
     counts = run.counts()
     totals = ", ".join(f"{n} {name}" for name, n in counts.items() if n)
     failing, unreachable = len(run.failed_hosts), len(run.unreachable_hosts)
-    healthy = len(run.hosts) - failing - unreachable
+    healthy = sum(h.status in (Status.OK, Status.WARN) for h in run.hosts)
+    skipped = len(run.hosts) - failing - unreachable - healthy
     lines = [
         table,
         "",
         f"{len(run.hosts)} hosts: {healthy} ok, {failing} failing, {unreachable} unreachable"
-        f"  |  checks: {totals or 'none'}",
+        + (f", {skipped} not audited" if skipped else "")
+        + f"  |  checks: {totals or 'none'}",
     ]
     if run.deadline_hit:
         lines.append("run deadline reached: unfinished hosts are reported as errors")

@@ -10,6 +10,7 @@ when the deadline passes, ``TransportError`` otherwise.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from typing import Protocol
 
 from fleet.errors import ConfigError
@@ -59,3 +60,10 @@ def open_transport(host: HostPlan, options: RunOptions) -> Transport:
     cls = getattr(importlib.import_module(module_name), attr)
     transport: Transport = cls(host, options)
     return transport
+
+
+def check_transport_settings(hosts: Sequence[HostPlan], options: RunOptions) -> None:
+    """Build (without connecting) every host's transport, so a malformed connection
+    variable (``ansible_winrm_scheme=htps``...) is a ConfigError before any host is contacted."""
+    for host in hosts:
+        open_transport(host, options)

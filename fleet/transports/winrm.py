@@ -573,7 +573,9 @@ class WinRMTransport:
         refused = refusal(s)
         if refused is not None:
             raise refused
-        if s.auth not in ("certificate",) and (not s.user or s.password is None):
+        # Certificates need no password; Kerberos may use the runner's ticket cache (kinit).
+        needs_password = s.auth not in ("certificate", "kerberos")
+        if needs_password and (not s.user or s.password is None):
             raise AuthenticationError(
                 f"no {'user' if not s.user else 'password'} for WinRM ({s.auth})",
                 "set ansible_user and ansible_password",
