@@ -697,8 +697,14 @@ class WinRMTransport:
         if exit_status is None:
             self._abandon(protocol, shell_id, command_id)
             return None
-        self._limit_read(protocol, CLEANUP_TIMEOUT)
-        protocol.cleanup_command(shell_id, command_id)
+        try:  # the result is complete: cleaning up is best effort
+            self._limit_read(protocol, CLEANUP_TIMEOUT)
+            protocol.cleanup_command(shell_id, command_id)
+        except Exception as exc:  # noqa: BLE001 - never lose a finished result to cleanup
+            log.debug(
+                "%s: cleanup after the command failed: %s", self.host.name, type(exc).__name__
+            )
+            self._discard()  # the next run logs in afresh
         return exit_status
 
     def _receive(
