@@ -225,6 +225,9 @@ def _collect_pairs(hosts: Mapping[str, HostResult]) -> dict[tuple[str, str], _Pa
             if r.check in ("ping", "smtp") and r.target:
                 by_target.setdefault(r.target, {})[r.check] = r
         for label, found in by_target.items():
+            if label == "gateway":  # each host's own gateway, not one shared "gateway" host
+                address = (found.get("ping") or found.get("smtp")).facts.get("address")  # type: ignore[union-attr]
+                label = f"gateway {address}" if address else f"gateway of {host.host}"
             pair = _make_pair(host.host, label, found, hosts)
             pairs[(pair.source, pair.target)] = pair
     return pairs

@@ -349,3 +349,14 @@ def test_findings_are_grouped_by_cause_in_report_order():
 def test_diagnosis_survives_a_json_round_trip():
     r = run(healthy("mx1"), host("mx2", unreachable("mx2", "authentication failed")))
     assert diagnose(RunResult.from_json(r.to_json())) == diagnose(r)
+
+
+def test_each_host_has_its_own_gateway_not_one_shared_gateway_host():
+    a = healthy("mx1", peers=("mx1", "mx2"))
+    b = healthy("mx2", peers=("mx1", "mx2"))
+    a = host("mx1", *a.results, ping("mx1", "gateway", received=0, address="10.0.1.1"))
+    b = host("mx2", *b.results, ping("mx2", "gateway", received=0, address="10.0.2.1"))
+    d = diagnose(run(a, b))
+    titles = " ".join(f.title for f in d.findings)
+    assert "gateway answers nobody" not in titles
+    assert {p.target for p in d.pairs} >= {"gateway 10.0.1.1", "gateway 10.0.2.1"}
