@@ -458,3 +458,19 @@ def test_ping_exe_text_without_statistics_is_a_parse_error():
     text = "Pinging 192.168.207.100 with 32 bytes of data:\nRequest timed out.\n"
     with pytest.raises(ParseError):
         windows.parse_ping_text(text, "t")
+
+
+def test_ipconfig_falls_back_to_ipconfig_all_text_when_wmi_is_broken():
+    text = (DATA / "ipconfig-all-server2016.out").read_text(encoding="utf-8", errors="replace")
+    net = windows.parse_ipconfig(
+        {"ipconfig": out("ipconfig", {"source": "ipconfig /all", "text": text})}
+    )
+    assert net.source == "ipconfig /all"
+    assert any(i.ipv4 for i in net.interfaces)
+
+
+def test_ping_falls_back_to_ping_exe_text_counting_only_real_replies():
+    text = (DATA / "ping-win-host-unreachable.out").read_text(encoding="utf-8", errors="replace")
+    payload = {"target": "mx2", "address": "mx2", "source": "ping.exe", "text": text}
+    result = windows.parse_ping(out("ping:mx2", payload), "mx2")
+    assert result.received == 0 and result.transmitted > 0  # ping.exe says "Received = N"

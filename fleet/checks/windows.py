@@ -346,7 +346,10 @@ def _binding_from_registry(data: Mapping[str, Any]) -> NetConfig:
 def parse_ipconfig(outputs: Mapping[str, StepOutput]) -> NetConfig:
     """Addresses, DHCP, gateways and DNS per adapter (NetTCPIP, or WMI on PowerShell 2.0)."""
     data = _load(_output(outputs, "ipconfig"))
-    if _source(data, ("NetTCPIP", "Win32_NetworkAdapterConfiguration")) == "NetTCPIP":
+    source = _source(data, ("NetTCPIP", "Win32_NetworkAdapterConfiguration", "ipconfig /all"))
+    if source == "ipconfig /all":
+        return parse_ipconfig_text(str(data.get("text") or ""))
+    if source == "NetTCPIP":
         interfaces = _ipconfig_nettcpip(data)
     else:
         interfaces = _ipconfig_wmi(data)
@@ -490,6 +493,8 @@ def _ping_error(replies: Sequence[Mapping[str, Any]]) -> str:
 def parse_ping(output: StepOutput, target: str) -> PingResult:
     """One target's Win32_PingStatus replies: StatusCode 0 is a reply, anything else a loss."""
     data = _load(output)
+    if data.get("source") == "ping.exe":  # the fallback when WMI is broken
+        return parse_ping_text(str(data.get("text") or ""), target)
     if data.get("error") and not data.get("replies"):
         return PingResult(target=target, transmitted=0, received=0, error=str(data["error"]))
     replies = _rows(data, "replies")

@@ -13,8 +13,13 @@ if (Get-Command Get-NetIPAddress -ErrorAction SilentlyContinue) {
     }
 }
 # PowerShell 2.0 (Server 2008 R2): WMI has it all, IPv6 mixed into the same arrays.
-@{
-    source = 'Win32_NetworkAdapterConfiguration'
-    adapters = Get-WmiObject Win32_NetworkAdapter -Filter 'NetConnectionID IS NOT NULL' | Select-Object NetConnectionID, Description, NetConnectionStatus, MACAddress, InterfaceIndex, GUID
-    configs = Get-WmiObject Win32_NetworkAdapterConfiguration -Filter 'IPEnabled=TRUE' | Select-Object InterfaceIndex, Description, SettingID, MACAddress, IPAddress, IPSubnet, DefaultIPGateway, DHCPEnabled, DNSServerSearchOrder
+try {
+    @{
+        source = 'Win32_NetworkAdapterConfiguration'
+        adapters = Get-WmiObject Win32_NetworkAdapter -Filter 'NetConnectionID IS NOT NULL' | Select-Object NetConnectionID, Description, NetConnectionStatus, MACAddress, InterfaceIndex, GUID
+        configs = Get-WmiObject Win32_NetworkAdapterConfiguration -Filter 'IPEnabled=TRUE' | Select-Object InterfaceIndex, Description, SettingID, MACAddress, IPAddress, IPSubnet, DefaultIPGateway, DHCPEnabled, DNSServerSearchOrder
+    }
+} catch {
+    # A broken WMI repository: the text of ipconfig /all is the last resort.
+    @{ source = 'ipconfig /all'; text = (& ipconfig.exe /all | Out-String) }
 }

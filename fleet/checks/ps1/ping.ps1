@@ -16,8 +16,14 @@ if ($target -eq 'gateway') {
 # A WQL string literal: the target stays data.
 $q = $address.Replace('\', '\\').Replace("'", "\'")
 $replies = @()
-for ($i = 0; $i -lt [int]$p.echoes; $i++) {
-    $r = Get-WmiObject -Class Win32_PingStatus -Filter ("Address='" + $q + "' AND Timeout=" + [int]$p.timeout_ms)
-    $replies += , @{status = $r.StatusCode; time = $r.ResponseTime; resolution = $r.PrimaryAddressResolutionStatus; address = $r.ProtocolAddress}
+try {
+    for ($i = 0; $i -lt [int]$p.echoes; $i++) {
+        $r = Get-WmiObject -Class Win32_PingStatus -Filter ("Address='" + $q + "' AND Timeout=" + [int]$p.timeout_ms)
+        $replies += , @{status = $r.StatusCode; time = $r.ResponseTime; resolution = $r.PrimaryAddressResolutionStatus; address = $r.ProtocolAddress}
+    }
+} catch {
+    # A broken WMI repository: ping.exe's text (its replies counted, never its exit code).
+    $text = & ping.exe -n ([int]$p.echoes) -w ([int]$p.timeout_ms) $address | Out-String
+    return @{target = $target; address = $address; source = 'ping.exe'; text = $text}
 }
 @{target = $target; address = $address; replies = $replies}
