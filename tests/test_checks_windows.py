@@ -111,7 +111,9 @@ class TestCompose:
     def test_ping_never_trusts_ping_exe(self):
         text = windows.script_text("ping.ps1")
         assert "Win32_PingStatus" in text
-        assert "ping.exe" not in text.replace("# ", "")  # only named in comments, if at all
+        # ping.exe only as the broken-WMI fallback, its text parsed, its exit code never read
+        assert text.index("Win32_PingStatus") < text.index("& ping.exe")
+        assert "LASTEXITCODE" not in text and "$?" not in text
 
 
 # --------------------------------------------------------------------------- binding

@@ -349,10 +349,7 @@ def parse_ipconfig(outputs: Mapping[str, StepOutput]) -> NetConfig:
     source = _source(data, ("NetTCPIP", "Win32_NetworkAdapterConfiguration", "ipconfig /all"))
     if source == "ipconfig /all":
         return parse_ipconfig_text(str(data.get("text") or ""))
-    if source == "NetTCPIP":
-        interfaces = _ipconfig_nettcpip(data)
-    else:
-        interfaces = _ipconfig_wmi(data)
+    interfaces = _ipconfig_nettcpip(data) if source == "NetTCPIP" else _ipconfig_wmi(data)
     return _netconfig(interfaces, data["source"])
 
 
