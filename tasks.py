@@ -81,10 +81,17 @@ def lint(c: Context) -> None:
     c.run("mypy fleet")
 
 
-@task
-def bench(c: Context, hosts: int = 200) -> None:
+@task(
+    help={
+        "hosts": "bench hosts (200)",
+        "quick": "fleet and the OpenSSH floor only",
+        "scale": "also audit this many hosts for the peak-memory figure (e.g. 1000)",
+    }
+)
+def bench(c: Context, hosts: int = 200, quick: bool = False, scale: int = 0) -> None:
     """The benchmark: fleet vs the plain OpenSSH fan-out vs ansible-playbook (root)."""
-    c.run(f"{sys.executable} -m fleet.lab.bench --hosts {hosts}", pty=False)
+    args = [f"--hosts {hosts}", "--quick" if quick else "", f"--scale {scale}" if scale else ""]
+    c.run(f"{sys.executable} -m fleet.lab.bench {' '.join(filter(None, args))}", pty=False)
 
 
 @task(name="up")

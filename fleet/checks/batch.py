@@ -35,7 +35,9 @@ def compose_sh(steps: Sequence[Step], nonce: str, step_timeout: float = 60.0) ->
 
     Each step runs in its own ``sh -c`` under ``timeout`` (when the host has
     it) so one stuck probe cannot hide the others' results; output per step
-    is capped at STEP_OUTPUT_CAP bytes.
+    is capped at STEP_OUTPUT_CAP bytes.  Steps with the same script (binding
+    and ipconfig read the same ``ip`` output) run once and share their
+    output: fewer processes on every audited host.
     """
     cap = STEP_OUTPUT_CAP
     secs = max(1, int(step_timeout))
@@ -47,23 +49,32 @@ def compose_sh(steps: Sequence[Step], nonce: str, step_timeout: float = 60.0) ->
         "trap 'rm -rf \"$d\"' EXIT",
         f"if command -v timeout >/dev/null 2>&1; then T='timeout -s KILL {secs}'; else T=''; fi",
     ]
-    for i, step in enumerate(steps):
+    sources = shared_runs(steps)
+    for i in sorted(set(sources)):
         lines.append(
-            f"( $T sh -c {shlex.quote(step.script)} </dev/null 2>&1; "
+            f"( $T sh -c {shlex.quote(steps[i].script)} </dev/null 2>&1; "
             f'echo $? >"$d/{i}.rc" ) | head -c {cap + 1} >"$d/{i}" &'
         )
     lines.append("wait")
-    indexes = " ".join(str(i) for i in range(len(steps)))
+    # "section:run" pairs: the section's index, and the run whose output it prints.
+    pairs = " ".join(f"{i}:{source}" for i, source in enumerate(sources))
     lines.append(
-        f"for i in {indexes}; do "
+        f"for p in {pairs}; do "
+        "i=${p%:*}; s=${p#*:}; "
         f"printf '\\n@@fleet {nonce} begin %s\\n' \"$i\"; "
-        f'head -c {cap} "$d/$i"; '
-        f't=0; [ "$(wc -c <"$d/$i")" -gt {cap} ] && t=1; '
-        f'r=$(cat "$d/$i.rc" 2>/dev/null); '
+        f'head -c {cap} "$d/$s"; '
+        f't=0; [ "$(wc -c <"$d/$s")" -gt {cap} ] && t=1; '
+        f'r=$(cat "$d/$s.rc" 2>/dev/null); '
         f'printf \'\\n@@fleet {nonce} end %s %s %s raw\\n\' "$i" "${{r:-255}}" "$t"; '
         "done"
     )
     return "\n".join(lines) + "\n"
+
+
+def shared_runs(steps: Sequence[Step]) -> list[int]:
+    """For each step, the index of the first step with the same script (itself if none)."""
+    first: dict[str, int] = {}
+    return [first.setdefault(step.script, i) for i, step in enumerate(steps)]
 
 
 def split_sections(stdout: bytes, nonce: str, steps: Sequence[Step]) -> Mapping[str, StepOutput]:

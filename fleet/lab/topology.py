@@ -205,8 +205,13 @@ def standard() -> Topology:
 BENCH_NETWORK = "198.18.16.0/20"
 BENCH_BLOCK_SIZE = 254  # hosts per node: one /24 block, .1 to .254
 
+# The bench's extra machines, on the bridge's /24 (bench nodes are .10 and up).
+BENCH_HUB = "smtp-hub"  # the SMTP server (and ping target) every bench host probes
+BENCH_EXTRA_ADDRESSES = {"hub": 5, "mute": 6, "hang": 7, "silent": 8}
+BENCH_STUCK = ("mute1", "hang1")  # hosts whose server bench.py starts itself
 
-def bench(n: int) -> Topology:
+
+def bench(n: int, *, hub: bool = False, silent: int = 0, stuck: bool = False) -> Topology:
     """``n`` SSH hosts (``bench0001``...) served by one sshd per 254 hosts.
 
     Node ``i`` has one address on the bridge (198.18.16.10+i) and answers for a
@@ -215,12 +220,24 @@ def bench(n: int) -> Topology:
     four namespaces, four sshd processes and four ARP entries, and sshd listens
     on 0.0.0.0 (it has at most 16 ListenAddress sockets).  The hosts of a node
     share its host key, as machines cloned from one image would.
+
+    Options for the benchmark (``fleet.lab.bench``), all off by default:
+
+    * ``hub``: ``smtp-hub``, an SMTP server (no sshd) for the hosts to probe;
+    * ``silent``: that many hosts (``silent001``..., group ``silent``) served
+      by one node that drops every reply, as the standard lab's mx-down;
+    * ``stuck``: ``mute1``, whose port 22 accepts TCP and never speaks, and
+      ``hang1``, whose sshd runs every command forever (group ``stuck``).
+      Their nodes have no server here: ``fleet.lab.bench`` starts them.
     """
     network = ipaddress.ip_network(BENCH_NETWORK)
     link_net, *blocks = network.subnets(new_prefix=24)  # 198.18.16.0/24 is the bridge's
+    silent_block = blocks.pop()  # the last block is kept for the silent hosts
     capacity = len(blocks) * BENCH_BLOCK_SIZE
     if not 1 <= n <= capacity:
         raise ValueError(f"the bench lab holds 1..{capacity} hosts, not {n}")
+    if not 0 <= silent <= BENCH_BLOCK_SIZE:
+        raise ValueError(f"the bench lab holds 0..{BENCH_BLOCK_SIZE} silent hosts, not {silent}")
     nodes: list[Node] = []
     hosts: list[LabHost] = []
     for index in range(-(-n // BENCH_BLOCK_SIZE)):
@@ -233,6 +250,9 @@ def bench(n: int) -> Topology:
             name = f"bench{first + offset + 1:04d}"
             address = str(block.network_address + 1 + offset)
             hosts.append(LabHost(name, address, ns, Kind.UNIX, "bench", ("bench", "unix")))
+    for node, members in _bench_extras(link_net, silent_block, hub=hub, silent=silent, stuck=stuck):
+        nodes.append(node)
+        hosts.extend(members)
     gateway = str(link_net.network_address + 1)
     runner = str(link_net.network_address + 254)
     return Topology(
@@ -243,3 +263,53 @@ def bench(n: int) -> Topology:
         hosts=tuple(hosts),
         extra_names=(("gw", gateway), ("runner", runner)),
     )
+
+
+def _bench_extras(
+    link_net: ipaddress.IPv4Network | ipaddress.IPv6Network,
+    silent_block: ipaddress.IPv4Network | ipaddress.IPv6Network,
+    *,
+    hub: bool,
+    silent: int,
+    stuck: bool,
+) -> list[tuple[Node, list[LabHost]]]:
+    """The optional machines of ``bench()``: hub, silent hosts, stuck hosts."""
+
+    def address(what: str) -> str:
+        return str(link_net.network_address + BENCH_EXTRA_ADDRESSES[what])
+
+    extras: list[tuple[Node, list[LabHost]]] = []
+    if hub:
+        ns = namespace_of("benchhub")
+        role = "SMTP server the bench hosts probe"
+        extras.append(
+            (
+                Node(ns, (address("hub"),), smtp=Smtp.READY),
+                [LabHost(BENCH_HUB, address("hub"), ns, Kind.UNIX, role, ("hub",))],
+            )
+        )
+    if silent:
+        ns = namespace_of("benchsilent")
+        node = Node(ns, (address("silent"),), blackhole=True, served_blocks=(str(silent_block),))
+        members = [
+            LabHost(
+                f"silent{i + 1:03d}",
+                str(silent_block.network_address + 1 + i),
+                ns,
+                Kind.UNIX,
+                "drops everything: connects time out",
+                ("silent", "unix"),
+            )
+            for i in range(silent)
+        ]
+        extras.append((node, members))
+    if stuck:
+        roles = {
+            "mute": "port 22 accepts TCP, never speaks SSH",
+            "hang": "sshd runs every command forever",
+        }
+        for what, role in roles.items():
+            ns = namespace_of(f"bench{what}")
+            host = LabHost(f"{what}1", address(what), ns, Kind.UNIX, role, ("stuck", "unix"))
+            extras.append((Node(ns, (address(what),)), [host]))
+    return extras

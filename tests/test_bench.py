@@ -1,0 +1,200 @@
+"""The benchmark's smoke test, and the speed-ups it led to.
+
+Fast: the tables and targets on canned figures, the bench topology as data,
+the shared runs of identical steps, the known_hosts index and the key cache.
+With root, one tiny real run (3 hosts, --quick): no timing is asserted, only
+that every tool's hosts came back and the figures are written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import paramiko
+import pytest
+
+from fleet.checks.base import Step
+from fleet.checks.batch import compose_sh, new_nonce, shared_runs, split_sections
+from fleet.errors import AuthenticationError
+from fleet.lab import bench, control, topology
+from fleet.lab.bench import Bounded, Figures, Measured, OnHost
+from fleet.transports.ssh import KnownHostsIndex, known_hosts_index, private_key
+
+# -- tables and targets on canned numbers ---------------------------------------
+
+
+def canned(fleet_wall: float = 11.0, fleet_cpu: float = 1.2) -> Figures:
+    figures = Figures(
+        machine={"nproc": 2, "cpu": "test CPU", "python": "3.11"}, hosts=200, forks=50
+    )
+    figures.tools = [
+        Measured("fleet", 200, fleet_wall, fleet_cpu, 70.0, returned=200),
+        Measured("OpenSSH floor", 200, 10.0, 2.6, 30.0, returned=200, tree_peak_mb=300.0),
+        Measured("ansible-playbook", 200, 40.0, 11.0, 80.0, returned=199, tree_peak_mb=1800.0),
+    ]
+    figures.scale = Measured("fleet at scale (1000)", 1000, 60.0, 9.0, 250.0, returned=1000)
+    figures.inventory_10k_s = 0.2
+    figures.on_host = [OnHost(1, 1.05), OnHost(3, 1.07)]
+    figures.bounded = [Bounded("hung hosts", 7.0, 11.0)]
+    return figures
+
+
+def holds(figures: Figures) -> dict[str, str]:
+    return {what.split(" (")[0]: ok for what, _, ok in bench.targets(figures)}
+
+
+def test_targets_say_which_hold_on_canned_figures() -> None:
+    verdicts = holds(canned())
+    assert verdicts["fleet/floor wall time <= 1.3"] == "yes"  # 1.10x
+    assert verdicts["ansible/fleet wall time >= 3"] == "yes"  # 3.6x
+    assert verdicts["fleet client CPU <= 8 ms/host"] == "yes"  # 6 ms
+    assert verdicts["1000 hosts: peak RSS < 300 MB"] == "yes"
+    assert verdicts["3 ping targets on one host cost ~1 ping"] == "yes"
+    assert verdicts["ends in bound: hung hosts"] == "yes"
+
+
+def test_missed_targets_say_no() -> None:
+    verdicts = holds(canned(fleet_wall=14.0, fleet_cpu=3.0))
+    assert verdicts["fleet/floor wall time <= 1.3"] == "NO"  # 1.40x
+    assert verdicts["ansible/fleet wall time >= 3"] == "NO"  # 2.86x
+    assert verdicts["fleet client CPU <= 8 ms/host"] == "NO"  # 15 ms
+
+
+def test_table_prints_ratios_cpu_per_host_and_who_returned_everything() -> None:
+    text = bench.report(canned())
+    fleet_row = next(line for line in text.splitlines() if line.startswith("fleet "))
+    assert "1.10x" in fleet_row and "6.0" in fleet_row and "yes (200/200)" in fleet_row
+    ansible_row = next(line for line in text.splitlines() if line.startswith("ansible-playbook"))
+    assert "NO (199/200)" in ansible_row and "1800" in ansible_row
+    assert "test CPU" in text
+
+
+def test_figures_are_written_as_json(tmp_path: Path) -> None:
+    path = bench.write_json(canned(), tmp_path / "bench")
+    data = json.loads(path.read_text())
+    assert data["tools"][0]["cpu_ms_per_host"] == pytest.approx(6.0)
+    assert data["tools"][2]["all_returned"] is False
+    assert ["fleet/floor wall time <= 1.3", "1.10x", "yes"] in data["targets"]
+
+
+def test_a_run_is_complete_only_when_every_section_came_back() -> None:
+    steps = [Step("a", "echo a"), Step("b", "echo b")]
+    nonce = new_nonce()
+    script = compose_sh(steps, nonce).encode()
+    out = subprocess.run(["sh"], input=script, capture_output=True, check=True)
+    assert bench.complete(out.stdout, nonce, steps)
+    # ansible's raw task runs under a tty: CRLF line ends are read too.
+    assert bench.complete(out.stdout.replace(b"\n", b"\r\n"), nonce, steps)
+    cut = out.stdout[: out.stdout.rindex(b"@@fleet")]
+    assert not bench.complete(cut, nonce, steps)
+
+
+# -- the bench topology ---------------------------------------------------------
+
+
+def test_bench_extras_are_off_by_default_and_on_when_asked() -> None:
+    plain = topology.bench(10)
+    assert {h.groups[0] for h in plain.hosts} == {"bench"}
+    full = topology.bench(10, hub=True, silent=3, stuck=True)
+    by_group = {g: [h for h in full.hosts if h.groups[0] == g] for g in ("hub", "silent", "stuck")}
+    assert [h.name for h in by_group["hub"]] == [topology.BENCH_HUB]
+    assert full.node(by_group["hub"][0].namespace).smtp is topology.Smtp.READY
+    assert [h.name for h in by_group["stuck"]] == list(topology.BENCH_STUCK)
+    silent_node = full.node(by_group["silent"][0].namespace)
+    assert silent_node.blackhole and not silent_node.sshd
+    block = ipaddress.ip_network(silent_node.served_blocks[0])
+    assert all(ipaddress.ip_address(h.address) in block for h in by_group["silent"])
+    healthy = {ipaddress.ip_network(b) for n in full.nodes if n.sshd for b in n.served_blocks}
+    assert not any(block.overlaps(b) for b in healthy)
+    addresses = [h.address for h in full.hosts]
+    assert len(addresses) == len(set(addresses)) == 10 + 1 + 3 + 2
+    with pytest.raises(ValueError):
+        topology.bench(10, silent=1000)
+
+
+# -- the speed-ups ----------------------------------------------------------------
+
+
+def test_identical_steps_run_once_and_share_their_output(tmp_path: Path) -> None:
+    counter = tmp_path / "runs"
+    same = f"echo run >> {counter}; echo net"
+    steps = [Step("binding:net", same), Step("ipconfig:net", same), Step("other", "echo other")]
+    assert shared_runs(steps) == [0, 0, 2]
+    nonce = new_nonce()
+    script = compose_sh(steps, nonce)
+    out = subprocess.run(["sh"], input=script.encode(), capture_output=True, check=True).stdout
+    sections = split_sections(out, nonce, steps)
+    assert sections["binding:net"].stdout == sections["ipconfig:net"].stdout == b"net\n"
+    assert sections["ipconfig:net"].exit_status == 0
+    assert sections["other"].stdout == b"other\n"
+    assert counter.read_text() == "run\n"
+
+
+def known_hosts_line(name: str, key: paramiko.PKey) -> str:
+    return f"{name} {key.get_name()} {key.get_base64()}\n"
+
+
+def test_known_hosts_index_finds_plain_and_hashed_names(tmp_path: Path) -> None:
+    first, second = paramiko.ECDSAKey.generate(), paramiko.ECDSAKey.generate()
+    hashed = paramiko.HostKeys.hash_host("198.18.0.7")
+    path = tmp_path / "known_hosts"
+    path.write_text(
+        "# comment\n"
+        + known_hosts_line("mx1,198.18.0.11", first)
+        + known_hosts_line("mx1", second)  # a later line for the same name: the first wins
+        + known_hosts_line(hashed, second)
+        + "garbage line\n"
+    )
+    index = KnownHostsIndex.parse(path)
+    assert index.lookup("198.18.0.11") == {first.get_name(): first}
+    assert index.lookup("mx1")[first.get_name()] == first
+    assert index.lookup("198.18.0.7") == {second.get_name(): second}
+    assert index.lookup("198.18.0.99") == {}
+
+
+def test_known_hosts_are_parsed_once_and_again_when_the_file_changes(tmp_path: Path) -> None:
+    key = paramiko.ECDSAKey.generate()
+    path = tmp_path / "known_hosts"
+    path.write_text(known_hosts_line("a", key))
+    assert known_hosts_index(path) is known_hosts_index(path)
+    time.sleep(0.01)
+    path.write_text(known_hosts_line("a", key) + known_hosts_line("b", key))
+    assert known_hosts_index(path).lookup("b") == {key.get_name(): key}
+
+
+def test_private_keys_are_cached_and_a_bad_passphrase_is_an_authentication_error(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "id"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "s3cret", "-f", str(path)], check=True
+    )
+    key = private_key(path, "s3cret")
+    assert private_key(path, "s3cret") is key
+    for wrong in (None, "wrong"):
+        with pytest.raises(AuthenticationError) as caught:
+            private_key(path, wrong)
+        assert "s3cret" not in str(caught.value)
+
+
+# -- one tiny real run ------------------------------------------------------------
+
+
+@pytest.mark.lab
+def test_tiny_bench_run_returns_every_host(lab, tmp_path: Path) -> None:
+    args = argparse.Namespace(hosts=3, forks=3, quick=True, scale=0)
+    try:
+        figures = bench.run_bench(args)
+    finally:
+        control.up(lab.state_dir)  # later tests in the session expect the standard lab
+    tools = {m.tool: m for m in figures.tools}
+    assert set(tools) == {"fleet", "OpenSSH floor"}
+    assert all(m.returned == 3 and m.cpu_s > 0 for m in tools.values()), tools
+    assert [o.targets for o in figures.on_host] == [1, 3]
+    data = json.loads(bench.write_json(figures, tmp_path).read_text())
+    assert data["hosts"] == 3 and len(data["tools"]) == 2
