@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fleet.checks.facts import (
@@ -155,12 +155,24 @@ class _Fleet:
     audited: frozenset[str]
     pairs: dict[tuple[str, str], _Pair]
     reach: dict[str, dict[int, bool]]  # host -> runner-side port -> open
+    _by_source: dict[str, list[_Pair]] = field(init=False, repr=False, compare=False)
+    _by_target: dict[str, list[_Pair]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Indexes, so the diagnosis stays linear in the fleet's size.
+        by_source: dict[str, list[_Pair]] = {}
+        by_target: dict[str, list[_Pair]] = {}
+        for pair in self.pairs.values():
+            by_source.setdefault(pair.source, []).append(pair)
+            by_target.setdefault(pair.target, []).append(pair)
+        object.__setattr__(self, "_by_source", by_source)
+        object.__setattr__(self, "_by_target", by_target)
 
     def pairs_from(self, source: str) -> list[_Pair]:
-        return [p for p in self.pairs.values() if p.source == source]
+        return list(self._by_source.get(source, ()))
 
     def pairs_to(self, target: str) -> list[_Pair]:
-        return [p for p in self.pairs.values() if p.target == target]
+        return list(self._by_target.get(target, ()))
 
     def platform(self, host: str) -> str:
         h = self.hosts.get(host)
@@ -208,17 +220,18 @@ def _smtp_observation(r: CheckResult) -> tuple[str | None, str, str, str]:
     return str(outcome), detail, greeting, str(f.get("address", ""))
 
 
-def _canonical(target: str, hosts: Mapping[str, HostResult]) -> str:
+def _canonical(target: str, hosts: Mapping[str, HostResult], by_address: Mapping[str, str]) -> str:
+    """The inventory name of a target given by name or by address."""
     if target in hosts:
         return target
-    for h in hosts.values():
-        if h.address == target:
-            return h.host
-    return target
+    return by_address.get(target, target)
 
 
 def _collect_pairs(hosts: Mapping[str, HostResult]) -> dict[tuple[str, str], _Pair]:
     pairs: dict[tuple[str, str], _Pair] = {}
+    by_address: dict[str, str] = {}
+    for h in hosts.values():
+        by_address.setdefault(h.address, h.host)
     for host in hosts.values():
         by_target: dict[str, dict[str, CheckResult]] = {}
         for r in host.results:
@@ -228,13 +241,17 @@ def _collect_pairs(hosts: Mapping[str, HostResult]) -> dict[tuple[str, str], _Pa
             if label == "gateway":  # each host's own gateway, not one shared "gateway" host
                 address = (found.get("ping") or found.get("smtp")).facts.get("address")  # type: ignore[union-attr]
                 label = f"gateway {address}" if address else f"gateway of {host.host}"
-            pair = _make_pair(host.host, label, found, hosts)
+            pair = _make_pair(host.host, label, found, hosts, by_address)
             pairs[(pair.source, pair.target)] = pair
     return pairs
 
 
 def _make_pair(
-    source: str, label: str, found: Mapping[str, CheckResult], hosts: Mapping[str, HostResult]
+    source: str,
+    label: str,
+    found: Mapping[str, CheckResult],
+    hosts: Mapping[str, HostResult],
+    by_address: Mapping[str, str],
 ) -> _Pair:
     ping, ping_detail, ping_addr = None, "", ""
     smtp, smtp_detail, greeting, smtp_addr = None, "", "", ""
@@ -244,7 +261,7 @@ def _make_pair(
         smtp, smtp_detail, greeting, smtp_addr = _smtp_observation(found["smtp"])
     return _Pair(
         source=source,
-        target=_canonical(label, hosts),
+        target=_canonical(label, hosts, by_address),
         label=label,
         ping=ping,
         ping_detail=ping_detail,

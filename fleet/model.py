@@ -205,7 +205,9 @@ class RunResult:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1, sort_keys=False, ensure_ascii=False)
+        # No indent: json's C encoder only runs without one (about 10x faster at
+        # fleet scale); `jq . report.json` pretty-prints for a human.
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunResult:

@@ -39,14 +39,14 @@ class Interrupted(Exception):
 
 
 @dataclass(frozen=True)
-class _Batch:
+class Batch:
     """Every host check's steps with keys made unique as ``check/key``."""
 
     checks: tuple[tuple[CheckPlan, HostCheck, tuple[Step, ...]], ...]
     steps: tuple[Step, ...]
 
     @classmethod
-    def build(cls, host: HostPlan, plans: Iterable[tuple[CheckPlan, HostCheck]]) -> _Batch:
+    def build(cls, host: HostPlan, plans: Iterable[tuple[CheckPlan, HostCheck]]) -> Batch:
         checks = []
         steps: list[Step] = []
         for index, (plan, check) in enumerate(plans):
@@ -93,6 +93,19 @@ def _management_down(host: HostPlan, reach: Sequence[CheckResult]) -> CheckResul
     return None
 
 
+def host_script(
+    host: HostPlan, host_plans: Sequence[tuple[CheckPlan, HostCheck]], budget: float
+) -> tuple[Batch, str, str]:
+    """The one script sent to ``host`` (its batch, nonce and text) for a command deadline of
+    ``budget`` seconds.  The benchmark sends exactly this through other tools."""
+    batch = Batch.build(host, host_plans)
+    nonce = new_nonce()
+    # Steps end on their own before the command's deadline, leaving room for the
+    # shell (or powershell.exe) to start and for the sections to come back.
+    step_timeout = max(1.0, budget - max(3.0, budget * 0.15))
+    return batch, nonce, platform_probes(host.platform).compose(batch.steps, nonce, step_timeout)
+
+
 def audit_host(host: HostPlan, options: RunOptions) -> HostResult:
     """Every check of one host.  Never raises: failures become results."""
     started = time.monotonic()
@@ -133,8 +146,6 @@ def _audit_on_host(
     down = _management_down(host, reach)
     if down is not None:
         return _results_for_all(host, plans, Status.UNREACHABLE, down.summary, down.evidence)
-    batch = _Batch.build(host, host_plans)
-    nonce = new_nonce()
     missing = "no output from the host for this check"
     command: CommandResult | None = None
     transport: Transport = open_transport(host, options)
@@ -143,10 +154,7 @@ def _audit_on_host(
         budget = max(
             1.0, min(options.command_timeout, options.host_deadline - (time.monotonic() - started))
         )
-        # Steps end on their own before the command's deadline, leaving room for the
-        # shell (or powershell.exe) to start and for the sections to come back.
-        step_timeout = max(1.0, budget - max(3.0, budget * 0.15))
-        script = platform_probes(host.platform).compose(batch.steps, nonce, step_timeout)
+        batch, nonce, script = host_script(host, host_plans, budget)
         command = transport.run(script, budget)
         stdout = command.stdout
     except UnreachableError as exc:
@@ -172,7 +180,7 @@ def _audit_on_host(
 
 
 def _evaluate(
-    host: HostPlan, batch: _Batch, outputs: Mapping[str, StepOutput], missing: str
+    host: HostPlan, batch: Batch, outputs: Mapping[str, StepOutput], missing: str
 ) -> list[CheckResult]:
     """Each check judges its own sections; one check's failure never costs another's result."""
     results: list[CheckResult] = []
