@@ -143,3 +143,27 @@ def test_password_never_appears_in_errors(sshd: Sshd) -> None:
         SSHTransport(host, RunOptions(connect_timeout=5)).connect()
     assert "S3cret-Pa55" not in str(caught.value)
     assert "S3cret-Pa55" not in repr(caught.value)
+
+
+def test_the_whole_login_shares_one_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    # paramiko bounds the banner, the key exchange and authentication each by the
+    # timeout; a host slow in all three would take three times --connect-timeout.
+    import paramiko
+
+    def stalls_until_woken(self, hostname, sock=None, **kwargs) -> None:
+        sock.settimeout(None)
+        if not sock.recv(1):  # the watchdog's shutdown ends the wait
+            raise paramiko.SSHException("EOF during negotiation")
+
+    monkeypatch.setattr(paramiko.SSHClient, "connect", stalls_until_woken)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(5)
+    host = HostPlan("slow", "ssh", "127.0.0.1", server.getsockname()[1], "nobody", {})
+    started = time.monotonic()
+    try:
+        with pytest.raises(UnreachableError, match="did not complete within 1s"):
+            SSHTransport(host, RunOptions(connect_timeout=1)).connect()
+    finally:
+        server.close()
+    assert time.monotonic() - started < 4

@@ -95,7 +95,16 @@ class SSHTransport:
         else:
             # The operator opted out (host_key_checking=false), as in Ansible.
             client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # noqa: S507
+        started = time.monotonic()
         sock = self._open_socket()
+        # paramiko gives the banner, the key exchange and authentication each the
+        # whole timeout; the watchdog makes --connect-timeout one budget for the login.
+        # (A second of grace lets each phase's own timeout give its sharper reason.)
+        left = max(0.1, self.options.connect_timeout - (time.monotonic() - started)) + 1.0
+        expired = threading.Event()
+        watchdog = threading.Timer(left, _shut, (sock, expired))
+        watchdog.daemon = True
+        watchdog.start()
         try:
             client.connect(
                 self.host.address,
@@ -113,7 +122,15 @@ class SSHTransport:
             cause = getattr(client.get_transport(), "saved_exception", None) or exc
             sock.close()
             client.close()
+            if expired.is_set():
+                raise UnreachableError(
+                    f"SSH login to {self.host.address}:{self.port} did not complete within "
+                    f"{self.options.connect_timeout:g}s",
+                    "host overloaded, or sshd stalls (MaxStartups, slow DNS in sshd: UseDNS)",
+                ) from exc
             raise self._translate(cause) from exc
+        finally:
+            watchdog.cancel()
         # paramiko's thread wakes at every socket timeout (0.1 s) to notice a
         # close; once logged in nothing else needs it, and at 50 hosts at once
         # those wake-ups were ~0.7 ms of CPU per host and second.  close()
@@ -399,6 +416,13 @@ def private_key(path: Path, passphrase: str | None) -> paramiko.PKey:
                 key.load_certificate(str(cert))
             _KEYS[index] = key
         return key
+
+
+def _shut(sock: socket.socket, expired: threading.Event) -> None:
+    """Wake whoever is blocked on ``sock``: the login took too long."""
+    expired.set()
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _known_hosts_name(transport: SSHTransport) -> str:
