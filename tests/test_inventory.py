@@ -729,3 +729,10 @@ def test_list_equals_recorded_ansible_inventory_output(name, source):
 )
 def test_host_line_split_matches_a_posix_shell(line):
     assert split_host_line(line) == shlex.split(line, comments=True)
+
+
+def test_a_multi_letter_range_is_refused_not_silently_shortened():
+    from fleet.inventory.hostnames import expand_ranges
+
+    with pytest.raises(ValueError, match="single letters"):
+        expand_ranges("h[ab:cd]")

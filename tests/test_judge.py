@@ -291,3 +291,10 @@ def test_an_ipv6_zone_cannot_smuggle_protocol_lines() -> None:
     assert valid_target("fe80::1%eth0")
     assert not valid_target("fe80::1%x\r\nMAIL FROM:<a@b>")
     assert not valid_target("fe80::1%a b")
+
+
+def test_a_cloud_style_slash_32_with_an_on_link_gateway_is_not_misconfigured() -> None:
+    net = unix_net(eth("10.156.0.7/32"), gateways=("10.156.0.1",))
+    assert judge.judge_ipconfig("vm1", net).status is Status.OK
+    outside = unix_net(eth("198.18.0.11/24"), gateways=("10.9.9.1",))
+    assert "outside every interface's subnet" in judge.judge_ipconfig("mx1", outside).summary

@@ -420,10 +420,13 @@ def _gateway_findings(net: NetConfig, interfaces: Sequence[Interface]) -> list[F
     if not gateways:
         return [(Status.FAIL, "no default gateway")]
     networks = _networks(interfaces)
+    # A /32 address with an on-link gateway is normal in clouds (GCE, Hetzner):
+    # the route to the gateway is set explicitly, so it is not a misconfiguration.
+    host_routes = any(n.prefixlen == 32 for n in networks)
     return [
         (Status.FAIL, f"default gateway {g} is outside every interface's subnet")
         for g in gateways
-        if not any(ipaddress.IPv4Address(g) in n for n in networks)
+        if not host_routes and not any(ipaddress.IPv4Address(g) in n for n in networks)
     ]
 
 

@@ -81,7 +81,11 @@ def _range_items(spec: str, name: str) -> list[str]:
     step = _range_step(bounds[2] if len(bounds) == 3 else "1", spec, name)
     if not end:
         raise ValueError(f"host range [{spec}] in {name!r} has no end: write e.g. [01:20]")
-    if begin in string.ascii_letters and end in string.ascii_letters:
+    if (
+        len(begin) == len(end) == 1
+        and begin in string.ascii_letters
+        and end in string.ascii_letters
+    ):
         return _letter_range(begin, end, step, spec, name)
     return _number_range(begin, end, step, spec, name)
 
