@@ -40,7 +40,7 @@ class Interrupted(Exception):
 
 @dataclass(frozen=True)
 class Batch:
-    """Every host check's steps with keys made unique as ``check/key``."""
+    """Every host check's steps, keys made unique as ``<check index>/<step key>``."""
 
     checks: tuple[tuple[CheckPlan, HostCheck, tuple[Step, ...]], ...]
     steps: tuple[Step, ...]
