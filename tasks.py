@@ -30,6 +30,7 @@ def _exit(code: int) -> None:
         "formats": "report formats, e.g. csv,html,junit",
         "quiet": "no progress output",
         "no_host_key_checking": "accept unknown SSH host keys",
+        "report_dir": "where reports and the run history go (default: reports)",
     }
 )
 def audit(
@@ -38,16 +39,18 @@ def audit(
     playbook: str = "mail-connectivity",
     limit: str = "",
     forks: int = 50,
-    deadline: float = 0,
+    deadline: float = 0.0,
     mail_to: str = "",
     formats: str = "",
     quiet: bool = False,
     no_host_key_checking: bool = False,
+    report_dir: str = "reports",
 ) -> None:
     """Audit an inventory's mail servers and write the reports."""
     from fleet.cli import main
 
     argv = ["audit", "--inventory", inventory, "--playbook", playbook, "--forks", str(forks)]
+    argv += ["--report-dir", report_dir]
     if limit:
         argv += ["--limit", limit]
     if deadline:
