@@ -86,6 +86,12 @@ def valid_target(name: object) -> bool:
     return all(_HOST_LABEL.fullmatch(label) for label in labels)
 
 
+def probe_params(defaults: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """The params a platform module sees: defaults filled in, valid targets only."""
+    targets = [t for t in params.get("targets", ()) if valid_target(t)]
+    return {**defaults, **params, "targets": targets}
+
+
 def output_problem(output: StepOutput | None) -> str | None:
     """Why a step's output cannot be judged, or None when it can."""
     if output is None or output.exit_status is None:

@@ -33,13 +33,8 @@ class PingCheck:
             "timeout": judge.as_number(self.name, "timeout", merged["timeout"], 0.1, 60),
         }
 
-    def _probe_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        """The params the platform module sees: valid targets only."""
-        targets = [t for t in params.get("targets", ()) if judge.valid_target(t)]
-        return {**DEFAULTS, **params, "targets": targets}
-
     def steps(self, platform: Platform, params: Mapping[str, Any]) -> Sequence[Step]:
-        return platform_probes(platform).ping_steps(self._probe_params(params))
+        return platform_probes(platform).ping_steps(judge.probe_params(DEFAULTS, params))
 
     def evaluate(
         self,
