@@ -15,7 +15,7 @@ newer checks may have written.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -757,6 +757,20 @@ def _not_audited_findings(fleet: _Fleet, explained: set[str]) -> list[Finding]:
     return findings
 
 
+def _check_error_fix(errors: Sequence[CheckResult]) -> str:
+    """The step that fits why the checks could not run: out of time, or unreadable output."""
+    text = " ".join(r.summary for r in errors).lower()
+    if "deadline" in text or "abandoned" in text or "did not finish" in text:
+        return (
+            "# the audit ran out of time on this host: look for a stuck probe or an\n"
+            "# overloaded host, then raise --command-timeout / --deadline if it is just slow"
+        )
+    return (
+        "# the host's output made no sense to fleet: see the raw evidence;\n"
+        "# rerun the audit on this host, and report it if it happens again"
+    )
+
+
 def _check_error_findings(fleet: _Fleet) -> list[Finding]:
     findings = []
     for name, host in fleet.hosts.items():
@@ -772,8 +786,7 @@ def _check_error_findings(fleet: _Fleet) -> list[Finding]:
                 evidence=tuple(
                     f"{r.check}{' -> ' + r.target if r.target else ''}: {r.summary}" for r in errors
                 ),
-                fix="# the host's output made no sense to fleet: see the raw evidence;\n"
-                "# rerun the audit on this host, and report it if it happens again",
+                fix=_check_error_fix(errors),
                 severity=Status.ERROR,
                 key=f"{CHECK_ERROR}:{name}",
             )

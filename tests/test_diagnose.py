@@ -360,3 +360,9 @@ def test_each_host_has_its_own_gateway_not_one_shared_gateway_host():
     titles = " ".join(f.title for f in d.findings)
     assert "gateway answers nobody" not in titles
     assert {p.target for p in d.pairs} >= {"gateway 10.0.1.1", "gateway 10.0.2.1"}
+
+
+def test_a_host_out_of_time_is_told_to_look_at_timeouts_not_at_garbage():
+    late = host("mx9", CheckResult("mx9", "binding", Status.ERROR, "run deadline of 4s reached"))
+    [finding] = [f for f in diagnose(run(late)).findings if "mx9" in f.hosts]
+    assert "--command-timeout" in finding.fix and "made no sense" not in finding.fix
