@@ -3,12 +3,14 @@ $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
 # Polite SMTP: read the whole greeting before speaking, EHLO, QUIT; never DATA.
 function fleetReply($rd) {
+    # Bounded: a hostile server cannot make the report (or this process) grow.
     $lines = @()
     do {
         $l = $rd.ReadLine()
         if ($null -eq $l) { break }
+        if ($l.Length -gt 512) { $l = $l.Substring(0, 512) }
         $lines += $l
-    } while ($l -match '^\d{3}-')
+    } while ($l -match '^\d{3}-' -and $lines.Count -lt 64)
     , $lines
 }
 function fleetSocketError($e) {
@@ -21,13 +23,15 @@ function fleetSocketError($e) {
 $ms = [int]$p.timeout_ms
 $r = @{target = [string]$p.target; port = [int]$p.port; outcome = 'error'; greeting = @(); ehlo = @(); starttls = $false}
 try {
-    $ip = @([Net.Dns]::GetHostAddresses($r.target) | Where-Object { $_.AddressFamily -eq 'InterNetwork' })
+    # IPv4 first, as most mail relays are reached; IPv6 when that is all the name has.
+    $all = @([Net.Dns]::GetHostAddresses($r.target))
+    $ip = @($all | Where-Object { $_.AddressFamily -eq 'InterNetwork' }) + @($all | Where-Object { $_.AddressFamily -eq 'InterNetworkV6' })
 } catch {
     $ip = @()
 }
 if ($ip.Count -eq 0) { $r.outcome = 'unresolved'; $r.error = 'name not resolved'; return $r }
 $r.address = $ip[0].ToString()
-$c = New-Object Net.Sockets.TcpClient
+$c = New-Object Net.Sockets.TcpClient($ip[0].AddressFamily)
 $stage = 'connect'
 try {
     $sw = [Diagnostics.Stopwatch]::StartNew()
