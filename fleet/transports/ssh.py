@@ -405,7 +405,9 @@ def private_key(path: Path, passphrase: str | None) -> paramiko.PKey:
         key = _KEYS.get(index)
         if key is None:
             try:
-                key = paramiko.PKey.from_path(path, passphrase.encode() if passphrase else None)
+                # cryptography wants bytes here, whatever paramiko's annotation says.
+                secret_bytes = passphrase.encode() if passphrase else None
+                key = paramiko.PKey.from_path(path, secret_bytes)  # type: ignore[arg-type]
             except (TypeError, ValueError) as exc:  # cryptography's words for a bad passphrase
                 raise AuthenticationError(
                     f"cannot use the private key {path}: {exc}",
