@@ -252,8 +252,16 @@ class Renderer:
         self._compiled: dict[str, jinja2.Template] = {}
 
     def render_text(self, value: str, context: Mapping[str, Any]) -> str:
-        """A template rendered as a plain string: a password '0x1F' stays '0x1F'."""
-        return self.text_env.from_string(value).render(context)
+        """A template rendered as a plain string: a password '0x1F' stays '0x1F'.
+
+        Re-rendered while the result is still a template, as Ansible does for
+        ``ansible_password: "{{ vault_pw }}"`` with ``vault_pw: "{{ lookup(...) }}"``.
+        """
+        for _ in range(6):
+            value = self.text_env.from_string(value).render(context)
+            if not _has_template(value):
+                return value
+        raise jinja2.TemplateError("the value still holds a template after 6 renderings")
 
     def render(self, value: Any, context: Mapping[str, Any], depth: int = 0) -> Any:
         if isinstance(value, str) and ("{{" in value or "{%" in value):
@@ -307,6 +315,30 @@ def build_plan(
     ]
 
 
+_CONNECTION_VARS = frozenset(
+    {
+        "ansible_host",
+        "ansible_port",
+        "ansible_ssh_port",
+        "ansible_user",
+        "ansible_ssh_user",
+        "ansible_connection",
+        "ansible_ssh_private_key_file",
+        "ansible_private_key_file",
+        "ansible_host_key_checking",
+        "ansible_ssh_host_key_checking",
+    }
+)
+
+
+def _fleet_reads(key: str) -> bool:
+    return (
+        key in _CONNECTION_VARS
+        or key.startswith(("fleet_", "ansible_winrm_"))
+        or (key.startswith("ansible_") and is_secret(key))
+    )
+
+
 def _render_host_vars(
     renderer: Renderer,
     host: str,
@@ -318,7 +350,10 @@ def _render_host_vars(
     context = {**own, "groups": groups, "hostvars": hostvars, "inventory_hostname": host}
     rendered = dict(own)
     for key, value in own.items():
-        if not _has_template(value):
+        # Only what fleet reads; an inventory also holds variables for Ansible
+        # (ansible_python_interpreter: "{{ ansible_playbook_python }}") that
+        # fleet cannot and need not render.
+        if not _has_template(value) or not _fleet_reads(key):
             continue
         try:
             if is_secret(key) and isinstance(value, str):

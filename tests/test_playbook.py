@@ -210,3 +210,26 @@ def test_malformed_winrm_settings_are_caught_before_any_host(tmp_path: Path) -> 
     plan = build_plan(load_playbook(DEFAULT), load_inventory(inv))
     with pytest.raises(ConfigError, match="ansible_winrm_scheme"):
         check_transport_settings(plan, RunOptions())
+
+
+def test_a_password_pointing_at_another_templated_variable_is_rendered_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WINRM_PASSWORD", "s3cret")
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "group_vars" / "windows.yml").write_text(
+        "ansible_password: '{{ vault_winrm_password }}'\n"
+        "vault_winrm_password: \"{{ lookup('env', 'WINRM_PASSWORD') }}\"\n"
+    )
+    (tmp_path / "hosts").write_text("[windows]\nex1 ansible_connection=winrm\n")
+    plan = build_plan(load_playbook(DEFAULT), load_inventory(tmp_path))
+    assert plan[0].vars["ansible_password"] == "s3cret"
+
+
+def test_variables_for_ansible_only_are_left_alone(tmp_path: Path) -> None:
+    inv = tmp_path / "hosts"
+    inv.write_text(
+        '[mail]\nmx1\n[all:vars]\nansible_python_interpreter="{{ ansible_playbook_python }}"\n'
+    )
+    plan = build_plan(load_playbook(DEFAULT), load_inventory(inv))
+    assert plan[0].vars["ansible_python_interpreter"] == "{{ ansible_playbook_python }}"
