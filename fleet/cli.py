@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -94,6 +95,12 @@ def audit(request: AuditRequest) -> int:
             f"match nothing in {inventory_path}"
         )
     mail = _mail_settings(request)  # checked before any host is contacted
+    _check_report_dir(Path(request.report_dir), inventory_name(request.inventory))
+    known_hosts = request.known_hosts
+    if known_hosts:
+        known_hosts = str(Path(known_hosts).expanduser().resolve())
+        if not Path(known_hosts).is_file():
+            raise ConfigError(f"--known-hosts {request.known_hosts}: no such file")
     options = RunOptions(
         forks=request.forks,
         connect_timeout=request.connect_timeout,
@@ -101,7 +108,7 @@ def audit(request: AuditRequest) -> int:
         host_deadline=request.host_deadline,
         run_deadline=request.deadline,
         host_key_checking=request.host_key_checking,
-        known_hosts=request.known_hosts,
+        known_hosts=known_hosts,
     )
     check_transport_settings(hosts, options)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
@@ -128,22 +135,33 @@ def audit(request: AuditRequest) -> int:
 def _mail_settings(request: AuditRequest) -> MailSettings | None:
     if not request.mail_to:
         return None
-    from fleet.deliver.mail import MailSettings
+    from fleet.deliver.mail import MailSettings, check_mail_settings
 
-    return MailSettings.from_env()
+    settings = MailSettings.from_env()
+    check_mail_settings(settings, request.mail_to)
+    return settings
 
 
-_GENERIC_NAMES = {"hosts", "inventory", "hosts.yml", "hosts.yaml", "hosts.ini", "inventory.yml"}
+def _check_report_dir(base: Path, inventory: str) -> None:
+    """The report directory must be writable before any host is contacted."""
+    target = base / inventory
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        probe = target / f".fleet-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write reports to {target}: {exc.strerror or exc}; choose another --report-dir"
+        ) from exc
 
 
 def inventory_name(source: str) -> str:
-    """A short name for reports and history: ``prod`` for inventories/prod,
+    """A short name for reports, history and mail: ``prod`` for inventories/prod,
     inventories/prod/hosts or prod.yml, so two fleets never share a history."""
-    path = Path(source)
-    if path.name in _GENERIC_NAMES and path.parent.name not in ("", "."):
-        path = path.parent
-    name = path.stem if path.suffix in (".ini", ".yml", ".yaml", ".json") else path.name
-    return name or "inventory"
+    from fleet.deliver.history import inventory_label
+
+    return inventory_label(source)
 
 
 def deliver(run: RunResult, request: AuditRequest, mail: MailSettings | None) -> bool:
@@ -227,10 +245,19 @@ def write_run_reports(
 
 
 def _positive(value: str) -> float:
-    number = float(value)
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive number of seconds")
     return number
+
+
+def _forks(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number >= 1")
+    return int(value)
 
 
 def _formats(value: str) -> list[str]:
@@ -262,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("-i", "--inventory", default="local", help="inventories/NAME or a path")
     a.add_argument("-p", "--playbook", default=DEFAULT_PLAYBOOK, help="playbooks/NAME or a path")
     a.add_argument("-l", "--limit", help="Ansible host pattern, e.g. 'mail:!mx-old*'")
-    a.add_argument("-f", "--forks", type=int, default=50, help="hosts audited at once (50)")
+    a.add_argument("-f", "--forks", type=_forks, default=50, help="hosts audited at once (50)")
     a.add_argument("--connect-timeout", type=_positive, default=10.0, help="seconds (10)")
     a.add_argument(
         "--command-timeout", type=_positive, default=120.0, help="deadline per host command (120)"

@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from fleet import __version__
@@ -147,6 +147,10 @@ def _audit_on_host(
     if down is not None:
         return _results_for_all(host, plans, Status.UNREACHABLE, down.summary, down.evidence)
     missing = "no output from the host for this check"
+    planned = Batch.build(host, host_plans)
+    if not planned.steps:
+        # Nothing to run there (e.g. no targets): no login, the checks say why.
+        return _evaluate(host, planned, {}, missing)
     command: CommandResult | None = None
     transport: Transport = open_transport(host, options)
     try:
@@ -176,7 +180,11 @@ def _audit_on_host(
             f"the audit script produced no results (exit status {command.exit_status})",
             stderr,
         )
-    return _evaluate(host, batch, outputs, missing)
+    results = _evaluate(host, batch, outputs, missing)
+    if command is None:
+        return results
+    # Every check's evidence came back in the one command: that is its duration.
+    return [r if r.duration else replace(r, duration=command.duration) for r in results]
 
 
 def _evaluate(

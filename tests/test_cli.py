@@ -160,3 +160,25 @@ def test_sigterm_writes_what_finished_and_exits_99(tmp_path: Path) -> None:
     statuses = {h["host"]: h["results"][0]["status"] for h in data["hosts"]}
     assert statuses == {"here": "ok", "stuck": "skipped"}
     assert data["interrupted"] is True
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--forks", "0"], "--forks"),
+        (["--command-timeout", "nan"], "--command-timeout"),
+        (["--report-dir", "/proc/fleet-reports"], "cannot write reports"),
+        (["--known-hosts", "no-such-known-hosts"], "no such file"),
+    ],
+)
+def test_bad_values_are_refused_before_any_host(tmp_path: Path, args: list, words: str) -> None:
+    done = fleet("audit", *args)
+    assert done.returncode == 5
+    assert words in one_clean_line(done.stderr)
+
+
+def test_a_bad_recipient_is_refused_before_the_audit(tmp_path: Path) -> None:
+    env = {"FLEET_SMTP_HOST": "127.0.0.1"}
+    done = fleet("audit", "--mail-to", "not an address", "--report-dir", str(tmp_path), env=env)
+    assert done.returncode == 5
+    assert "not a mail address" in one_clean_line(done.stderr)

@@ -239,3 +239,24 @@ def test_sections_that_came_back_before_a_timeout_are_kept() -> None:
     [check] = audit_host(plan, RunOptions()).results
     # The first section came back whole; the check judged it instead of losing it.
     assert check.status is Status.OK and check.summary == "kept"
+
+
+def test_a_host_with_nothing_to_run_is_not_logged_into() -> None:
+    from fleet.checks.smtp import SmtpCheck
+
+    plan = HostPlan(
+        "mx1",
+        "fake",
+        "127.0.0.1",
+        None,
+        None,
+        {},
+        checks=(CheckPlan("smtp", SmtpCheck().validate({"targets": []})),),
+    )
+    [check] = audit_host(plan, RunOptions()).results
+    assert check.status is Status.SKIPPED and calls == []
+
+
+def test_each_check_carries_the_duration_of_the_command_that_gathered_it() -> None:
+    [check] = audit_host(host("mx1"), RunOptions()).results
+    assert check.duration > 0

@@ -92,12 +92,21 @@ class Delta:
         return frozenset(c.host for c in self.new)
 
 
+_INVENTORY_SUFFIXES = (".ini", ".yml", ".yaml", ".json")
+
+
 def inventory_label(inventory: str) -> str:
-    """A short name for an inventory: "inventories/prod.ini", "inventories/prod/" -> "prod"."""
-    path = PurePath(inventory.rstrip("/\\") or "inventory")
-    if path.stem in ("hosts", "inventory") and path.parent.name:
+    """A short name for an inventory, the same for reports, history and mail:
+    "inventories/prod.ini", "inventories/prod/", "inventories/prod/hosts" -> "prod";
+    "prod.eu" stays "prod.eu".  Idempotent, so a label maps to itself."""
+    text = inventory.rstrip("/\\") or "inventory"
+    path = PurePath(text)
+    if path.name in ("", ".", ".."):
+        path = PurePath(Path(text).resolve())
+    stem = path.name[: -len(path.suffix)] if path.suffix in _INVENTORY_SUFFIXES else path.name
+    if stem in ("hosts", "inventory") and path.parent.name not in ("", ".", ".."):
         return path.parent.name
-    return path.stem or path.name
+    return stem or "inventory"
 
 
 def problem_key(result: CheckResult) -> ProblemKey | None:

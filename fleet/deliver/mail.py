@@ -219,6 +219,15 @@ def _check_tls_for_password(settings: MailSettings) -> None:
         )
 
 
+def check_mail_settings(settings: MailSettings, mail_to: Sequence[str]) -> None:
+    """Everything about the mail that can be wrong before the audit: ConfigError (exit 5)."""
+    try:
+        _addresses([*mail_to, settings.mail_from])
+        _check_tls_for_password(settings)
+    except DeliveryError as exc:
+        raise ConfigError(f"--mail-to: {exc}") from exc
+
+
 def send_report(
     run: RunResult,
     diagnosis: Diagnosis,
