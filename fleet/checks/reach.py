@@ -109,9 +109,17 @@ class ReachCheck:
         return list(dict.fromkeys(int(p) for p in chosen if p is not None))
 
     def run(self, host: HostPlan, params: Mapping[str, Any], timeout: float) -> list[CheckResult]:
-        """Probe every port at once; ``timeout`` (the runner's budget) caps each connect."""
-        per_port = min(float(params.get("timeout", 3.0)), timeout)
+        """Probe every port at once.  The login port gets the whole ``timeout`` (the
+        runner's connect budget): a timeout there means the login is not tried, so it
+        must not be shorter than the login would have had.  Other ports get the
+        check's own ``timeout`` (3 s), capped by the budget."""
+        other = min(float(params.get("timeout", 3.0)), timeout)
         ports = self.ports(host, params)
+
+        def probe(port: int) -> PortProbe:
+            wait = timeout if port == host.management_port else other
+            return probe_port(host.address, port, wait)
+
         with ThreadPoolExecutor(max_workers=len(ports), thread_name_prefix="reach") as pool:
-            probes = list(pool.map(lambda p: probe_port(host.address, p, per_port), ports))
+            probes = list(pool.map(probe, ports))
         return [judge_port(host.name, p) for p in probes]
