@@ -13,7 +13,7 @@ import socket
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from fleet.checks import judge
@@ -41,12 +41,18 @@ class PortProbe:
     port: int
     outcome: str
     connect_ms: float | None = None
+    elapsed_s: float = 0.0  # how long the probe took, whatever its outcome
     error: str = ""
 
 
 def probe_port(address: str, port: int, timeout: float) -> PortProbe:
     """Connect once (each resolved address in turn, within ``timeout``) and close."""
     started = time.monotonic()
+    probe = _connect(address, port, timeout, started)
+    return replace(probe, elapsed_s=round(time.monotonic() - started, 6))
+
+
+def _connect(address: str, port: int, timeout: float, started: float) -> PortProbe:
     try:
         with socket.create_connection((address, port), timeout=timeout):
             elapsed = round((time.monotonic() - started) * 1000, 3)
@@ -82,6 +88,7 @@ def judge_port(host: str, probe: PortProbe) -> CheckResult:
         summary=summary,
         target=str(probe.port),
         facts=asdict(probe),
+        duration=probe.elapsed_s,
     )
 
 
