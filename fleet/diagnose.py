@@ -109,10 +109,7 @@ class Diagnosis:
         return tuple(dict.fromkeys(p.target for p in self.pairs))
 
     def pair(self, source: str, target: str) -> PairVerdict | None:
-        for p in self.pairs:
-            if p.source == source and p.target == target:
-                return p
-        return None
+        return next((p for p in self.pairs if p.source == source and p.target == target), None)
 
 
 # --------------------------------------------------------------------------- observations

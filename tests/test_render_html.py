@@ -178,3 +178,38 @@ def test_report_of_an_empty_run_still_renders():
     html = render_html(run)
     assert "No problem found" in html
     assert "<strong>0</strong>hosts" in html
+
+
+def test_a_large_all_pairs_fleet_stays_a_mailable_report():
+    from dataclasses import asdict
+
+    from fleet.checks.facts import PingResult
+    from fleet.model import CheckResult, HostResult, RunResult, Status
+    from fleet.render.htmlreport import render_html
+
+    names = [f"mx{i}" for i in range(80)]
+    hosts = tuple(
+        HostResult(
+            n,
+            "198.18.0.1",
+            "ssh",
+            "unix",
+            tuple(
+                CheckResult(
+                    n,
+                    "ping",
+                    Status.OK if t != "mx7" else Status.FAIL,
+                    "p",
+                    target=t,
+                    facts=asdict(PingResult(t, 2, 2 if t != "mx7" else 0)),
+                )
+                for t in names
+                if t != n
+            ),
+        )
+        for n in names
+    )
+    html = render_html(RunResult("big", "p", "s", "f", hosts))
+    assert len(html) < 2_000_000  # 6,320 probes; the healthy ones are folded
+    assert "78 targets" in html and "all ok: " in html  # folded rows say what they hold
+    assert "only the sources and targets of the" in html  # the matrix shows the problems

@@ -107,20 +107,41 @@ def _facts_text(facts: Mapping[str, Any]) -> str:
     return json.dumps(dict(facts), indent=1, sort_keys=True, default=str, ensure_ascii=False)
 
 
-def _host_detail(h: HostResult, anchor: str, delta: Delta | None) -> HostDetail:
-    rows = tuple(
-        ResultRow(
-            check=r.check,
-            target=r.target or "",
-            status=r.status.value,
-            summary=r.summary,
-            duration=f"{r.duration:.2f}s",
-            evidence=r.evidence,
-            facts=_facts_text(r.facts),
-            new=_is_new(delta, r),
-        )
-        for r in h.results
+FOLD_OK_TARGETS = 20  # beyond this many healthy probes of one check, one summary row
+
+
+def _result_row(r: CheckResult, delta: Delta | None) -> ResultRow:
+    return ResultRow(
+        check=r.check,
+        target=r.target or "",
+        status=r.status.value,
+        summary=r.summary,
+        duration=f"{r.duration:.2f}s",
+        evidence=r.evidence,
+        # Raw facts of every healthy probe would make a mail of tens of MB at
+        # fleet scale: keep them where someone will look (problems, host-level).
+        facts=_facts_text(r.facts) if r.status is not Status.OK or not r.target else "",
+        new=_is_new(delta, r),
     )
+
+
+def _host_detail(h: HostResult, anchor: str, delta: Delta | None) -> HostDetail:
+    healthy: dict[str, list[str]] = {}
+    for r in h.results:
+        if r.target and r.status is Status.OK:
+            healthy.setdefault(r.check, []).append(r.target)
+    folded = {c for c, targets in healthy.items() if len(targets) > FOLD_OK_TARGETS}
+    rows = [
+        _result_row(r, delta)
+        for r in h.results
+        if not (r.check in folded and r.target and r.status is Status.OK)
+    ]
+    for check in sorted(folded):
+        names = healthy[check]
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        rows.append(
+            ResultRow(check, f"{len(names)} targets", "ok", f"all ok: {shown}", "", "", "", False)
+        )
     return HostDetail(
         h.host,
         anchor,
@@ -129,16 +150,29 @@ def _host_detail(h: HostResult, anchor: str, delta: Delta | None) -> HostDetail:
         h.platform,
         h.status.value,
         f"{h.duration:.1f}s",
-        rows,
+        tuple(rows),
     )
 
 
+MATRIX_CELLS = 2500  # beyond a 50 x 50 matrix, show only the rows and columns with a problem
+
+
 def _matrix(diagnosis: Diagnosis) -> dict[str, Any]:
+    index = {(p.source, p.target): p for p in diagnosis.pairs}
     sources, targets = diagnosis.sources, diagnosis.targets
+    note = ""
+    if len(sources) * len(targets) > MATRIX_CELLS:
+        bad = [p for p in diagnosis.pairs if p.status is not Status.OK]
+        sources = tuple(dict.fromkeys(p.source for p in bad))
+        targets = tuple(dict.fromkeys(p.target for p in bad))
+        note = (
+            f"{len(diagnosis.pairs)} pairs: only the sources and targets of the "
+            f"{len(bad)} pairs that are not ok are shown"
+        )
     rows: list[tuple[str, list[PairVerdict | None]]] = [
-        (s, [diagnosis.pair(s, t) for t in targets]) for s in sources
+        (s, [index.get((s, t)) for t in targets]) for s in sources
     ]
-    return {"targets": targets, "rows": rows}
+    return {"targets": targets, "rows": rows, "note": note}
 
 
 def _headline(run: RunResult) -> dict[str, int]:
