@@ -145,3 +145,21 @@ def test_history_lives_under_reports_by_inventory_name():
     assert default_path(night(1)).as_posix() == "reports/prod/history.sqlite"
     assert inventory_label("inventories/prod/") == "prod"
     assert inventory_label("inventories/staging/hosts.yml") == "staging"
+
+
+def limited(run: RunResult, *hosts: str) -> RunResult:
+    """The same night, as a ``--limit`` run that audited only ``hosts``."""
+    from dataclasses import replace
+
+    return replace(run, hosts=tuple(h for h in run.hosts if h.host in hosts))
+
+
+def test_a_limit_run_neither_resolves_nor_renews_the_hosts_it_left_out(history):
+    history.record(night(1, REFUSED))
+    only_mx1 = limited(night(2), "mx1")
+    assert history.delta(only_mx1).resolved == ()  # mx2 was not looked at
+    history.record(only_mx1)
+    delta = history.delta(night(3, REFUSED))
+    assert delta.new == ()  # mx2's problem is the old one, not a new one
+    (still,) = delta.still_open
+    assert (still.host, still.since) == ("mx2", "2024-05-01T02:00:00Z")

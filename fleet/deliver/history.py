@@ -49,6 +49,12 @@ CREATE TABLE IF NOT EXISTS problems (
     status_class TEXT NOT NULL,
     PRIMARY KEY (run_id, host, check_name, target, status_class)
 );
+-- Which hosts a run audited: a --limit run says nothing about the others.
+CREATE TABLE IF NOT EXISTS run_hosts (
+    run_id INTEGER NOT NULL REFERENCES runs (id),
+    host TEXT NOT NULL,
+    PRIMARY KEY (run_id, host)
+);
 """
 
 ProblemKey = tuple[str, str, str, str]  # host, check, target ("" for none), status class
@@ -129,9 +135,20 @@ def _change(r: CheckResult, key: ProblemKey, since: str | None) -> Change:
     return Change(r.host, r.check, r.target, key[3], r.summary, since)
 
 
+def _audited(run: RunResult) -> set[str]:
+    """Hosts the run really audited (not left unfinished by an interrupt)."""
+    return {h.host for h in run.hosts if any(r.status is not Status.SKIPPED for r in h.results)}
+
+
 def diff(a: RunResult, b: RunResult) -> Delta:
-    """How run ``b`` differs from the earlier run ``a``."""
-    old, new = _problems(a), _problems(b)
+    """How run ``b`` differs from the earlier run ``a``.
+
+    Only hosts both runs audited can have resolved problems: a ``--limit`` run
+    says nothing about the hosts it left out.
+    """
+    both = _audited(a) & _audited(b)
+    old = {k: r for k, r in _problems(a).items() if k[0] in both}
+    new = {k: r for k, r in _problems(b).items() if k[0] in _audited(b)}
     return Delta(
         new=tuple(_change(r, k, b.started) for k, r in new.items() if k not in old),
         resolved=tuple(_change(r, k, None) for k, r in old.items() if k not in new),
@@ -172,6 +189,10 @@ class History:
                 "INSERT OR IGNORE INTO problems VALUES (?, ?, ?, ?, ?)",
                 [(run_id, *key) for key in _problems(run)],
             )
+            db.executemany(
+                "INSERT OR IGNORE INTO run_hosts VALUES (?, ?)",
+                [(run_id, host) for host in sorted(_audited(run))],
+            )
         return run_id
 
     def previous(self, inventory: str, before: str) -> RunResult | None:
@@ -191,11 +212,17 @@ class History:
             new = tuple(_change(r, k, run.started) for k, r in _problems(run).items())
             return Delta(new=new, resolved=(), still_open=())
         delta = diff(before, run)
-        keys = [c.key for c in delta.still_open + delta.resolved]
+        # A host the previous run left out (--limit): its problems may be old ones.
+        unseen = [c for c in delta.new if c.host not in _audited(before)]
+        keys = [c.key for c in delta.still_open + delta.resolved + tuple(unseen)]
         first = self._first_seen(run.inventory, run.started, keys)
-        still_open = tuple(replace(c, since=first.get(c.key, c.since)) for c in delta.still_open)
+        older = [c for c in unseen if c.key in first]
+        new = tuple(c for c in delta.new if c not in older)
+        still_open = tuple(
+            replace(c, since=first.get(c.key, c.since)) for c in (*delta.still_open, *older)
+        )
         resolved = tuple(replace(c, since=first.get(c.key)) for c in delta.resolved)
-        return replace(delta, still_open=still_open, resolved=resolved)
+        return replace(delta, new=new, still_open=still_open, resolved=resolved)
 
     def _first_seen(
         self, inventory: str, before: str, keys: Iterable[ProblemKey]
@@ -220,10 +247,17 @@ class History:
                         (run_id,),
                     )
                 }
-                wanted &= present  # a key missing from a run has ended its streak
+                audited = {
+                    row[0]
+                    for row in db.execute("SELECT host FROM run_hosts WHERE run_id = ?", (run_id,))
+                }
+                # A run that audited the host without the problem ended its streak;
+                # a run that did not audit the host (--limit) says nothing.
+                absent = {k for k in wanted if k[0] in audited or not audited} - present
+                wanted -= absent
                 if not wanted:
                     break
-                since.update({key: started for key in wanted})
+                since.update({key: started for key in wanted & present})
         return since
 
 
