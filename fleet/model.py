@@ -211,7 +211,7 @@ class RunResult:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunResult:
-        if data.get("schema") != "fleet.run":
+        if not isinstance(data, Mapping) or data.get("schema") != "fleet.run":
             raise ValueError('not a fleet run result (no "schema": "fleet.run")')
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:

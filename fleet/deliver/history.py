@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePath
 from typing import TextIO
 
-from fleet.errors import FleetError
+from fleet.errors import ConfigError, FleetError
 from fleet.model import CheckResult, RunResult, Status
 
 # status -> class; statuses missing here are not problems
@@ -294,11 +294,12 @@ def diff_command(a: Path, b: Path, out: TextIO | None = None) -> int:
     Exit code: 0 when B has no new problem, 2 when it has (so a script can
     alert on regressions), 5 when a file cannot be read.
     """
+    from fleet.render.reports import load_result
+
     out = out or sys.stdout
     try:
-        older = RunResult.from_json(Path(a).read_bytes())
-        newer = RunResult.from_json(Path(b).read_bytes())
-    except (OSError, ValueError, KeyError) as e:
+        older, newer = load_result(Path(a)), load_result(Path(b))
+    except ConfigError as e:  # names the file and what is wrong with it
         print(f"fleet diff: {e}", file=sys.stderr)
         return 5
     delta = diff(older, newer)

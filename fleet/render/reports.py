@@ -86,8 +86,9 @@ def load_result(path: Path) -> RunResult:
         return RunResult.from_json(Path(path).read_bytes())
     except OSError as e:
         raise ConfigError(e.strerror or str(e), path=path) from e
-    except (ValueError, KeyError, TypeError) as e:
-        raise ConfigError(f"not a fleet result: {e}", path=path) from e
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        reason = str(e) if str(e).startswith("not a fleet") else f"not a fleet result: {e}"
+        raise ConfigError(f"{reason} (give a report.json that fleet audit wrote)", path=path) from e
 
 
 def report_command(
