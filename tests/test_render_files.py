@@ -152,6 +152,6 @@ def test_report_command_refuses_a_file_that_is_not_a_result(tmp_path, capsys):
     bad = tmp_path / "other.json"
     bad.write_text(json.dumps({"hello": 1}))
     assert report_command(bad, "html", tmp_path) == 5
-    assert "not a fleet result" in capsys.readouterr().err
+    assert "not a fleet" in capsys.readouterr().err
     assert report_command(tmp_path / "missing.json", "html", tmp_path) == 5
     assert report_command(bad, "pdf", tmp_path) == 5
