@@ -111,6 +111,7 @@ def audit(request: AuditRequest) -> int:
         known_hosts=known_hosts,
     )
     check_transport_settings(hosts, options)
+    observers = progress_for(len(hosts), request.quiet)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         run = run_audit(
@@ -118,10 +119,12 @@ def audit(request: AuditRequest) -> int:
             options,
             inventory=inventory_name(request.inventory),
             playbook=str(playbook.path),
-            observers=progress_for(len(hosts), request.quiet),
+            observers=observers,
         )
     finally:
         signal.signal(signal.SIGTERM, previous)
+        for observer in observers:
+            observer.finish()
     # Reports first: a broken stdout or a failing relay must not cost them.
     delivered = deliver(run, request, mail)
     colour = sys.stdout.isatty() if request.colour is None else request.colour

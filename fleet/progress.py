@@ -24,6 +24,9 @@ class LineProgress:
         self.done = 0
         self._lock = threading.Lock()
 
+    def finish(self) -> None:
+        """Nothing to close: every line is already whole."""
+
     def __call__(self, host: HostResult) -> None:
         with self._lock:
             self.done += 1
@@ -59,6 +62,13 @@ class BarProgress:
                 self.failing += 1
             self._draw()
 
+    def finish(self) -> None:
+        """End the bar's line when the run stopped early (deadline, interrupt)."""
+        with self._lock:
+            if 0 < self.done < self.total:
+                self.stream.write("\n")
+                self.stream.flush()
+
     def _draw(self) -> None:
         filled = int(self.width * self.done / max(1, self.total))
         elapsed = time.monotonic() - self.started
@@ -72,7 +82,9 @@ class BarProgress:
         self.stream.flush()
 
 
-def progress_for(total: int, quiet: bool, stream: TextIO | None = None) -> list:
+def progress_for(
+    total: int, quiet: bool, stream: TextIO | None = None
+) -> list[LineProgress | BarProgress]:
     """The observers fit for where output goes."""
     stream = stream or sys.stderr
     if quiet or total == 0:

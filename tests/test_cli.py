@@ -182,3 +182,29 @@ def test_a_bad_recipient_is_refused_before_the_audit(tmp_path: Path) -> None:
     done = fleet("audit", "--mail-to", "not an address", "--report-dir", str(tmp_path), env=env)
     assert done.returncode == 5
     assert "not a mail address" in one_clean_line(done.stderr)
+
+
+def test_a_run_deadline_leaves_no_local_command_behind(tmp_path: Path) -> None:
+    inv = tmp_path / "hosts"
+    inv.write_text("[mail]\nhere ansible_connection=local\n")
+    play = tmp_path / "play.yml"
+    play.write_text(
+        "- hosts: all\n  checks:\n"
+        "    - ping: {targets: ['127.0.0.1'], gateway: false, count: 37, timeout: 1}\n"
+    )
+    done = fleet(
+        "audit",
+        "-i",
+        str(inv),
+        "-p",
+        str(play),
+        "--deadline",
+        "2",
+        "--report-dir",
+        str(tmp_path / "r"),
+        "-q",
+    )
+    assert done.returncode == 2  # the unfinished host is an error, reported
+    procs = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    left = [line for line in procs.splitlines() if "ping -n -c 37" in line]
+    assert left == [], f"still running after fleet exited: {left}"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import selectors
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 from fleet.errors import CommandTimeout, TransportError
 from fleet.model import CommandResult
@@ -15,6 +17,35 @@ from fleet.plan import HostPlan, RunOptions
 from fleet.transports._io import CappedBuffer
 
 STDERR_CAP = 64 * 1024
+
+# Commands still running when fleet exits (an interrupt, a run deadline) would
+# outlive it: their process groups are killed at exit.
+_LIVE: set[subprocess.Popen[bytes]] = set()
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    for proc in list(_LIVE):
+        if proc.poll() is None:
+            _kill_session(proc.pid)
+
+
+def _kill_session(sid: int) -> None:
+    """SIGKILL every process of the session ``sid`` (our command's): coreutils
+    ``timeout`` moves its child into a process group of its own, so killing the
+    command's group is not enough."""
+    pids = {sid}
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    stat = Path(entry.path, "stat").read_text()
+                    # fields after the ")" of the command name: state ppid pgrp session
+                    if int(stat.rsplit(")", 1)[1].split()[3]) == sid:
+                        pids.add(int(entry.name))
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
 
 
 class LocalTransport:
@@ -44,6 +75,16 @@ class LocalTransport:
             )
         except OSError as exc:
             raise TransportError(f"cannot start /bin/sh: {exc.strerror}") from exc
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        _LIVE.add(proc)
+        try:
+            return self._finish(proc, command, started, timeout)
+        finally:
+            _LIVE.discard(proc)
+
+    def _finish(
+        self, proc: subprocess.Popen[bytes], command: str, started: float, timeout: float
+    ) -> CommandResult:
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         try:
             proc.stdin.write(command.encode())
@@ -86,6 +127,5 @@ class LocalTransport:
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
+    _kill_session(proc.pid)
     proc.wait()
