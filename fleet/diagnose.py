@@ -489,11 +489,38 @@ def _silent_target_findings(fleet: _Fleet, broken_sources: set[str]) -> list[Fin
         if not tried or not all(p.silent for p in tried):
             continue
         evidence = tuple([_pair_line(p) for p in tried] + [_reach_line(fleet, target)])
-        if fleet.runner_reaches(target):
+        if target.startswith("gateway of "):
+            continue  # no gateway at all: the host's ipconfig result says so
+        if target.startswith("gateway "):
+            findings.append(_gateway_finding(target, tried, evidence))
+        elif fleet.runner_reaches(target):
             findings.append(_path_finding(fleet, target, tried, evidence))
         else:
             findings.append(_down_finding(fleet, target, evidence))
     return findings
+
+
+def _gateway_finding(target: str, tried: list[_Pair], evidence: tuple[str, ...]) -> Finding:
+    """A default gateway that answers no ping: down, or (often) filtering ICMP."""
+    address = target.removeprefix("gateway ")
+    sources = ", ".join(sorted({p.source for p in tried}))
+    fix = "\n".join(
+        [
+            f"ip neigh show {address}   # on {tried[0].source}: does the gateway answer ARP?",
+            f"ping -c 3 {address}   # many routers and clouds filter ICMP: if the peers",
+            "# and the mail relay are reachable, this is a filter, not an outage",
+            f"Test-NetConnection {address} -TraceRoute   # from a Windows host",
+        ]
+    )
+    return Finding(
+        cause=NETWORK_PATH,
+        title=f"{target} does not answer ping from {sources} (down, or ICMP filtered)",
+        hosts=tuple(sorted({p.source for p in tried})),
+        evidence=evidence,
+        fix=fix,
+        severity=Status.WARN,
+        key=f"{NETWORK_PATH}:{target}",
+    )
 
 
 def _down_finding(fleet: _Fleet, target: str, evidence: tuple[str, ...]) -> Finding:

@@ -366,3 +366,14 @@ def test_a_host_out_of_time_is_told_to_look_at_timeouts_not_at_garbage():
     late = host("mx9", CheckResult("mx9", "binding", Status.ERROR, "run deadline of 4s reached"))
     [finding] = [f for f in diagnose(run(late)).findings if "mx9" in f.hosts]
     assert "--command-timeout" in finding.fix and "made no sense" not in finding.fix
+
+
+def test_a_silent_gateway_is_a_warning_with_commands_that_run():
+    a = healthy("mx1", peers=("mx1", "mx2"))
+    b = healthy("mx2", peers=("mx1", "mx2"))
+    a = host("mx1", *a.results, ping("mx1", "gateway", received=0, address="10.0.0.1"))
+    b = host("mx2", *b.results, ping("mx2", "gateway", received=0, address="10.0.0.1"))
+    [finding] = [f for f in diagnose(run(a, b)).findings if "gateway" in f.title]
+    assert finding.severity is Status.WARN and "ICMP filtered" in finding.title
+    assert "ping -c 3 10.0.0.1" in finding.fix and "gateway 10.0.0.1 " not in finding.fix
+    assert finding.hosts == ("mx1", "mx2")
