@@ -167,3 +167,25 @@ def test_the_whole_login_shares_one_budget(monkeypatch: pytest.MonkeyPatch) -> N
     finally:
         server.close()
     assert time.monotonic() - started < 4
+
+
+def test_a_host_that_greets_then_stalls_the_key_exchange_says_so() -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(5)
+    held: list[socket.socket] = []
+
+    def greet_then_stall() -> None:
+        conn, _ = server.accept()
+        held.append(conn)
+        conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+
+    threading.Thread(target=greet_then_stall, daemon=True).start()
+    host = HostPlan("mtu", "ssh", "127.0.0.1", server.getsockname()[1], "nobody", {})
+    try:
+        with pytest.raises(UnreachableError, match="key exchange did not complete"):
+            SSHTransport(host, RunOptions(connect_timeout=1)).connect()
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()

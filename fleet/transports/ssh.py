@@ -120,8 +120,17 @@ class SSHTransport:
             # paramiko may report "No existing session" when the real cause
             # (e.g. no banner) was saved on the transport.
             cause = getattr(client.get_transport(), "saved_exception", None) or exc
+            greeting = getattr(client.get_transport(), "remote_version", None)
             sock.close()
             client.close()
+            if greeting and not isinstance(cause, paramiko.AuthenticationException) and (
+                "no existing session" in str(cause).lower() or "banner" in str(cause).lower()
+            ):
+                raise UnreachableError(
+                    f"{self.host.address}:{self.port} greeted ({greeting[:60]}) but the key "
+                    f"exchange did not complete within {self.options.connect_timeout:g}s",
+                    "a path MTU black hole, or an overloaded sshd",
+                ) from exc
             if expired.is_set():
                 raise UnreachableError(
                     f"SSH login to {self.host.address}:{self.port} did not complete within "
