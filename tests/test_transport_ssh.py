@@ -189,3 +189,18 @@ def test_a_host_that_greets_then_stalls_the_key_exchange_says_so() -> None:
         server.close()
         for conn in held:
             conn.close()
+
+
+def test_a_missing_key_file_is_the_inventorys_fault_before_any_contact(tmp_path: Path) -> None:
+    from fleet.errors import ConfigError
+
+    host = HostPlan(
+        "mx1",
+        "ssh",
+        "198.18.0.11",
+        None,
+        "audit",
+        {"ansible_ssh_private_key_file": str(tmp_path / "no-such-key")},
+    )
+    with pytest.raises(ConfigError, match="no-such-key cannot be used"):
+        SSHTransport(host, RunOptions())  # constructing opens no socket

@@ -33,6 +33,7 @@ import paramiko
 from fleet.errors import (
     AuthenticationError,
     CommandTimeout,
+    ConfigError,
     HostKeyError,
     TransportError,
     UnreachableError,
@@ -81,6 +82,24 @@ class SSHTransport:
         self.user = host.user or os.environ.get("USER") or "root"
         self._client: paramiko.SSHClient | None = None
         self._sock: socket.socket | None = None
+        # Credentials are read now, before any host is contacted: a missing key
+        # file or a wrong passphrase is the inventory's fault (exit 5), and it
+        # must not cost a login attempt per host.
+        self._auth = self._load_auth()
+
+    def _load_auth(self) -> dict[str, Any]:
+        try:
+            return self._auth_arguments()
+        except (OSError, paramiko.SSHException, AuthenticationError) as exc:
+            key = self.host.vars.get("ansible_ssh_private_key_file") or self.host.vars.get(
+                "ansible_private_key_file"
+            )
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise ConfigError(
+                f"host {self.host.name}: private key {host_path(self.host, key)} cannot be "
+                f"used: {reason} (check ansible_ssh_private_key_file and its passphrase)",
+                path=self.host.vars.get("inventory_file"),
+            ) from exc
 
     # -- connecting --------------------------------------------------------
 
@@ -114,7 +133,7 @@ class SSHTransport:
                 timeout=self.options.connect_timeout,
                 banner_timeout=self.options.connect_timeout,
                 auth_timeout=self.options.connect_timeout,
-                **self._auth_arguments(),
+                **self._auth,
             )
         except Exception as exc:
             # paramiko may report "No existing session" when the real cause
