@@ -142,8 +142,10 @@ class SSHTransport:
             greeting = getattr(client.get_transport(), "remote_version", None)
             sock.close()
             client.close()
-            if greeting and not isinstance(cause, paramiko.AuthenticationException) and (
-                "no existing session" in str(cause).lower() or "banner" in str(cause).lower()
+            if (
+                greeting
+                and not isinstance(cause, paramiko.AuthenticationException)
+                and ("no existing session" in str(cause).lower() or "banner" in str(cause).lower())
             ):
                 raise UnreachableError(
                     f"{self.host.address}:{self.port} greeted ({greeting[:60]}) but the key "
@@ -151,20 +153,26 @@ class SSHTransport:
                     "a path MTU black hole, or an overloaded sshd",
                 ) from exc
             if expired.is_set():
-                raise UnreachableError(
-                    f"SSH login to {self.host.address}:{self.port} did not complete within "
-                    f"{self.options.connect_timeout:g}s",
-                    "host overloaded, or sshd stalls (MaxStartups, slow DNS in sshd: UseDNS)",
-                ) from exc
+                raise self._login_too_slow() from exc
             raise self._translate(cause) from exc
         finally:
             watchdog.cancel()
+        if expired.is_set():  # the login finished just as the budget ran out: socket shut
+            client.close()
+            raise self._login_too_slow()
         # paramiko's thread wakes at every socket timeout (0.1 s) to notice a
         # close; once logged in nothing else needs it, and at 50 hosts at once
         # those wake-ups were ~0.7 ms of CPU per host and second.  close()
         # shuts the socket down, which wakes the thread at once.
         sock.settimeout(IDLE_WAKEUP)
         self._client, self._sock = client, sock
+
+    def _login_too_slow(self) -> UnreachableError:
+        return UnreachableError(
+            f"SSH login to {self.host.address}:{self.port} did not complete within "
+            f"{self.options.connect_timeout:g}s",
+            "host overloaded, or sshd stalls (MaxStartups, slow DNS in sshd: UseDNS)",
+        )
 
     def _load_known_hosts(self, client: paramiko.SSHClient) -> None:
         """Give the client this host's known keys: ~/.ssh/known_hosts's, else the inventory's.
