@@ -736,3 +736,11 @@ def test_a_multi_letter_range_is_refused_not_silently_shortened():
 
     with pytest.raises(ValueError, match="single letters"):
         expand_ranges("h[ab:cd]")
+
+
+def test_a_dynamic_inventory_script_is_refused_with_the_way_out(tmp_path):
+    script = tmp_path / "dyn.py"
+    script.write_text("#!/usr/bin/env python3\nprint('{}')\n")
+    script.chmod(0o755)
+    with pytest.raises(InventoryError, match="ansible-inventory -i .*dyn.py --list --yaml"):
+        load_inventory(script)

@@ -96,6 +96,13 @@ def _read_file(path: Path, builder: InventoryBuilder) -> None:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InventoryError(f"cannot read the inventory file: {exc}", path=path) from exc
+    if text.startswith("#!") and os.access(path, os.X_OK):
+        # Ansible would run it; fleet never executes inventory files.
+        raise InventoryError(
+            "a dynamic inventory script is not run by fleet: save its output with "
+            f"'ansible-inventory -i {path} --list --yaml > hosts.yml' and audit that",
+            path=path,
+        )
     if is_yaml_source(path, text):
         read_yaml(text, path, builder)
     else:
