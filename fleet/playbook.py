@@ -34,6 +34,7 @@ import yaml
 from fleet.checks.base import CHECKS, get_check
 from fleet.errors import InventoryError, PlaybookError
 from fleet.inventory import Inventory, VaultedValue
+from fleet.inventory.yamlload import UnsafeText
 from fleet.plan import CheckPlan, HostPlan, is_secret
 from fleet.transports.base import TRANSPORTS
 
@@ -180,6 +181,8 @@ def _load_check(path: Path, item: Any, play_line: int) -> CheckSpec:
 
 
 def _has_template(value: Any) -> bool:
+    if isinstance(value, UnsafeText):  # !unsafe: literal, as in Ansible
+        return False
     if isinstance(value, str):
         return "{{" in value or "{%" in value
     if isinstance(value, dict):
@@ -264,7 +267,7 @@ class Renderer:
         raise jinja2.TemplateError("the value still holds a template after 6 renderings")
 
     def render(self, value: Any, context: Mapping[str, Any], depth: int = 0) -> Any:
-        if isinstance(value, str) and ("{{" in value or "{%" in value):
+        if isinstance(value, str) and _has_template(value):
             template = self._compiled.get(value)
             if template is None:
                 template = self._compiled[value] = self.env.from_string(value)

@@ -233,3 +233,15 @@ def test_variables_for_ansible_only_are_left_alone(tmp_path: Path) -> None:
     )
     plan = build_plan(load_playbook(DEFAULT), load_inventory(inv))
     assert plan[0].vars["ansible_python_interpreter"] == "{{ ansible_playbook_python }}"
+
+
+def test_unsafe_values_are_taken_literally_as_in_ansible(tmp_path: Path) -> None:
+    (tmp_path / "hosts.yml").write_text(
+        "all:\n  hosts:\n    ex1:\n      ansible_connection: winrm\n"
+        "      ansible_password: !unsafe 'pa{{ss'\n"
+        "      fleet_smtp_targets: [mx1]\n"
+        "      fleet_note: !unsafe '{{ 7 * 7 }}'\n"
+    )
+    plan = build_plan(load_playbook(DEFAULT), load_inventory(tmp_path / "hosts.yml"))
+    assert plan[0].vars["ansible_password"] == "pa{{ss"
+    assert plan[0].vars["fleet_note"] == "{{ 7 * 7 }}"

@@ -1,7 +1,7 @@
 """YAML (and JSON) as Ansible's inventory and vars files use it.
 
-Safe loading only, with Ansible's two tags: ``!unsafe`` (a plain string here:
-fleet never templates inventory values twice) and ``!vault`` (kept as an
+Safe loading only, with Ansible's two tags: ``!unsafe`` (an ``UnsafeText``
+string, which no template engine in fleet renders) and ``!vault`` (kept as an
 opaque ``VaultedValue``; fleet does not decrypt).  A YAML inventory is loaded
 with the line of each mapping key kept, so a structural error can name its line.
 """
@@ -59,9 +59,15 @@ def _construct_mapping_as_line_dict(loader: _InventoryLoader, node: yaml.Mapping
     return loader.construct_mapping(node, deep=True)
 
 
+class UnsafeText(str):
+    """A string tagged ``!unsafe``: taken literally, never rendered as a template."""
+
+    __slots__ = ()
+
+
 def _construct_unsafe(loader: Any, node: yaml.Node) -> Any:
     if isinstance(node, yaml.ScalarNode):
-        return loader.construct_scalar(node)
+        return UnsafeText(loader.construct_scalar(node))
     if isinstance(node, yaml.SequenceNode):
         return loader.construct_sequence(node, deep=True)
     return loader.construct_mapping(node, deep=True)
