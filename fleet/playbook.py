@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -402,9 +403,28 @@ def _render_check(
         params = get_check(spec.name).validate(params)
     except ValueError as exc:
         raise PlaybookError(
-            f"check {spec.name} for host {host}: {exc}", path=path, line=spec.line
+            f"check {spec.name} for host {host}: {exc}{_variables_hint(spec.params)}",
+            path=path,
+            line=spec.line,
         ) from exc
     return CheckPlan(spec.name, params)
+
+
+def _variables_hint(params: Mapping[str, Any]) -> str:
+    """Where a bad value may come from: the inventory variables the templates use."""
+    names = sorted(
+        {
+            name
+            for value in params.values()
+            if isinstance(value, str) and _has_template(value)
+            for name in _VARIABLE.findall(value)
+            if name.startswith("fleet_")
+        }
+    )
+    return f" (check the inventory's {', '.join(names)})" if names else ""
+
+
+_VARIABLE = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\b")
 
 
 def _host_plan(name: str, hostvars: Mapping[str, Any], checks: Sequence[CheckPlan]) -> HostPlan:

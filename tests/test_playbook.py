@@ -245,3 +245,10 @@ def test_unsafe_values_are_taken_literally_as_in_ansible(tmp_path: Path) -> None
     plan = build_plan(load_playbook(DEFAULT), load_inventory(tmp_path / "hosts.yml"))
     assert plan[0].vars["ansible_password"] == "pa{{ss"
     assert plan[0].vars["fleet_note"] == "{{ 7 * 7 }}"
+
+
+def test_a_bad_value_from_the_inventory_names_the_variables_to_check(tmp_path: Path) -> None:
+    inv = tmp_path / "hosts"
+    inv.write_text("[mail]\nmx1 fleet_ping_count=abc\n")
+    with pytest.raises(PlaybookError, match=r"count must be a number.*fleet_ping_count"):
+        build_plan(load_playbook(DEFAULT), load_inventory(inv))
