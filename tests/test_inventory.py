@@ -742,5 +742,5 @@ def test_a_dynamic_inventory_script_is_refused_with_the_way_out(tmp_path):
     script = tmp_path / "dyn.py"
     script.write_text("#!/usr/bin/env python3\nprint('{}')\n")
     script.chmod(0o755)
-    with pytest.raises(InventoryError, match="ansible-inventory -i .*dyn.py --list --yaml"):
+    with pytest.raises(InventoryError, match=r"ansible-inventory -i .*dyn\.py --list --yaml"):
         load_inventory(script)
