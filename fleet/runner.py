@@ -93,6 +93,11 @@ def _management_down(host: HostPlan, reach: Sequence[CheckResult]) -> CheckResul
     return None
 
 
+def host_checks(host: HostPlan) -> list[tuple[CheckPlan, HostCheck]]:
+    """The host's checks that run on the host (not the runner-side ``reach``)."""
+    return [(p, c) for p in host.checks if isinstance(c := get_check(p.name), HostCheck)]
+
+
 def host_script(
     host: HostPlan, host_plans: Sequence[tuple[CheckPlan, HostCheck]], budget: float
 ) -> tuple[Batch, str, str]:
@@ -112,7 +117,7 @@ def audit_host(host: HostPlan, options: RunOptions) -> HostResult:
     results: list[CheckResult] = []
     try:
         results.extend(_runner_checks(host, options))
-        host_plans = [(p, c) for p in host.checks if isinstance(c := get_check(p.name), HostCheck)]
+        host_plans = host_checks(host)
         if host_plans:
             results.extend(_audit_on_host(host, options, host_plans, results, started))
     except Exception as exc:  # noqa: BLE001 - one bad host never spoils the run

@@ -146,9 +146,10 @@ def diff(a: RunResult, b: RunResult) -> Delta:
     Only hosts both runs audited can have resolved problems: a ``--limit`` run
     says nothing about the hosts it left out.
     """
-    both = _audited(a) & _audited(b)
+    audited_b = _audited(b)
+    both = _audited(a) & audited_b
     old = {k: r for k, r in _problems(a).items() if k[0] in both}
-    new = {k: r for k, r in _problems(b).items() if k[0] in _audited(b)}
+    new = {k: r for k, r in _problems(b).items() if k[0] in audited_b}
     return Delta(
         new=tuple(_change(r, k, b.started) for k, r in new.items() if k not in old),
         resolved=tuple(_change(r, k, None) for k, r in old.items() if k not in new),
@@ -213,7 +214,8 @@ class History:
             return Delta(new=new, resolved=(), still_open=())
         delta = diff(before, run)
         # A host the previous run left out (--limit): its problems may be old ones.
-        unseen = [c for c in delta.new if c.host not in _audited(before)]
+        audited_before = _audited(before)
+        unseen = [c for c in delta.new if c.host not in audited_before]
         keys = [c.key for c in delta.still_open + delta.resolved + tuple(unseen)]
         first = self._first_seen(run.inventory, run.started, keys)
         older = [c for c in unseen if c.key in first]

@@ -55,7 +55,7 @@ from fleet.checks.batch import new_nonce, split_sections
 from fleet.lab import control, sshd, topology
 from fleet.lab.control import Lab
 from fleet.plan import HostPlan, RunOptions
-from fleet.runner import host_script
+from fleet.runner import host_checks, host_script
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / "playbooks" / "mail-connectivity.yml"
@@ -328,7 +328,7 @@ def bench_plans(inventory_dir: Path, limit: str) -> list[HostPlan]:
 
 def audit_script(host: HostPlan, command_timeout: float = 120.0) -> tuple[str, str, tuple]:
     """(script, nonce, steps): exactly what the runner sends this host."""
-    batch, nonce, script = host_script(host, _host_checks(host), command_timeout)
+    batch, nonce, script = host_script(host, host_checks(host), command_timeout)
     return script, nonce, batch.steps
 
 
@@ -336,16 +336,10 @@ def check_scripts(host: HostPlan, command_timeout: float = 120.0) -> list[tuple[
     """One (script, nonce, steps) per host check: the same steps, as separate commands,
     the way an Ansible playbook runs one task per check."""
     out = []
-    for plan_and_check in _host_checks(host):
+    for plan_and_check in host_checks(host):
         batch, nonce, script = host_script(host, [plan_and_check], command_timeout)
         out.append((script, nonce, batch.steps))
     return out
-
-
-def _host_checks(host: HostPlan) -> list:
-    from fleet.checks.base import HostCheck, get_check
-
-    return [(p, c) for p in host.checks if isinstance(c := get_check(p.name), HostCheck)]
 
 
 def complete(stdout: bytes, nonce: str, steps: Sequence[Step]) -> bool:
