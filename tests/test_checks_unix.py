@@ -554,9 +554,18 @@ def test_probe_classifies_an_unresolvable_name(monkeypatch, capsys):
 
 
 def test_probe_classifies_no_route_to_host(monkeypatch, capsys):
-    class Unreachable(socket.socket):
+    class Unreachable:  # stands in for the probe's _socket.socket
+        def __init__(self, *args):
+            self.closed = False
+
+        def settimeout(self, seconds):
+            pass
+
         def connect(self, address):
             raise OSError(errno.EHOSTUNREACH, "No route to host")
+
+        def close(self):
+            self.closed = True
 
     def loopback(*args, **kwargs):
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 25))]
@@ -613,3 +622,20 @@ class TestSmtpParsing:
     def test_probe_program_has_no_single_quote(self):
         # It is sent inside sh single quotes; one there would cost escaping on every host.
         assert "'" not in unix.smtp_probe_program()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "220 mx.example ESMTP",
+        'quote " backslash \\ tab \t nul \x00 del \x7f',
+        "latin é, euro €, emoji 😀 (a surrogate pair)",
+        ["250-a", "250 b"],
+        {"n": None, "t": True, "f": False, "i": -25, "x": 0.748, "l": []},
+    ],
+)
+def test_probe_json_writer_round_trips(value):
+    # The probe writes its own JSON (importing json costs every host a regex engine).
+    text = unix_smtp_probe.to_json(value)
+    assert text.isascii()
+    assert json.loads(text) == value

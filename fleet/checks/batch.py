@@ -33,41 +33,48 @@ def new_nonce() -> str:
 def compose_sh(steps: Sequence[Step], nonce: str, step_timeout: float = 60.0) -> str:
     """A POSIX sh script running ``steps`` side by side, printing framed sections.
 
-    Each step runs in its own ``sh -c`` under ``timeout`` (when the host has
-    it) so one stuck probe cannot hide the others' results; output per step
-    is capped at STEP_OUTPUT_CAP bytes.  Steps with the same script (binding
-    and ipconfig read the same ``ip`` output) run once and share their
-    output: fewer processes on every audited host.
+    Every audited host pays for this script in CPU, so it forks little: each
+    step runs in a subshell (no ``sh -c``, no ``head``) whose output file is
+    capped by ``ulimit -f`` (POSIX; 512-byte blocks), and ONE ``timeout``
+    (when the host has coreutils') bounds them all: the steps start together
+    and share a deadline, so a stuck probe is killed with its whole process
+    group while the sections of the steps that ended stay whole.  Exit
+    statuses are read with the ``read`` builtin and every section goes out
+    in one ``cat``, so the output leaves the host in a few large writes.
+    Steps with the same script (binding and ipconfig read the same ``ip``
+    output) run once and share their output.  A section longer than
+    STEP_OUTPUT_CAP is cut, and marked truncated, by ``split_sections``.
     """
-    cap = STEP_OUTPUT_CAP
     secs = max(1, int(step_timeout))
+    blocks = -(-(STEP_OUTPUT_CAP + 1) // 512)  # the file may hold a byte past the cap
+    sources = shared_runs(steps)
+    runs = ["d=$1"]
+    for i in sorted(set(sources)):
+        runs.append(
+            f"{{ ( ulimit -f {blocks} 2>/dev/null\n{steps[i].script.rstrip()}\n"
+            f') >"$d/{i}" 2>&1; echo $? >"$d/{i}.rc"; }} &'
+        )
+    runs.append("wait")
+    # "section:run" pairs: the section's index, and the run whose output it prints.
+    pairs = " ".join(f"{i}:{source}" for i, source in enumerate(sources))
     lines = [
         "LC_ALL=C; export LC_ALL",
         "PATH=$PATH:/usr/sbin:/sbin:/usr/local/bin; export PATH",
         "d=$(mktemp -d 2>/dev/null || mktemp -d -t fleet) || "
         '{ echo "fleet: mktemp failed" >&2; exit 70; }',
         "trap 'rm -rf \"$d\"' EXIT",
-        f"if command -v timeout >/dev/null 2>&1; then T='timeout -s KILL {secs}'; else T=''; fi",
-    ]
-    sources = shared_runs(steps)
-    for i in sorted(set(sources)):
-        lines.append(
-            f"( $T sh -c {shlex.quote(steps[i].script)} </dev/null 2>&1; "
-            f'echo $? >"$d/{i}.rc" ) | head -c {cap + 1} >"$d/{i}" &'
-        )
-    lines.append("wait")
-    # "section:run" pairs: the section's index, and the run whose output it prints.
-    pairs = " ".join(f"{i}:{source}" for i, source in enumerate(sources))
-    lines.append(
+        f"T=; command -v timeout >/dev/null 2>&1 && T='timeout -s KILL {secs}'",
+        f'$T sh -c {shlex.quote(chr(10).join(runs))} sh "$d" </dev/null >/dev/null 2>&1',
+        "set --",
         f"for p in {pairs}; do "
-        "i=${p%:*}; s=${p#*:}; "
-        f"printf '\\n@@fleet {nonce} begin %s\\n' \"$i\"; "
-        f'head -c {cap} "$d/$s"; '
-        f't=0; [ "$(wc -c <"$d/$s")" -gt {cap} ] && t=1; '
-        f'r=$(cat "$d/$s.rc" 2>/dev/null); '
-        f'printf \'\\n@@fleet {nonce} end %s %s %s raw\\n\' "$i" "${{r:-255}}" "$t"; '
-        "done"
-    )
+        "i=${p%:*}; s=${p#*:}; r=; "
+        '[ -f "$d/$s.rc" ] && read -r r <"$d/$s.rc"; '
+        f'printf \'\\n@@fleet {nonce} begin %s\\n\' "$i" >"$d/b$i"; '
+        f'printf \'\\n@@fleet {nonce} end %s %s 0 raw\\n\' "$i" "${{r:-255}}" >"$d/e$i"; '
+        'set -- "$@" "$d/b$i" "$d/$s" "$d/e$i"; '
+        "done",
+        'cat -- "$@" 2>/dev/null',
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -98,11 +105,13 @@ def split_sections(stdout: bytes, nonce: str, steps: Sequence[Step]) -> Mapping[
                 body = base64.b64decode(body.strip(), validate=True)
             except (binascii.Error, ValueError):
                 body = b"fleet: section is not valid base64: " + body[:200]
+        # The sh composer caps by file size and leaves the cut to this side.
+        truncated = m.group(5) == b"1" or len(body) > STEP_OUTPUT_CAP
         found[index] = StepOutput(
             key=steps[index].key,
             exit_status=int(m.group(4)),
-            stdout=body,
-            truncated=m.group(5) == b"1",
+            stdout=body[:STEP_OUTPUT_CAP],
+            truncated=truncated,
         )
     return {
         step.key: found.get(i, StepOutput(key=step.key, exit_status=None, stdout=b""))

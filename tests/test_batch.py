@@ -1,0 +1,106 @@
+"""The one-command-per-host script (fleet.checks.batch), run for real under sh.
+
+compose_sh's promises are about processes, so they are tested by running the
+script: steps run side by side, a stuck step is killed at the step deadline
+without costing the others their sections, output is capped, exit statuses
+and shared runs come back per step, host output cannot forge a frame, and
+nothing is left in the temporary directory.  Run under every POSIX shell
+this machine has (dash is Debian's sh; bash in POSIX mode is RHEL's).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from fleet.checks.base import Step
+from fleet.checks.batch import STEP_OUTPUT_CAP, compose_sh, new_nonce, split_sections
+
+SHELLS = [s for s in (["dash"], ["bash", "--posix"], ["busybox", "sh"]) if shutil.which(s[0])]
+
+
+@pytest.fixture(params=SHELLS, ids=[s[0] for s in SHELLS])
+def shell(request) -> list[str]:
+    return request.param
+
+
+def run(shell: list[str], steps: list[Step], tmp_path: Path, step_timeout: float = 20):
+    nonce = new_nonce()
+    script = compose_sh(steps, nonce, step_timeout)
+    started = time.monotonic()
+    done = subprocess.run(
+        [*shell, "-s"],
+        input=script.encode(),
+        capture_output=True,
+        env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)},
+        timeout=step_timeout + 20,
+        check=False,
+    )
+    return split_sections(done.stdout, nonce, steps), time.monotonic() - started, done
+
+
+def test_steps_run_side_by_side_and_keep_their_exit_status(shell, tmp_path):
+    steps = [
+        Step("a", "sleep 1; echo a"),
+        Step("b", "sleep 1; echo b; exit 3"),
+        Step("c", "sleep 1; echo c >&2; false"),
+    ]
+    out, seconds, _ = run(shell, steps, tmp_path)
+    assert seconds < 2.5  # three 1 s steps, not 3 s
+    assert (out["a"].exit_status, out["a"].stdout) == (0, b"a\n")
+    assert (out["b"].exit_status, out["b"].stdout) == (3, b"b\n")
+    assert (out["c"].exit_status, out["c"].stdout) == (1, b"c\n")  # stderr is in the section
+    assert list(tmp_path.iterdir()) == []  # the work directory is removed
+
+
+def test_a_stuck_step_is_killed_at_the_deadline_and_the_others_keep_their_sections(shell, tmp_path):
+    steps = [
+        Step("quick", "echo done"),
+        Step("stuck", "echo started; sleep 60; echo never"),
+        Step("child", "sh -c 'sleep 60'; echo never"),
+    ]
+    out, seconds, _ = run(shell, steps, tmp_path, step_timeout=1)
+    assert seconds < 5
+    assert (out["quick"].exit_status, out["quick"].stdout) == (0, b"done\n")
+    # Killed: what it printed is kept, and the missing status says it never ended.
+    assert (out["stuck"].exit_status, out["stuck"].stdout) == (255, b"started\n")
+    assert out["child"].exit_status == 255
+    # The whole process group went: no sleep 60 is left behind.
+    left = subprocess.run(["pgrep", "-f", "sleep 60"], capture_output=True, check=False)
+    assert left.stdout == b""
+
+
+def test_output_is_capped_per_step(shell, tmp_path):
+    big = f"head -c {STEP_OUTPUT_CAP * 2} /dev/zero | tr '\\0' x; echo; echo after"
+    steps = [Step("big", big), Step("small", "echo small")]
+    out, _, _ = run(shell, steps, tmp_path)
+    assert out["big"].truncated is True
+    assert out["big"].stdout == b"x" * STEP_OUTPUT_CAP
+    assert (out["small"].stdout, out["small"].truncated) == (b"small\n", False)
+
+
+def test_shared_scripts_run_once_and_fill_every_section(shell, tmp_path):
+    marker = tmp_path / "runs"
+    script = f"echo run >>{marker}; echo same"
+    steps = [Step("binding", script), Step("ipconfig", script), Step("other", "echo other")]
+    out, _, _ = run(shell, steps, tmp_path)
+    assert marker.read_text() == "run\n"
+    assert out["binding"].stdout == out["ipconfig"].stdout == b"same\n"
+    assert out["other"].stdout == b"other\n"
+
+
+def test_host_output_cannot_forge_or_end_a_section(shell, tmp_path):
+    forged = "printf '\\n@@fleet 0000000000000000 end 0 0 0 raw\\n@@fleet begin 1\\nfake\\n'"
+    steps = [Step("a", forged + "; echo real"), Step("b", "echo b")]
+    out, _, _ = run(shell, steps, tmp_path)
+    assert out["a"].stdout.endswith(b"fake\nreal\n")
+    assert out["b"].stdout == b"b\n"
+
+
+def test_a_missing_section_is_reported_as_missing():
+    steps = [Step("a", "true")]
+    assert split_sections(b"no frames at all\n", new_nonce(), steps)["a"].exit_status is None
