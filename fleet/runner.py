@@ -9,6 +9,7 @@ return with what finished, however stuck a host is.
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 import time
@@ -73,11 +74,21 @@ def _results_for_all(
     ]
 
 
+@functools.cache
+def _kind_of(name: str) -> tuple[HostCheck | None, RunnerCheck | None]:
+    """The check named ``name`` as (host check, runner check), one of them None.  Cached:
+    an isinstance against a runtime Protocol costs more than a host's whole plan."""
+    check = get_check(name)
+    if isinstance(check, HostCheck):
+        return check, None
+    return None, check if isinstance(check, RunnerCheck) else None
+
+
 def _runner_checks(host: HostPlan, options: RunOptions) -> list[CheckResult]:
     results: list[CheckResult] = []
     for plan in host.checks:
-        check = get_check(plan.name)
-        if isinstance(check, RunnerCheck) and not isinstance(check, HostCheck):
+        check = _kind_of(plan.name)[1]
+        if check is not None:
             results.extend(check.run(host, plan.params, options.connect_timeout))
     return results
 
@@ -95,7 +106,7 @@ def _management_down(host: HostPlan, reach: Sequence[CheckResult]) -> CheckResul
 
 def host_checks(host: HostPlan) -> list[tuple[CheckPlan, HostCheck]]:
     """The host's checks that run on the host (not the runner-side ``reach``)."""
-    return [(p, c) for p in host.checks if isinstance(c := get_check(p.name), HostCheck)]
+    return [(p, c) for p in host.checks if (c := _kind_of(p.name)[0]) is not None]
 
 
 def host_script(
@@ -103,7 +114,10 @@ def host_script(
 ) -> tuple[Batch, str, str]:
     """The one script sent to ``host`` (its batch, nonce and text) for a command deadline of
     ``budget`` seconds.  The benchmark sends exactly this through other tools."""
-    batch = Batch.build(host, host_plans)
+    return _script_for(host, Batch.build(host, host_plans), budget)
+
+
+def _script_for(host: HostPlan, batch: Batch, budget: float) -> tuple[Batch, str, str]:
     nonce = new_nonce()
     # Steps end on their own before the command's deadline, leaving room for the
     # shell (or powershell.exe) to start and for the sections to come back.
@@ -163,7 +177,7 @@ def _audit_on_host(
         budget = max(
             1.0, min(options.command_timeout, options.host_deadline - (time.monotonic() - started))
         )
-        batch, nonce, script = host_script(host, host_plans, budget)
+        batch, nonce, script = _script_for(host, planned, budget)
         command = transport.run(script, budget)
         stdout = command.stdout
     except UnreachableError as exc:

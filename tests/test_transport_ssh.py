@@ -204,3 +204,15 @@ def test_a_missing_key_file_is_the_inventorys_fault_before_any_contact(tmp_path:
     )
     with pytest.raises(ConfigError, match="no-such-key cannot be used"):
         SSHTransport(host, RunOptions())  # constructing opens no socket
+
+
+def test_the_watchdog_runs_due_actions_in_order_and_skips_cancelled_ones():
+    from fleet.transports._io import Watchdog
+
+    dog, ran, done = Watchdog(), [], threading.Event()
+    dog.call_later(0.3, lambda: (ran.append("late"), done.set()))
+    dog.call_later(0.1, lambda: ran.append("early"))
+    dog.call_later(0.05, lambda: 1 / 0)  # a failing action does not stop the dog
+    dog.call_later(0.2, lambda: ran.append("cancelled")).cancel()
+    assert done.wait(5)
+    assert ran == ["early", "late"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import re
 import secrets
 import shlex
@@ -85,35 +86,44 @@ def shared_runs(steps: Sequence[Step]) -> list[int]:
 
 
 def split_sections(stdout: bytes, nonce: str, steps: Sequence[Step]) -> Mapping[str, StepOutput]:
-    """Every step's output by key; a step whose section is missing gets exit_status None."""
-    pattern = re.compile(
-        rb"@@fleet "
-        + re.escape(nonce.encode())
-        + rb" begin (\d+)\n(.*?)\n@@fleet "
-        + re.escape(nonce.encode())
-        + rb" end (\d+) (-?\d+) ([01]) (raw|b64)\n?",
-        re.DOTALL,
-    )
+    """Every step's output by key; a step whose section is missing gets exit_status None.
+
+    The output is cut at the nonce's marker (no pattern is compiled per host):
+    a begin chunk followed by its end chunk is a section; anything else that
+    mentions the nonce is ignored.
+    """
+    chunks = stdout.split(b"@@fleet " + nonce.encode() + b" ")
     found: dict[int, StepOutput] = {}
-    for m in pattern.finditer(stdout):
-        index, end_index = int(m.group(1)), int(m.group(3))
-        if index != end_index or index >= len(steps) or index in found:
-            continue
-        body = m.group(2)
-        if m.group(6) == b"b64":
-            try:
-                body = base64.b64decode(body.strip(), validate=True)
-            except (binascii.Error, ValueError):
-                body = b"fleet: section is not valid base64: " + body[:200]
-        # The sh composer caps by file size and leaves the cut to this side.
-        truncated = m.group(5) == b"1" or len(body) > STEP_OUTPUT_CAP
-        found[index] = StepOutput(
-            key=steps[index].key,
-            exit_status=int(m.group(4)),
-            stdout=body[:STEP_OUTPUT_CAP],
-            truncated=truncated,
-        )
+    for begin, end in itertools.pairwise(chunks[1:]):
+        output = _section(begin, end, len(steps))
+        if output is not None and output[0] not in found:
+            index, status, body, truncated = output
+            found[index] = StepOutput(steps[index].key, status, body, truncated)
     return {
         step.key: found.get(i, StepOutput(key=step.key, exit_status=None, stdout=b""))
         for i, step in enumerate(steps)
     }
+
+
+_BEGIN = re.compile(rb"begin (\d+)\n")
+_END = re.compile(rb"end (\d+) (-?\d+) ([01]) (raw|b64)(?:\n|$)")
+
+
+def _section(begin: bytes, end: bytes, count: int) -> tuple[int, int, bytes, bool] | None:
+    """(index, exit status, body, truncated) when ``begin`` + ``end`` frame one section."""
+    opened, closed = _BEGIN.match(begin), _END.match(end)
+    if not opened or not closed or opened.group(1) != closed.group(1):
+        return None
+    index = int(opened.group(1))
+    body = begin[opened.end() :]
+    if index >= count or not body.endswith(b"\n"):  # the end marker starts a line
+        return None
+    body = body[:-1]
+    if closed.group(4) == b"b64":
+        try:
+            body = base64.b64decode(body.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            body = b"fleet: section is not valid base64: " + body[:200]
+    # The sh composer caps by file size and leaves the cut to this side.
+    truncated = closed.group(3) == b"1" or len(body) > STEP_OUTPUT_CAP
+    return index, int(closed.group(2)), body[:STEP_OUTPUT_CAP], truncated

@@ -8,7 +8,6 @@ so every check says "could not run" and "not a valid host name" the same way.
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -26,6 +25,7 @@ from fleet.checks.facts import (
     NetConfig,
     PingResult,
     SmtpProbe,
+    as_facts,
 )
 from fleet.errors import ParseError
 from fleet.model import CheckResult, Status
@@ -375,7 +375,7 @@ def judge_binding(host: str, net: NetConfig, platform: Platform, evidence: str =
     if platform is Platform.UNIX:
         findings += _loopback_findings(net.interfaces)
     ok = "TCP/IP bound to " + ", ".join(i.name for i in bound)
-    facts = {**dataclasses.asdict(net), "bound": [i.name for i in bound]}
+    facts = {**as_facts(net), "bound": [i.name for i in bound]}
     return _result(host, "binding", findings, ok, facts, evidence or render_net(net))
 
 
@@ -458,7 +458,7 @@ def judge_ipconfig(host: str, net: NetConfig, evidence: str = "") -> CheckResult
     if not net.dns_servers and not any(i.dns for i in interfaces):
         findings.append((Status.WARN, "no DNS servers configured"))
     ok = _ipconfig_ok(interfaces, net)
-    facts = dataclasses.asdict(net)
+    facts = as_facts(net)
     return _result(host, "ipconfig", findings, ok, facts, evidence or render_net(net))
 
 
@@ -495,7 +495,7 @@ def judge_ping(host: str, ping: PingResult, evidence: str = "") -> CheckResult:
     else:
         status = Status.WARN
         summary = f"{label}: {counts} ({ping.loss_percent:g}% loss){_rtt(ping)}"
-    facts = {**dataclasses.asdict(ping), "loss_percent": ping.loss_percent}
+    facts = {**as_facts(ping), "loss_percent": ping.loss_percent}
     return CheckResult(
         host=host,
         check="ping",
@@ -546,6 +546,6 @@ def judge_smtp(
         status=status,
         summary=summary,
         target=probe.target,
-        facts=dataclasses.asdict(probe),
+        facts=as_facts(probe),
         evidence=shown,
     )

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import errno
 import socket
+import threading
 import time
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fleet.checks import judge
+from fleet.checks.facts import as_facts
 from fleet.model import CheckResult, Status
 from fleet.plan import HostPlan
 
@@ -87,7 +88,7 @@ def judge_port(host: str, probe: PortProbe) -> CheckResult:
         status=status,
         summary=summary,
         target=str(probe.port),
-        facts=asdict(probe),
+        facts=as_facts(probe),
         duration=probe.elapsed_s,
     )
 
@@ -127,6 +128,22 @@ class ReachCheck:
             wait = timeout if port == host.management_port else other
             return probe_port(host.address, port, wait)
 
-        with ThreadPoolExecutor(max_workers=len(ports), thread_name_prefix="reach") as pool:
-            probes = list(pool.map(probe, ports))
-        return [judge_port(host.name, p) for p in probes]
+        return [judge_port(host.name, p) for p in side_by_side(probe, ports)]
+
+
+def side_by_side(probe: Callable[[int], PortProbe], ports: Sequence[int]) -> list[PortProbe]:
+    """``probe`` each port at once: the first in this thread, a thread for each other
+    (a pool per host cost more CPU than the probes; most hosts probe one or two ports)."""
+    found: dict[int, PortProbe] = {}
+
+    def run(port: int) -> None:
+        found[port] = probe(port)
+
+    others = [threading.Thread(target=run, args=(p,), daemon=True) for p in ports[1:]]
+    for thread in others:
+        thread.start()
+    if ports:
+        run(ports[0])
+    for thread in others:
+        thread.join()
+    return [found[p] for p in ports]

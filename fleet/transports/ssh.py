@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import hmac
 import math
@@ -40,7 +41,7 @@ from fleet.errors import (
 )
 from fleet.model import CommandResult
 from fleet.plan import HostPlan, RunOptions
-from fleet.transports._io import CappedBuffer
+from fleet.transports._io import WATCHDOG, CappedBuffer
 
 STDERR_CAP = 64 * 1024
 IDLE_WAKEUP = 5.0  # seconds: paramiko's thread's socket timeout once logged in
@@ -121,9 +122,7 @@ class SSHTransport:
         # (A second of grace lets each phase's own timeout give its sharper reason.)
         left = max(0.1, self.options.connect_timeout - (time.monotonic() - started)) + 1.0
         expired = threading.Event()
-        watchdog = threading.Timer(left, _shut, (sock, expired))
-        watchdog.daemon = True
-        watchdog.start()
+        watchdog = WATCHDOG.call_later(left, functools.partial(_shut, sock, expired))
         try:
             client.connect(
                 self.host.address,
