@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -216,3 +218,15 @@ def test_the_watchdog_runs_due_actions_in_order_and_skips_cancelled_ones():
     dog.call_later(0.2, lambda: ran.append("cancelled")).cancel()
     assert done.wait(5)
     assert ran == ["early", "late"]
+
+
+def test_paramiko_is_loaded_without_invoke_and_invoke_still_imports():
+    # paramiko imports invoke (for ssh_config's Match exec) when it is installed;
+    # fleet hides it while paramiko loads, which saves a third of the import.
+    code = (
+        "import sys, fleet.transports.ssh, paramiko.config as c; "
+        "print('invoke' in sys.modules, c.invoke is None); "
+        "import invoke; print(bool(invoke.__version__))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "True", "True"]

@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from tabulate import tabulate
-
 from fleet.model import CheckResult, HostResult, RunResult, Status, worst
 
 # C0/C1 control characters and ANSI escape sequences: a host must not be able to
@@ -76,6 +74,8 @@ def host_rows(host: HostResult, colour: bool = False) -> list[list[str]]:
 
 
 def render_console(run: RunResult, colour: bool = False) -> str:
+    from tabulate import tabulate  # here: a quiet nightly run never pays for the import
+
     rows = [row for host in run.hosts for row in host_rows(host, colour)]
     table = tabulate(rows, headers=["host", "check", "status", "reason"], tablefmt="simple")
     counts = run.counts()

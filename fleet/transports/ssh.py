@@ -29,6 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import fleet.transports._paramiko  # noqa: F401 - first: paramiko without invoke
+
+# isort: split
 import paramiko
 
 from fleet.errors import (
