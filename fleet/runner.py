@@ -9,11 +9,13 @@ return with what finished, however stuck a host is.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
@@ -33,6 +35,8 @@ from fleet.plan import CheckPlan, HostPlan, RunOptions
 from fleet.transports.base import Transport, open_transport
 
 HostObserver = Callable[[HostResult], None]
+# Threads per login slot: how far the runner-side reach probes run ahead of the logins.
+REACH_AHEAD = 4
 
 
 class Interrupted(Exception):
@@ -125,15 +129,30 @@ def _script_for(host: HostPlan, batch: Batch, budget: float) -> tuple[Batch, str
     return batch, nonce, platform_probes(host.platform).compose(batch.steps, nonce, step_timeout)
 
 
-def audit_host(host: HostPlan, options: RunOptions) -> HostResult:
-    """Every check of one host.  Never raises: failures become results."""
+def audit_host(
+    host: HostPlan,
+    options: RunOptions,
+    slot: Callable[[], AbstractContextManager[bool]] = lambda: contextlib.nullcontext(True),
+) -> HostResult | None:
+    """Every check of one host.  Never raises: failures become results.
+
+    The runner-side checks (``reach``) run first, then the host waits in
+    ``slot()`` for one of the ``--forks`` login slots; a slot that yields
+    False (the run is stopping) makes this return None: the host never
+    started.  The host's deadline counts from the slot, plus reach's time.
+    """
     started = time.monotonic()
     results: list[CheckResult] = []
     try:
         results.extend(_runner_checks(host, options))
         host_plans = host_checks(host)
         if host_plans:
-            results.extend(_audit_on_host(host, options, host_plans, results, started))
+            waited = time.monotonic()
+            with slot() as granted:
+                if not granted:
+                    return None
+                started += time.monotonic() - waited
+                results.extend(_audit_on_host(host, options, host_plans, results, started))
     except Exception as exc:  # noqa: BLE001 - one bad host never spoils the run
         done = {r.check for r in results}
         results.extend(
@@ -253,6 +272,45 @@ def _unfinished(host: HostPlan, status: Status, why: str) -> HostResult:
     )
 
 
+class LoginSlots:
+    """The ``--forks`` login slots; waiting for one gives up when the run stops."""
+
+    def __init__(self, forks: int, stop: threading.Event) -> None:
+        self._free = threading.BoundedSemaphore(max(1, forks))
+        self._stop = stop
+
+    @contextlib.contextmanager
+    def claim(self) -> Iterator[bool]:
+        granted = False
+        while not granted and not self._stop.is_set():
+            granted = self._free.acquire(timeout=0.25)
+        try:
+            yield granted
+        finally:
+            if granted:
+                self._free.release()
+
+
+def _wait_for_all(
+    done: Mapping[int, HostResult],
+    count: int,
+    finished: threading.Condition,
+    run_deadline: float | None,
+    started: float,
+) -> bool:
+    """Wait until ``count`` hosts are done; True if the run deadline came first."""
+    with finished:
+        while len(done) < count:
+            remaining = None
+            if run_deadline is not None:
+                remaining = run_deadline - (time.monotonic() - started)
+                if remaining <= 0:
+                    return True
+            # A bounded wait keeps the main thread responsive to signals.
+            finished.wait(timeout=min(remaining, 0.5) if remaining is not None else 0.5)
+    return False
+
+
 def run_audit(
     hosts: Sequence[HostPlan],
     options: RunOptions,
@@ -275,6 +333,7 @@ def run_audit(
     done: dict[int, HostResult] = {}
     finished = threading.Condition()
     stop = threading.Event()  # set at the deadline or on interrupt: start no new host
+    slots = LoginSlots(options.forks, stop)
 
     def worker() -> None:
         while not stop.is_set():
@@ -282,28 +341,23 @@ def run_audit(
                 index = todo.get_nowait()
             except queue.Empty:
                 return
-            result = audit_host(hosts[index], options)
+            result = audit_host(hosts[index], options, slots.claim)
+            if result is None:
+                return
             with finished:
                 done[index] = result
                 finished.notify_all()
             if not stop.is_set():
                 _notify(observers, result)
 
-    for _ in range(max(1, min(options.forks, len(hosts)))):
+    # --forks bounds the logins; reach runs ahead of them, so hosts that are down
+    # time out side by side instead of holding login slots one after another.
+    for _ in range(max(1, min(options.forks * REACH_AHEAD, len(hosts)))):
         threading.Thread(target=worker, daemon=True, name="fleet-worker").start()
 
     interrupted = deadline_hit = False
     try:
-        with finished:
-            while len(done) < len(hosts):
-                remaining = None
-                if options.run_deadline is not None:
-                    remaining = options.run_deadline - (time.monotonic() - started)
-                    if remaining <= 0:
-                        deadline_hit = True
-                        break
-                # A bounded wait keeps the main thread responsive to signals.
-                finished.wait(timeout=min(remaining, 0.5) if remaining is not None else 0.5)
+        deadline_hit = _wait_for_all(done, len(hosts), finished, options.run_deadline, started)
     except (KeyboardInterrupt, Interrupted):
         interrupted = True
     stop.set()

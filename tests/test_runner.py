@@ -7,6 +7,7 @@ import threading
 import time
 import types
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -260,3 +261,48 @@ def test_a_host_with_nothing_to_run_is_not_logged_into() -> None:
 def test_each_check_carries_the_duration_of_the_command_that_gathered_it() -> None:
     [check] = audit_host(host("mx1"), RunOptions()).results
     assert check.duration > 0
+
+
+class SlowReach:
+    """A runner-side check that takes 0.5 s (a host whose login port is silent)."""
+
+    name = "slowreach"
+
+    def validate(self, params):
+        return dict(params)
+
+    def run(self, host, params, timeout):
+        time.sleep(0.5)
+        return [CheckResult(host.name, self.name, Status.OK, "slow but open")]
+
+
+def test_runner_side_checks_run_ahead_of_the_login_slots(monkeypatch) -> None:
+    # Silent hosts time out side by side: their reach probes must not queue
+    # behind --forks, while the logins themselves stay bounded by it.
+    sys.modules["fleet_test_fakes"].SlowReach = SlowReach
+    monkeypatch.setitem(base.CHECKS, "slowreach", "fleet_test_fakes:SlowReach")
+    logins, peak = [0], [0]
+    lock = threading.Lock()
+    original = FakeTransport.run
+
+    def counting_run(self, command, timeout):
+        with lock:
+            logins[0] += 1
+            peak[0] = max(peak[0], logins[0])
+        try:
+            return original(self, command, timeout)
+        finally:
+            with lock:
+                logins[0] -= 1
+
+    monkeypatch.setattr(FakeTransport, "run", counting_run)
+    plans = [
+        replace(host(f"mx{i}"), checks=(CheckPlan("slowreach", {}), *host("x").checks))
+        for i in range(8)
+    ]
+    started = time.monotonic()
+    run = run_audit(plans, RunOptions(forks=2))
+    elapsed = time.monotonic() - started
+    assert all(h.status is Status.OK for h in run.hosts)
+    assert peak[0] <= 2
+    assert elapsed < 1.5  # 8 x 0.5 s over 2 forks would take 2 s
