@@ -32,6 +32,7 @@ from fleet.checks.batch import new_nonce, split_sections
 from fleet.errors import CommandTimeout, TransportError, UnreachableError
 from fleet.model import CheckResult, CommandResult, HostResult, RunResult, Status
 from fleet.plan import CheckPlan, HostPlan, RunOptions
+from fleet.transports import handoff
 from fleet.transports.base import Transport, open_transport
 
 HostObserver = Callable[[HostResult], None]
@@ -163,6 +164,8 @@ def audit_host(
                 f"internal error: {type(exc).__name__}: {exc}",
             )
         )
+    finally:
+        handoff.discard()  # reach's connection, if no login took it
     return HostResult(
         host=host.name,
         address=host.address,
@@ -273,22 +276,35 @@ def _unfinished(host: HostPlan, status: Status, why: str) -> HostResult:
 
 
 class LoginSlots:
-    """The ``--forks`` login slots; waiting for one gives up when the run stops."""
+    """The ``--forks`` login slots.  Waiters sleep until a slot frees or ``stop()``
+    (no timed polling: at forks x 4 waiting threads, polling cost real CPU)."""
 
-    def __init__(self, forks: int, stop: threading.Event) -> None:
-        self._free = threading.BoundedSemaphore(max(1, forks))
-        self._stop = stop
+    def __init__(self, forks: int) -> None:
+        self._free = max(1, forks)
+        self._stopped = False
+        self._changed = threading.Condition()
+
+    def stop(self) -> None:
+        with self._changed:
+            self._stopped = True
+            self._changed.notify_all()
 
     @contextlib.contextmanager
     def claim(self) -> Iterator[bool]:
-        granted = False
-        while not granted and not self._stop.is_set():
-            granted = self._free.acquire(timeout=0.25)
+        """Yields True holding a slot, or False once the run is stopping."""
+        with self._changed:
+            while not self._free and not self._stopped:
+                self._changed.wait()
+            granted = not self._stopped
+            if granted:
+                self._free -= 1
         try:
             yield granted
         finally:
             if granted:
-                self._free.release()
+                with self._changed:
+                    self._free += 1
+                    self._changed.notify()
 
 
 def _wait_for_all(
@@ -333,7 +349,7 @@ def run_audit(
     done: dict[int, HostResult] = {}
     finished = threading.Condition()
     stop = threading.Event()  # set at the deadline or on interrupt: start no new host
-    slots = LoginSlots(options.forks, stop)
+    slots = LoginSlots(options.forks)
 
     def worker() -> None:
         while not stop.is_set():
@@ -361,6 +377,7 @@ def run_audit(
     except (KeyboardInterrupt, Interrupted):
         interrupted = True
     stop.set()
+    slots.stop()
 
     with finished:
         snapshot = dict(done)

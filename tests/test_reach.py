@@ -106,7 +106,7 @@ def test_runner_timeout_caps_the_connect_timeout(monkeypatch, listening):
     seen = []
     import fleet.checks.reach as reach
 
-    def fake_probe(address, port, timeout):
+    def fake_probe(address, port, timeout, keep=False):
         seen.append(timeout)
         return reach.PortProbe(address, port, reach.OPEN)
 

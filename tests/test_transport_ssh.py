@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from fleet.errors import AuthenticationError, CommandTimeout, HostKeyError, UnreachableError
-from fleet.plan import HostPlan, RunOptions
+from fleet.model import Status
+from fleet.plan import CheckPlan, HostPlan, RunOptions
+from fleet.runner import audit_host
 from fleet.transports.ssh import SSHTransport
 from tests.sshd_fixture import Sshd, free_port, keygen, start_sshd
 
@@ -230,3 +234,85 @@ def test_paramiko_is_loaded_without_invoke_and_invoke_still_imports():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "True", "True"]
+
+
+class CountingForwarder:
+    """A TCP forwarder on 127.0.0.1 in front of ``port`` that counts the connections."""
+
+    def __init__(self, port: int) -> None:
+        self.target, self.accepted = port, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            client, _ = self.listener.accept()
+            self.accepted += 1
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+def test_reach_and_the_login_share_one_tcp_connection(sshd: Sshd) -> None:
+    # reach connects to the login port anyway; the login takes that connection over,
+    # so an audited host sees one connection (one sshd, one auth-log line) per audit.
+    forwarder = CountingForwarder(sshd.port)
+    plan = replace(
+        host_for(sshd, fleet_known_hosts=str(forwarder_known_hosts(sshd, forwarder))),
+        port=forwarder.port,
+        checks=(
+            CheckPlan("reach", {"ports": [forwarder.port], "timeout": 3.0}),
+            CheckPlan("binding", {}),
+        ),
+    )
+    result = audit_host(plan, RunOptions())
+    assert result is not None
+    reach, binding = result.results
+    assert (reach.check, reach.status) == ("reach", Status.OK)
+    assert binding.check == "binding"
+    assert binding.status not in (Status.UNREACHABLE, Status.ERROR), binding.summary
+    assert forwarder.accepted == 1
+
+
+def forwarder_known_hosts(sshd: Sshd, forwarder: CountingForwarder) -> Path:
+    """The sshd's host key under the forwarder's port."""
+    key = " ".join(sshd.host_key_pub.read_text().split()[:2])
+    path = sshd.known_hosts.with_name(f"known_hosts_{forwarder.port}")
+    path.write_text(f"[127.0.0.1]:{forwarder.port} {key}\n")
+    return path
+
+
+def test_a_handed_over_socket_is_only_taken_fresh_and_for_its_own_address(monkeypatch) -> None:
+    from fleet.transports import handoff
+
+    def pair() -> socket.socket:
+        a, b = socket.socketpair()
+        b.close()
+        return a
+
+    first = pair()
+    handoff.offer("198.18.0.11", 22, first)
+    assert handoff.take("198.18.0.12", 22) is None  # another host: closed, not given
+    assert first.fileno() == -1
+    second = pair()
+    handoff.offer("198.18.0.11", 22, second)
+    monkeypatch.setattr(handoff, "MAX_AGE", -1.0)  # sshd's LoginGraceTime may be near
+    assert handoff.take("198.18.0.11", 22) is None
+    assert second.fileno() == -1
+    monkeypatch.setattr(handoff, "MAX_AGE", 15.0)
+    third = pair()
+    handoff.offer("198.18.0.11", 22, third)
+    assert handoff.take("198.18.0.11", 22) is third
+    handoff.offer("198.18.0.11", 22, pair())
+    handoff.discard()
+    assert handoff.take("198.18.0.11", 22) is None
+    third.close()

@@ -21,16 +21,21 @@ def as_facts(value: Any) -> Any:
     leaf was a third of the time spent judging a host's output.
     """
     kind = type(value)
-    names = _FIELDS.get(kind)
-    if names is None and dataclasses.is_dataclass(value):
-        names = _FIELDS.setdefault(kind, tuple(f.name for f in dataclasses.fields(value)))
-    if names is not None:
-        return {name: as_facts(getattr(value, name)) for name in names}
+    if kind in _LEAVES:
+        return value
     if kind is tuple or kind is list:
         return kind(as_facts(v) for v in value)
     if kind is dict:
         return {k: as_facts(v) for k, v in value.items()}
-    return value  # str, int, float, bool, None: immutable
+    names = _FIELDS.get(kind)
+    if names is None:
+        if not dataclasses.is_dataclass(value):
+            return value
+        names = _FIELDS.setdefault(kind, tuple(f.name for f in dataclasses.fields(value)))
+    return {name: as_facts(getattr(value, name)) for name in names}
+
+
+_LEAVES = frozenset({str, int, float, bool, type(None)})
 
 
 @dataclass(frozen=True)

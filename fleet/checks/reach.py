@@ -20,6 +20,7 @@ from fleet.checks import judge
 from fleet.checks.facts import as_facts
 from fleet.model import CheckResult, Status
 from fleet.plan import HostPlan
+from fleet.transports import handoff
 
 DEFAULTS: dict[str, Any] = {"ports": None, "timeout": 3.0}
 
@@ -46,18 +47,23 @@ class PortProbe:
     error: str = ""
 
 
-def probe_port(address: str, port: int, timeout: float) -> PortProbe:
-    """Connect once (each resolved address in turn, within ``timeout``) and close."""
+def probe_port(address: str, port: int, timeout: float, keep: bool = False) -> PortProbe:
+    """Connect once (each resolved address in turn, within ``timeout``) and close;
+    with ``keep``, an open connection is offered to this thread's login instead."""
     started = time.monotonic()
-    probe = _connect(address, port, timeout, started)
+    probe = _connect(address, port, timeout, started, keep)
     return replace(probe, elapsed_s=round(time.monotonic() - started, 6))
 
 
-def _connect(address: str, port: int, timeout: float, started: float) -> PortProbe:
+def _connect(address: str, port: int, timeout: float, started: float, keep: bool) -> PortProbe:
     try:
-        with socket.create_connection((address, port), timeout=timeout):
-            elapsed = round((time.monotonic() - started) * 1000, 3)
-            return PortProbe(address, port, OPEN, connect_ms=elapsed)
+        sock = socket.create_connection((address, port), timeout=timeout)
+        elapsed = round((time.monotonic() - started) * 1000, 3)
+        if keep:
+            handoff.offer(address, port, sock)
+        else:
+            sock.close()
+        return PortProbe(address, port, OPEN, connect_ms=elapsed)
     except socket.gaierror as exc:
         return PortProbe(address, port, UNRESOLVED, error=str(exc))
     except ConnectionRefusedError:
@@ -124,9 +130,14 @@ class ReachCheck:
         other = min(float(params.get("timeout", 3.0)), timeout)
         ports = self.ports(host, params)
 
+        # The login port's connection goes on to the SSH login (fleet.transports.handoff).
+        # Only the first port is probed in this, the login's, thread.
+        login = host.management_port if host.connection in handoff.TAKERS else None
+
         def probe(port: int) -> PortProbe:
             wait = timeout if port == host.management_port else other
-            return probe_port(host.address, port, wait)
+            keep = port == login and port == ports[0]
+            return probe_port(host.address, port, wait, keep)
 
         return [judge_port(host.name, p) for p in side_by_side(probe, ports)]
 

@@ -114,6 +114,7 @@ def ipconfig_steps(params: Mapping[str, Any]) -> list[Step]:
     return [Step(key=IPCONFIG_KEY, script=NET_SCRIPT)]
 
 
+@functools.lru_cache(maxsize=1024)
 def ping_script(target: str, count: int, timeout: float) -> str:
     """sh that pings ``target`` (or, for ``GATEWAY``, the host's default gateway)."""
     wait = max(1, round(timeout))  # older iputils take whole seconds only
@@ -130,6 +131,7 @@ def ping_steps(params: Mapping[str, Any]) -> list[Step]:
     return [Step(key=f"ping:{t}", script=ping_script(t, count, timeout), target=t) for t in targets]
 
 
+@functools.lru_cache(maxsize=1024)
 def smtp_script(target: str, port: int, timeout: float, helo: str) -> str:
     """sh that runs the probe program with its parameters as quoted argv."""
     args = " ".join(shlex.quote(str(v)) for v in (target, int(port), float(timeout), helo))
@@ -381,8 +383,11 @@ def _with_routes(interface: Interface, routes: Sequence[DefaultRoute]) -> Interf
     )
 
 
+@functools.lru_cache(maxsize=64)
 def parse_net(text: str) -> NetConfig:
-    """A host's interfaces, default gateways and DNS from the net step's output."""
+    """A host's interfaces, default gateways and DNS from the net step's output.
+
+    Cached (NetConfig is frozen): binding and ipconfig read the same output."""
     parts = split_labelled(text)
     if_label, interfaces = _first_source(parts, INTERFACE_SOURCES)
     if interfaces is None:

@@ -44,6 +44,7 @@ from fleet.errors import (
 )
 from fleet.model import CommandResult
 from fleet.plan import HostPlan, RunOptions
+from fleet.transports import handoff
 from fleet.transports._io import WATCHDOG, CappedBuffer
 
 STDERR_CAP = 64 * 1024
@@ -229,6 +230,11 @@ class SSHTransport:
         return args
 
     def _open_socket(self) -> socket.socket:
+        # reach's connection to this port, when it just made one (fleet.transports.handoff)
+        sock = handoff.take(self.host.address, self.port)
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
         try:
             sock = socket.create_connection(
                 (self.host.address, self.port), timeout=self.options.connect_timeout
