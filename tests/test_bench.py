@@ -36,6 +36,7 @@ def canned(fleet_wall: float = 11.0, fleet_cpu: float = 1.2) -> Figures:
         Measured("fleet", 200, fleet_wall, fleet_cpu, 70.0, returned=200),
         Measured("OpenSSH floor", 200, 10.0, 2.6, 30.0, returned=200, tree_peak_mb=300.0),
         Measured("ansible-playbook", 200, 40.0, 11.0, 80.0, returned=199, tree_peak_mb=1800.0),
+        Measured("ansible-playbook, task per check", 200, 40.0, 30.0, 80.0, returned=200),
     ]
     figures.scale = Measured("fleet at scale (1000)", 1000, 60.0, 9.0, 250.0, returned=1000)
     figures.inventory_10k_s = 0.2
@@ -51,7 +52,9 @@ def holds(figures: Figures) -> dict[str, str]:
 def test_targets_say_which_hold_on_canned_figures() -> None:
     verdicts = holds(canned())
     assert verdicts["fleet/floor wall time <= 1.3"] == "yes"  # 1.10x
-    assert verdicts["ansible/fleet wall time >= 3, one raw task"] == "yes"  # 3.6x
+    assert verdicts["ansible/fleet wall time >= 3, a raw task per check"] == "yes"  # 3.6x
+    # Ansible running fleet's batched script as one task is context, not a target.
+    assert verdicts["(context) ansible/fleet wall time, one raw task with fleet's script"] == "-"
     assert verdicts["fleet client CPU <= 8 ms/host"] == "yes"  # 6 ms
     assert verdicts["1000 hosts: peak RSS < 300 MB"] == "yes"
     assert verdicts["3 ping targets on one host cost ~1 ping"] == "yes"
@@ -61,7 +64,7 @@ def test_targets_say_which_hold_on_canned_figures() -> None:
 def test_missed_targets_say_no() -> None:
     verdicts = holds(canned(fleet_wall=14.0, fleet_cpu=3.0))
     assert verdicts["fleet/floor wall time <= 1.3"] == "NO"  # 1.40x
-    assert verdicts["ansible/fleet wall time >= 3, one raw task"] == "NO"  # 2.86x
+    assert verdicts["ansible/fleet wall time >= 3, a raw task per check"] == "NO"  # 2.86x
     assert verdicts["fleet client CPU <= 8 ms/host"] == "NO"  # 15 ms
 
 

@@ -743,12 +743,6 @@ def targets(f: Figures) -> list[tuple[str, str, str]]:
         lambda r: r <= 1.3,
     )
     add(
-        "ansible/fleet wall time >= 3, one raw task",
-        _ratio(_value(ansible, "wall_s"), fleet_wall),
-        "{:.2f}x",
-        lambda r: r >= 3,
-    )
-    add(
         "ansible/fleet wall time >= 3, a raw task per check",
         _ratio(_value(f.tool("ansible-playbook, task per check"), "wall_s"), fleet_wall),
         "{:.2f}x",
@@ -759,6 +753,17 @@ def targets(f: Figures) -> list[tuple[str, str, str]]:
         _ratio(_value(ansible, "cpu_ms_per_host"), _value(fleet, "cpu_ms_per_host")),
         "{:.2f}x",
         lambda r: r >= 3,
+    )
+    # Context, not a target: Ansible running fleet's whole batched script as ONE raw
+    # task, without connection sharing, is not the playbook an Ansible user writes
+    # (the "the same checks as raw tasks" is the task-per-check row above).
+    wall_one_task = _ratio(_value(ansible, "wall_s"), fleet_wall)
+    rows.append(
+        (
+            "(context) ansible/fleet wall time, one raw task with fleet's script",
+            "not measured" if wall_one_task is None else f"{wall_one_task:.2f}x",
+            "-",
+        )
     )
     add(
         "fleet client CPU <= 8 ms/host",
