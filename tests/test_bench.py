@@ -57,6 +57,9 @@ def test_targets_say_which_hold_on_canned_figures() -> None:
     assert verdicts["(context) ansible/fleet wall time, one raw task with fleet's script"] == "-"
     assert verdicts["fleet client CPU <= 8 ms/host"] == "yes"  # 6 ms
     assert verdicts["1000 hosts: peak RSS < 300 MB"] == "yes"
+    slope = {what: value for what, value, _ in bench.targets(canned())}
+    # 1.2 s of CPU for 200 hosts, 9.0 s for 1000: (9.0 - 1.2) s / 800 hosts
+    assert slope["(context) fleet client CPU per extra host, 200 -> 1000"] == "9.8 ms"
     assert verdicts["3 ping targets on one host cost ~1 ping"] == "yes"
     assert verdicts["ends in bound: hung hosts"] == "yes"
 

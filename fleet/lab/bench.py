@@ -771,6 +771,17 @@ def targets(f: Figures) -> list[tuple[str, str, str]]:
         "{:.1f} ms",
         lambda v: v <= 8,
     )
+    # Context: the CPU one more host costs, start-up and reports left out (the slope
+    # between the N-host run and the --scale run).
+    if fleet and f.scale and f.scale.hosts > fleet.hosts:
+        slope = 1000 * (f.scale.cpu_s - fleet.cpu_s) / (f.scale.hosts - fleet.hosts)
+        rows.append(
+            (
+                f"(context) fleet client CPU per extra host, {fleet.hosts} -> {f.scale.hosts}",
+                f"{slope:.1f} ms",
+                "-",
+            )
+        )
     add(
         f"{f.scale.hosts if f.scale else 1000} hosts: peak RSS < 300 MB",
         _value(f.scale, "peak_rss_mb"),
