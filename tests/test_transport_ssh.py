@@ -239,8 +239,8 @@ def test_paramiko_is_loaded_without_invoke_and_invoke_still_imports():
 class CountingForwarder:
     """A TCP forwarder on 127.0.0.1 in front of ``port`` that counts the connections."""
 
-    def __init__(self, port: int) -> None:
-        self.target, self.accepted = port, 0
+    def __init__(self, port: int, drop_first: bool = False) -> None:
+        self.target, self.accepted, self.drop_first = port, 0, drop_first
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         threading.Thread(target=self._serve, daemon=True).start()
@@ -249,6 +249,9 @@ class CountingForwarder:
         while True:
             client, _ = self.listener.accept()
             self.accepted += 1
+            if self.drop_first and self.accepted == 1:  # as sshd after LoginGraceTime
+                client.close()
+                continue
             upstream = socket.create_connection(("127.0.0.1", self.target))
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
@@ -316,3 +319,21 @@ def test_a_handed_over_socket_is_only_taken_fresh_and_for_its_own_address(monkey
     handoff.discard()
     assert handoff.take("198.18.0.11", 22) is None
     third.close()
+
+
+def test_a_handed_over_connection_that_sshd_dropped_is_replaced(sshd: Sshd) -> None:
+    from fleet.transports import handoff
+
+    forwarder = CountingForwarder(sshd.port, drop_first=True)
+    plan = replace(
+        host_for(sshd, fleet_known_hosts=str(forwarder_known_hosts(sshd, forwarder))),
+        port=forwarder.port,
+    )
+    dropped = socket.create_connection(("127.0.0.1", forwarder.port))
+    handoff.offer("127.0.0.1", forwarder.port, dropped)
+    transport = SSHTransport(plan, RunOptions(connect_timeout=5))
+    try:
+        assert transport.run("echo fresh", timeout=10).stdout == b"fresh\n"
+    finally:
+        transport.close()
+    assert forwarder.accepted == 2

@@ -19,7 +19,10 @@ import time
 
 # Connections that a transport takes over (WinRM's HTTP client makes its own).
 TAKERS = frozenset({"ssh", "paramiko"})
-MAX_AGE = 15.0  # seconds; sshd's LoginGraceTime is 120 by default
+# Seconds.  sshd drops a connection that has not logged in within LoginGraceTime
+# (120 s by default, 30-60 s on hardened hosts, rarely under 10); a host that waited
+# longer for a login slot gets a fresh connection instead.
+MAX_AGE = 5.0
 
 _HELD = threading.local()
 

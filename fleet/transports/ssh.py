@@ -111,6 +111,20 @@ class SSHTransport:
     def connect(self) -> None:
         if self._client is not None:
             return
+        started = time.monotonic()
+        # reach's connection to this port, when it just made one (fleet.transports.handoff)
+        sock = handoff.take(self.host.address, self.port)
+        if sock is not None:
+            try:
+                self._login(sock, started, handed_over=True)
+                return
+            except _NoGreeting:
+                pass  # sshd dropped it while the host waited for a login slot: reconnect
+        self._login(self._open_socket(), started)
+
+    def _login(self, sock: socket.socket, started: float, handed_over: bool = False) -> None:
+        """Log in over ``sock``; the budget counts from ``started``.  ``_NoGreeting`` when a
+        handed-over connection ends before sshd's greeting (try a fresh one)."""
         client = paramiko.SSHClient()
         checking = host_key_checking(self.host, self.options)
         if checking:
@@ -119,8 +133,6 @@ class SSHTransport:
         else:
             # The operator opted out (host_key_checking=false), as in Ansible.
             client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # noqa: S507
-        started = time.monotonic()
-        sock = self._open_socket()
         # paramiko gives the banner, the key exchange and authentication each the
         # whole timeout; the watchdog makes --connect-timeout one budget for the login.
         # (A second of grace lets each phase's own timeout give its sharper reason.)
@@ -145,6 +157,8 @@ class SSHTransport:
             greeting = getattr(client.get_transport(), "remote_version", None)
             sock.close()
             client.close()
+            if handed_over and not greeting and not expired.is_set():
+                raise _NoGreeting from exc
             if (
                 greeting
                 and not isinstance(cause, paramiko.AuthenticationException)
@@ -230,11 +244,6 @@ class SSHTransport:
         return args
 
     def _open_socket(self) -> socket.socket:
-        # reach's connection to this port, when it just made one (fleet.transports.handoff)
-        sock = handoff.take(self.host.address, self.port)
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return sock
         try:
             sock = socket.create_connection(
                 (self.host.address, self.port), timeout=self.options.connect_timeout
@@ -462,6 +471,10 @@ def private_key(path: Path, passphrase: str | None) -> paramiko.PKey:
                 key.load_certificate(str(cert))
             _KEYS[index] = key
         return key
+
+
+class _NoGreeting(Exception):
+    """A handed-over connection ended before sshd said a word."""
 
 
 def _shut(sock: socket.socket, expired: threading.Event) -> None:
