@@ -90,9 +90,12 @@ def audit(request: AuditRequest) -> int:
     hosts = build_plan(playbook, inventory, request.limit)
     check_route_guards(hosts)
     if not hosts:
+        chosen = "the playbook's hosts"
+        if request.limit:
+            chosen += f" and --limit {request.limit!r}"
         raise ConfigError(
-            f"no hosts to audit: the playbook's hosts and --limit {request.limit!r} "
-            f"match nothing in {inventory_path}"
+            f"no hosts to audit: {chosen} match nothing in {inventory_path} "
+            f"(see what it holds: fleet inventory -i {request.inventory} --list)"
         )
     mail = _mail_settings(request)  # checked before any host is contacted
     _check_report_dir(Path(request.report_dir), inventory_name(request.inventory))

@@ -310,7 +310,8 @@ def build_plan(
             }
             context.update(_render_vars(renderer, play, context, playbook.path, host))
             per_host.setdefault(host, []).extend(
-                _render_check(renderer, spec, context, playbook.path, host) for spec in play.checks
+                _render_check(renderer, spec, context, playbook.path, host, inventory)
+                for spec in play.checks
             )
     return [
         _host_plan(name, _render_host_vars(renderer, name, raw_hostvars, groups), tuple(checks))
@@ -391,7 +392,12 @@ def _render_vars(
 
 
 def _render_check(
-    renderer: Renderer, spec: CheckSpec, context: Mapping[str, Any], path: Path, host: str
+    renderer: Renderer,
+    spec: CheckSpec,
+    context: Mapping[str, Any],
+    path: Path,
+    host: str,
+    inventory: Inventory,
 ) -> CheckPlan:
     try:
         params = renderer.render(spec.params, context)
@@ -403,15 +409,17 @@ def _render_check(
         params = get_check(spec.name).validate(params)
     except ValueError as exc:
         raise PlaybookError(
-            f"check {spec.name} for host {host}: {exc}{_variables_hint(spec.params)}",
+            f"check {spec.name} for host {host}: {exc}"
+            f"{_variables_hint(spec.params, lambda name: inventory.var_origin(host, name))}",
             path=path,
             line=spec.line,
         ) from exc
     return CheckPlan(spec.name, params)
 
 
-def _variables_hint(params: Mapping[str, Any]) -> str:
-    """Where a bad value may come from: the inventory variables the templates use."""
+def _variables_hint(params: Mapping[str, Any], origin: Callable[[str], str | None]) -> str:
+    """Where a bad value may come from: the inventory variables the templates use,
+    and the file that sets each of them."""
     names = sorted(
         {
             name
@@ -421,7 +429,10 @@ def _variables_hint(params: Mapping[str, Any]) -> str:
             if name.startswith("fleet_")
         }
     )
-    return f" (check the inventory's {', '.join(names)})" if names else ""
+    if not names:
+        return ""
+    places = [f"{name}, set in {where}" for name in names if (where := origin(name))]
+    return f" (check the inventory's {'; '.join(places or names)})"
 
 
 _VARIABLE = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\b")

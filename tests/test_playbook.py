@@ -252,3 +252,35 @@ def test_a_bad_value_from_the_inventory_names_the_variables_to_check(tmp_path: P
     inv.write_text("[mail]\nmx1 fleet_ping_count=abc\n")
     with pytest.raises(PlaybookError, match=r"count must be a number.*fleet_ping_count"):
         build_plan(load_playbook(DEFAULT), load_inventory(inv))
+
+
+@pytest.mark.parametrize(
+    ("layout", "where"),
+    [
+        ({"hosts": "[mail]\nmx1 fleet_ping_count=abc\n"}, "hosts"),
+        (
+            {"hosts": "[mail]\nmx1\n", "group_vars/mail.yml": "fleet_ping_count: abc\n"},
+            "group_vars/mail.yml",
+        ),
+        (
+            {
+                "hosts": "[mail]\nmx1\n[mail:vars]\nfleet_ping_count=2\n",
+                "group_vars/all.yml": "fleet_ping_count: 3\n",
+                "host_vars/mx1.yml": "fleet_ping_count: abc\n",
+            },
+            "host_vars/mx1.yml",
+        ),
+        (
+            {"hosts": "[mail]\nmx1\n[mail:vars]\nfleet_ping_count=abc\n"},
+            "hosts (vars of group mail)",
+        ),
+    ],
+)
+def test_a_bad_value_names_the_file_that_set_it(tmp_path: Path, layout, where) -> None:
+    # The operator is told which file to open, wherever in Ansible's layering it was set.
+    for name, text in layout.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    with pytest.raises(PlaybookError) as caught:
+        build_plan(load_playbook(DEFAULT), load_inventory(tmp_path / "hosts"))
+    assert f"fleet_ping_count, set in {tmp_path / where}" in str(caught.value)

@@ -112,6 +112,7 @@ class InventoryBuilder:
         source: Path,
         group_file_vars: Mapping[str, Mapping[str, Any]] | None = None,
         host_file_vars: Mapping[str, Mapping[str, Any]] | None = None,
+        vars_dir: Path | None = None,
     ) -> Inventory:
         """Reconcile as Ansible does and freeze, adding group_vars/host_vars file contents."""
         self._reconcile()
@@ -128,6 +129,7 @@ class InventoryBuilder:
                 vars=MappingProxyType({**draft.vars, **host_file_vars.get(name, {})}),
                 groups=tuple(draft.groups),
                 source=draft.source,
+                file_vars=MappingProxyType(dict(host_file_vars.get(name, {}))),
             )
             for name, draft in self.hosts.items()
         }
@@ -136,6 +138,7 @@ class InventoryBuilder:
             hosts=MappingProxyType(hosts),
             groups=MappingProxyType(groups),
             warnings=tuple(self.warnings),
+            vars_dir=vars_dir,
         )
 
     def _reconcile(self) -> None:

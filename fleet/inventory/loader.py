@@ -69,6 +69,7 @@ def load_inventory(source: str | Path) -> Inventory:
         path,
         group_file_vars=vars_for_names(vars_dir / "group_vars", builder.groups),
         host_file_vars=vars_for_names(vars_dir / "host_vars", builder.hosts),
+        vars_dir=vars_dir,
     )
 
 

@@ -53,6 +53,7 @@ class Host:
     vars: Mapping[str, Any] = field(repr=False)
     groups: tuple[str, ...]
     source: Path | None = None  # the first inventory file that named the host
+    file_vars: Mapping[str, Any] = field(default_factory=dict, repr=False)  # host_vars/'s
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class Inventory:
     hosts: Mapping[str, Host]
     groups: Mapping[str, Group]
     warnings: tuple[str, ...] = ()
+    vars_dir: Path | None = None  # where group_vars/ and host_vars/ are looked up
 
     def host_vars(self, name: str) -> dict[str, Any]:
         """The merged variables of host ``name`` plus Ansible's magic variables."""
@@ -100,6 +102,31 @@ class Inventory:
         merged = {key: _fresh(value) for key, value in merged.items()}
         merged.update(self._magic_vars(host, ordered))
         return merged
+
+    def var_origin(self, host: str, name: str) -> str | None:
+        """Where host ``host``'s variable ``name`` is set (the layer that wins), for
+        error messages: ``.../host_vars/mx1.yml``, ``.../group_vars/mail.yml``, or the
+        inventory file (with the group whose vars set it).  None when it is not set."""
+        entry = self.hosts[host]
+        if name in entry.file_vars:
+            return self._vars_file("host_vars", host)
+        if name in entry.vars:
+            return str(entry.source or self.source)
+        ordered = self._sorted_groups(self._host_groups(host) - {"all"})
+        for group in [*reversed(ordered), self.groups["all"]]:
+            if name in group.file_vars:
+                return self._vars_file("group_vars", group.name)
+        for group in [*reversed(ordered), self.groups["all"]]:
+            if name in group.declared_vars:
+                return f"{self.source} (vars of group {group.name})"
+        return None
+
+    def _vars_file(self, kind: str, name: str) -> str:
+        directory = (self.vars_dir or self.source) / kind
+        for candidate in (name, *(name + ext for ext in (".yml", ".yaml", ".json"))):
+            if (directory / candidate).exists():
+                return str(directory / candidate)
+        return str(directory / name)
 
     def group_hosts(self, group: str) -> list[str]:
         """Every host of ``group`` and of its child groups, in inventory order."""
