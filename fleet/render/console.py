@@ -74,10 +74,12 @@ def host_rows(host: HostResult, colour: bool = False) -> list[list[str]]:
 
 
 def render_console(run: RunResult, colour: bool = False) -> str:
-    from tabulate import tabulate  # here: a quiet nightly run never pays for the import
+    from tabulate import tabulate  # imported when a table is printed, not with the module
 
     rows = [row for host in run.hosts for row in host_rows(host, colour)]
-    table = tabulate(rows, headers=["host", "check", "status", "reason"], tablefmt="simple")
+    # Every cell is text (a host named 0100 is not a number to right-align).
+    headers = ["host", "check", "status", "reason"]
+    table = tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
     counts = run.counts()
     totals = ", ".join(f"{n} {name}" for name, n in counts.items() if n)
     failing, unreachable = len(run.failed_hosts), len(run.unreachable_hosts)
