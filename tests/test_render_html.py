@@ -213,3 +213,31 @@ def test_a_large_all_pairs_fleet_stays_a_mailable_report():
     assert len(html) < 2_000_000  # 6,320 probes; the healthy ones are folded
     assert "78 targets" in html and "all ok: " in html  # folded rows say what they hold
     assert "only the sources and targets of the" in html  # the matrix shows the problems
+
+
+def test_a_broken_template_cache_never_costs_the_report(tmp_path, monkeypatch) -> None:
+    # Jinja's bytecode cache is an optimisation: a full disk or a corrupt entry only
+    # costs a compile, never the report.
+    import jinja2
+
+    from fleet.render import htmlreport
+    from fleet.render.sample import sample_run
+
+    def full_disk(self, bucket):
+        raise OSError(28, "No space left on device")
+
+    def corrupt(self, bucket):
+        raise ValueError("bad marshal data")
+
+    monkeypatch.setattr(jinja2.FileSystemBytecodeCache, "dump_bytecode", full_disk)
+    monkeypatch.setattr(jinja2.FileSystemBytecodeCache, "load_bytecode", corrupt)
+    monkeypatch.setattr(
+        htmlreport, "_bytecode_cache", lambda: htmlreport._BestEffortCache(str(tmp_path))
+    )
+    assert "<html" in htmlreport.render_html(sample_run())
+    # Jinja's own cache would have failed the report.
+    monkeypatch.setattr(
+        htmlreport, "_bytecode_cache", lambda: jinja2.FileSystemBytecodeCache(str(tmp_path))
+    )
+    with pytest.raises(ValueError, match="bad marshal"):
+        htmlreport.render_html(sample_run())

@@ -12,6 +12,7 @@ and is what the tests look at when they want more than the final markup.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -223,12 +224,24 @@ def _environment() -> jinja2.Environment:
     )
 
 
+class _BestEffortCache(jinja2.FileSystemBytecodeCache):
+    """Jinja's per-user cache of compiled templates, private to that user, whose
+    failures (a full or read-only /tmp) only cost a compile, never the report."""
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with contextlib.suppress(OSError, ValueError, EOFError):
+            super().load_bytecode(bucket)
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with contextlib.suppress(OSError):
+            super().dump_bytecode(bucket)
+
+
 def _bytecode_cache() -> jinja2.BytecodeCache | None:
-    """Compiled templates kept between runs (compiling them cost more than rendering a
-    200-host report): Jinja's own per-user cache directory, private to that user;
-    none if it cannot be made (a read-only /tmp)."""
+    """Compiled templates kept between runs: compiling them cost more than rendering
+    a 200-host report.  None if the cache directory cannot be made."""
     try:
-        return jinja2.FileSystemBytecodeCache()
+        return _BestEffortCache()
     except (OSError, RuntimeError):
         return None
 

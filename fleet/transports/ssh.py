@@ -115,6 +115,8 @@ class SSHTransport:
         # reach's connection to this port, when it just made one (fleet.transports.handoff)
         sock = handoff.take(self.host.address, self.port)
         if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             try:
                 self._login(sock, started, handed_over=True)
                 return
