@@ -291,8 +291,12 @@ class LoginSlots:
 
     @contextlib.contextmanager
     def claim(self) -> Iterator[bool]:
-        """Yields True holding a slot, or False once the run is stopping."""
+        """Yields True holding a slot, or False once the run is stopping.  A host that
+        must wait gives up reach's connection first (fleet.transports.handoff): held
+        through the wait, it would only sit on the host's sshd and go stale."""
         with self._changed:
+            if not self._free and not self._stopped:
+                handoff.discard()
             while not self._free and not self._stopped:
                 self._changed.wait()
             granted = not self._stopped

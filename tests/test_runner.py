@@ -306,3 +306,34 @@ def test_runner_side_checks_run_ahead_of_the_login_slots(monkeypatch) -> None:
     assert all(h.status is Status.OK for h in run.hosts)
     assert peak[0] <= 2
     assert elapsed < 1.5  # 8 x 0.5 s over 2 forks would take 2 s
+
+
+def test_a_host_that_must_wait_for_a_login_slot_gives_up_reachs_connection() -> None:
+    # Held through the wait, the connection would only sit on the host's sshd and go stale.
+    import socket
+
+    from fleet.runner import LoginSlots
+    from fleet.transports import handoff
+
+    slots, waiting = LoginSlots(1), threading.Event()
+    kept, other = socket.socketpair()
+    seen: list[bool] = []
+
+    def second_host() -> None:
+        handoff.offer("198.18.0.12", 22, kept)
+        waiting.set()
+        with slots.claim() as granted:
+            seen.append(granted)
+
+    with slots.claim() as granted:
+        assert granted
+        thread = threading.Thread(target=second_host)
+        thread.start()
+        assert waiting.wait(5)
+        deadline = time.monotonic() + 5
+        while kept.fileno() != -1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert kept.fileno() == -1  # closed while the first host still holds the slot
+    thread.join(5)
+    assert seen == [True]
+    other.close()
