@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -205,8 +206,13 @@ class RunResult:
         }
 
     def to_json(self) -> str:
-        # No indent: json's C encoder only runs without one (about 10x faster at
-        # fleet scale); `jq . report.json` pretty-prints for a human.
+        return self._json
+
+    @cached_property
+    def _json(self) -> str:
+        # Once per run (report.json and the history store the same text).  No indent:
+        # json's C encoder only runs without one (about 10x faster at fleet scale);
+        # `jq . report.json` pretty-prints for a human.
         return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
