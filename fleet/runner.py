@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from typing import Any
 
 from fleet import __version__
 from fleet.checks.base import (
@@ -53,6 +54,18 @@ class Batch:
 
     @classmethod
     def build(cls, host: HostPlan, plans: Iterable[tuple[CheckPlan, HostCheck]]) -> Batch:
+        """The batch for ``host``; hosts with the same platform and checks share one."""
+        plans = tuple(plans)
+        key = (host.platform, tuple((plan.name, repr(plan.params)) for plan, _ in plans))
+        batch = _BATCHES.get(key)
+        if batch is None:
+            if len(_BATCHES) > 1024:  # every host different: do not grow without bound
+                _BATCHES.clear()
+            batch = _BATCHES[key] = cls._build(host, plans)
+        return batch
+
+    @classmethod
+    def _build(cls, host: HostPlan, plans: Iterable[tuple[CheckPlan, HostCheck]]) -> Batch:
         checks = []
         steps: list[Step] = []
         for index, (plan, check) in enumerate(plans):
@@ -64,6 +77,9 @@ class Batch:
     def outputs_for(self, index: int, outputs: Mapping[str, StepOutput]) -> dict[str, StepOutput]:
         own = self.checks[index][2]
         return {s.key: _rekey(outputs[f"{index}/{s.key}"], s.key) for s in own}
+
+
+_BATCHES: dict[tuple[Any, ...], Batch] = {}
 
 
 def _rekey(output: StepOutput, key: str) -> StepOutput:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import itertools
 import re
 import secrets
@@ -46,27 +47,10 @@ def compose_sh(steps: Sequence[Step], nonce: str, step_timeout: float = 60.0) ->
     output) run once and share their output.  A section longer than
     STEP_OUTPUT_CAP is cut, and marked truncated, by ``split_sections``.
     """
-    secs = max(1, int(step_timeout))
-    blocks = -(-(STEP_OUTPUT_CAP + 1) // 512)  # the file may hold a byte past the cap
-    sources = shared_runs(steps)
-    runs = ["d=$1"]
-    for i in sorted(set(sources)):
-        runs.append(
-            f"{{ ( ulimit -f {blocks} 2>/dev/null\n{steps[i].script.rstrip()}\n"
-            f') >"$d/{i}" 2>&1; echo $? >"$d/{i}.rc"; }} &'
-        )
-    runs.append("wait")
-    # "section:run" pairs: the section's index, and the run whose output it prints.
-    pairs = " ".join(f"{i}:{source}" for i, source in enumerate(sources))
-    lines = [
-        "LC_ALL=C; export LC_ALL",
-        "PATH=$PATH:/usr/sbin:/sbin:/usr/local/bin; export PATH",
-        "d=$(mktemp -d 2>/dev/null || mktemp -d -t fleet) || "
-        '{ echo "fleet: mktemp failed" >&2; exit 70; }',
-        "trap 'rm -rf \"$d\"' EXIT",
-        f"T=; command -v timeout >/dev/null 2>&1 && T='timeout -s KILL {secs}'",
-        f'$T sh -c {shlex.quote(chr(10).join(runs))} sh "$d" </dev/null >/dev/null 2>&1',
-        "set --",
+    # Hosts of one group get the same steps: the part that runs them is composed once;
+    # only the last lines, which frame the sections, carry this host's nonce.
+    head, pairs = _sh_steps(tuple(step.script for step in steps), max(1, int(step_timeout)))
+    tail = [
         f"for p in {pairs}; do "
         "i=${p%:*}; s=${p#*:}; r=; "
         '[ -f "$d/$s.rc" ] && read -r r <"$d/$s.rc"; '
@@ -76,7 +60,34 @@ def compose_sh(steps: Sequence[Step], nonce: str, step_timeout: float = 60.0) ->
         "done",
         'cat -- "$@" 2>/dev/null',
     ]
-    return "\n".join(lines) + "\n"
+    return head + "\n".join(tail) + "\n"
+
+
+@functools.lru_cache(maxsize=256)
+def _sh_steps(scripts: tuple[str, ...], secs: int) -> tuple[str, str]:
+    """The script up to the framing (steps run, statuses kept), and the
+    "section:run" pairs: each section's index and the run whose output it prints."""
+    blocks = -(-(STEP_OUTPUT_CAP + 1) // 512)  # the file may hold a byte past the cap
+    sources = shared_runs([Step(str(i), script) for i, script in enumerate(scripts)])
+    runs = ["d=$1"]
+    for i in sorted(set(sources)):
+        runs.append(
+            f"{{ ( ulimit -f {blocks} 2>/dev/null\n{scripts[i].rstrip()}\n"
+            f') >"$d/{i}" 2>&1; echo $? >"$d/{i}.rc"; }} &'
+        )
+    runs.append("wait")
+    lines = [
+        "LC_ALL=C; export LC_ALL",
+        "PATH=$PATH:/usr/sbin:/sbin:/usr/local/bin; export PATH",
+        "d=$(mktemp -d 2>/dev/null || mktemp -d -t fleet) || "
+        '{ echo "fleet: mktemp failed" >&2; exit 70; }',
+        "trap 'rm -rf \"$d\"' EXIT",
+        f"T=; command -v timeout >/dev/null 2>&1 && T='timeout -s KILL {secs}'",
+        f'$T sh -c {shlex.quote(chr(10).join(runs))} sh "$d" </dev/null >/dev/null 2>&1',
+        "set --",
+    ]
+    pairs = " ".join(f"{i}:{source}" for i, source in enumerate(sources))
+    return "\n".join(lines) + "\n", pairs
 
 
 def shared_runs(steps: Sequence[Step]) -> list[int]:
