@@ -9,6 +9,7 @@ delivered (mail), 99 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -114,6 +115,7 @@ def audit(request: AuditRequest) -> int:
         known_hosts=known_hosts,
     )
     check_transport_settings(hosts, options)
+    _raise_open_files_limit()
     observers = progress_for(len(hosts), request.quiet)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
@@ -136,6 +138,20 @@ def audit(request: AuditRequest) -> int:
     if not delivered and code not in (EXIT_INTERRUPTED,):
         code = EXIT_DELIVERY
     return code
+
+
+def _raise_open_files_limit() -> None:
+    """Lift the soft limit on open files to the hard one: reach runs ahead of the logins,
+    and at ``--forks 128`` its sockets plus the logins' pass the usual soft 1024."""
+    try:
+        import resource
+    except ImportError:  # not a Unix control node
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65536 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def _mail_settings(request: AuditRequest) -> MailSettings | None:

@@ -309,8 +309,9 @@ def build_plan(
                 "inventory_hostname": host,
             }
             context.update(_render_vars(renderer, play, context, playbook.path, host))
+            origin = _origin(playbook, play, inventory, host)
             per_host.setdefault(host, []).extend(
-                _render_check(renderer, spec, context, playbook.path, host, inventory)
+                _render_check(renderer, spec, context, playbook.path, host, origin)
                 for spec in play.checks
             )
     return [
@@ -391,13 +392,26 @@ def _render_vars(
     return rendered
 
 
+def _origin(
+    playbook: Playbook, play: Play, inventory: Inventory, host: str
+) -> Callable[[str], str | None]:
+    """Where ``host``'s variable is set: the play's vars win over the inventory."""
+
+    def where(name: str) -> str | None:
+        if name in play.vars:
+            return f"{playbook.path}:{play.line} (vars of play {play.name!r})"
+        return inventory.var_origin(host, name)
+
+    return where
+
+
 def _render_check(
     renderer: Renderer,
     spec: CheckSpec,
     context: Mapping[str, Any],
     path: Path,
     host: str,
-    inventory: Inventory,
+    origin: Callable[[str], str | None],
 ) -> CheckPlan:
     try:
         params = renderer.render(spec.params, context)
@@ -409,8 +423,7 @@ def _render_check(
         params = get_check(spec.name).validate(params)
     except ValueError as exc:
         raise PlaybookError(
-            f"check {spec.name} for host {host}: {exc}"
-            f"{_variables_hint(spec.params, lambda name: inventory.var_origin(host, name))}",
+            f"check {spec.name} for host {host}: {exc}{_variables_hint(spec.params, origin)}",
             path=path,
             line=spec.line,
         ) from exc

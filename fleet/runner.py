@@ -163,13 +163,19 @@ def audit_host(
     try:
         results.extend(_runner_checks(host, options))
         host_plans = host_checks(host)
-        if host_plans:
+        down = _management_down(host, results) if host_plans else None
+        if down is not None:  # no login to wait for
+            plans = [p for p, _ in host_plans]
+            results.extend(
+                _results_for_all(host, plans, Status.UNREACHABLE, down.summary, down.evidence)
+            )
+        elif host_plans:
             waited = time.monotonic()
             with slot() as granted:
                 if not granted:
                     return None
                 started += time.monotonic() - waited
-                results.extend(_audit_on_host(host, options, host_plans, results, started))
+                results.extend(_audit_on_host(host, options, host_plans, started))
     except Exception as exc:  # noqa: BLE001 - one bad host never spoils the run
         done = {r.check for r in results}
         results.extend(
@@ -196,13 +202,9 @@ def _audit_on_host(
     host: HostPlan,
     options: RunOptions,
     host_plans: Sequence[tuple[CheckPlan, HostCheck]],
-    reach: Sequence[CheckResult],
     started: float,
 ) -> list[CheckResult]:
     plans = [p for p, _ in host_plans]
-    down = _management_down(host, reach)
-    if down is not None:
-        return _results_for_all(host, plans, Status.UNREACHABLE, down.summary, down.evidence)
     missing = "no output from the host for this check"
     planned = Batch.build(host, host_plans)
     if not planned.steps:

@@ -28,7 +28,9 @@ def shell(request) -> list[str]:
     return request.param
 
 
-def run(shell: list[str], steps: list[Step], tmp_path: Path, step_timeout: float = 20):
+def run(
+    shell: list[str], steps: list[Step], tmp_path: Path, step_timeout: float = 20, path: str = ""
+):
     nonce = new_nonce()
     script = compose_sh(steps, nonce, step_timeout)
     started = time.monotonic()
@@ -36,7 +38,7 @@ def run(shell: list[str], steps: list[Step], tmp_path: Path, step_timeout: float
         [*shell, "-s"],
         input=script.encode(),
         capture_output=True,
-        env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)},
+        env={"PATH": f"{path}/usr/bin:/bin", "TMPDIR": str(tmp_path)},
         timeout=step_timeout + 20,
         check=False,
     )
@@ -75,12 +77,16 @@ def test_a_stuck_step_is_killed_at_the_deadline_and_the_others_keep_their_sectio
 
 
 def test_output_is_capped_per_step(shell, tmp_path):
-    big = f"head -c {STEP_OUTPUT_CAP * 2} /dev/zero | tr '\\0' x; echo; echo after"
+    big = f"head -c {STEP_OUTPUT_CAP * 4} /dev/zero | tr '\\0' x; echo; echo after"
     steps = [Step("big", big), Step("small", "echo small")]
-    out, _, _ = run(shell, steps, tmp_path)
+    out, _, done = run(shell, steps, tmp_path)
     assert out["big"].truncated is True
     assert out["big"].stdout == b"x" * STEP_OUTPUT_CAP
     assert (out["small"].stdout, out["small"].truncated) == (b"small\n", False)
+    # Capped on the host, not only cut here: the host sent little more than the cap...
+    assert len(done.stdout) < STEP_OUTPUT_CAP + 4096
+    # ...and no step died of SIGXFSZ (which dumps core: a crash report on the host).
+    assert out["big"].exit_status != 128 + 25
 
 
 def test_shared_scripts_run_once_and_fill_every_section(shell, tmp_path):
@@ -104,3 +110,22 @@ def test_host_output_cannot_forge_or_end_a_section(shell, tmp_path):
 def test_a_missing_section_is_reported_as_missing():
     steps = [Step("a", "true")]
     assert split_sections(b"no frames at all\n", new_nonce(), steps)["a"].exit_status is None
+
+
+def test_without_gnu_timeout_a_stuck_step_still_ends_at_the_deadline(shell, tmp_path):
+    # BusyBox's timeout leaves the step group running; BSD and macOS have none.  The
+    # fallback killer still ends the run at the deadline with the finished sections.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "timeout").write_text("#!/bin/sh\necho 'timeout: unrecognized option' >&2\nexit 1\n")
+    (bin_dir / "timeout").chmod(0o755)
+    steps = [Step("quick", "echo done"), Step("stuck", "echo started; exec sleep 61")]
+    work = tmp_path / "tmp"
+    work.mkdir()
+    try:
+        out, seconds, _ = run(shell, steps, work, step_timeout=1, path=f"{bin_dir}:")
+    finally:
+        subprocess.run(["pkill", "-f", "sleep 61"], check=False)
+    assert seconds < 5
+    assert (out["quick"].exit_status, out["quick"].stdout) == (0, b"done\n")
+    assert (out["stuck"].exit_status, out["stuck"].stdout) == (255, b"started\n")

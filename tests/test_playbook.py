@@ -284,3 +284,16 @@ def test_a_bad_value_names_the_file_that_set_it(tmp_path: Path, layout, where) -
     with pytest.raises(PlaybookError) as caught:
         build_plan(load_playbook(DEFAULT), load_inventory(tmp_path / "hosts"))
     assert f"fleet_ping_count, set in {tmp_path / where}" in str(caught.value)
+
+
+def test_a_bad_value_from_the_plays_vars_names_the_play(tmp_path: Path) -> None:
+    # The play's vars win over the inventory's, so the hint must not blame the inventory.
+    (tmp_path / "hosts").write_text("[mail]\nmx1 fleet_ping_count=2\n")
+    book = tmp_path / "play.yml"
+    book.write_text(
+        "- name: counts\n  hosts: all\n  vars:\n    fleet_ping_count: lots\n"
+        "  checks:\n    - ping: {count: '{{ fleet_ping_count }}'}\n"
+    )
+    with pytest.raises(PlaybookError) as caught:
+        build_plan(load_playbook(book), load_inventory(tmp_path / "hosts"))
+    assert f"fleet_ping_count, set in {book}:1 (vars of play 'counts')" in str(caught.value)

@@ -337,3 +337,39 @@ def test_a_host_that_must_wait_for_a_login_slot_gives_up_reachs_connection() -> 
     thread.join(5)
     assert seen == [True]
     other.close()
+
+
+class DownReach:
+    """A runner-side check saying the host's login port (22) timed out."""
+
+    name = "downreach"
+
+    def validate(self, params):
+        return dict(params)
+
+    def run(self, host, params, timeout):
+        return [CheckResult(host.name, "reach", Status.FAIL, "port 22 timed out", target="22")]
+
+
+def test_a_host_whose_login_port_is_down_does_not_wait_for_a_login_slot(monkeypatch) -> None:
+    sys.modules["fleet_test_fakes"].DownReach = DownReach
+    monkeypatch.setitem(base.CHECKS, "downreach", "fleet_test_fakes:DownReach")
+    original = FakeTransport.run
+
+    def slow_run(self, command, timeout):
+        time.sleep(1.0)
+        return original(self, command, timeout)
+
+    monkeypatch.setattr(FakeTransport, "run", slow_run)
+    busy = host("busy")  # holds the only login slot for a second
+    down = replace(host("down"), checks=(CheckPlan("downreach", {}), *host("x").checks))
+    finished: dict[str, float] = {}
+    started = time.monotonic()
+    run_audit(
+        [busy, down],
+        RunOptions(forks=1),
+        observers=[lambda h: finished.setdefault(h.host, time.monotonic() - started)],
+    )
+    assert finished["down"] < 0.5  # reported at once, not after the busy host's login
+    assert finished["busy"] >= 1.0
+    assert calls.count("connect down") == 0

@@ -337,3 +337,32 @@ def test_a_handed_over_connection_that_sshd_dropped_is_replaced(sshd: Sshd) -> N
     finally:
         transport.close()
     assert forwarder.accepted == 2
+
+
+def test_a_handed_over_connection_to_a_silent_port_is_not_tried_twice() -> None:
+    # Only a connection the host closed is replaced; a silent one would just wait again.
+    from fleet.transports import handoff
+
+    silent = socket.create_server(("127.0.0.1", 0))
+    port = silent.getsockname()[1]
+    accepted: list[socket.socket] = []
+
+    def accept_all() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                accepted.append(silent.accept()[0])
+
+    threading.Thread(target=accept_all, daemon=True).start()
+    host = HostPlan("mute", "ssh", "127.0.0.1", port, "nobody", {})
+    handoff.offer("127.0.0.1", port, socket.create_connection(("127.0.0.1", port)))
+    started = time.monotonic()
+    try:
+        with pytest.raises(UnreachableError, match="no SSH greeting"):
+            SSHTransport(host, RunOptions(connect_timeout=1)).connect()
+        elapsed = time.monotonic() - started
+    finally:
+        silent.close()
+        for conn in accepted:
+            conn.close()
+    assert elapsed < 1.8  # one connect budget, not two
+    assert len(accepted) == 1

@@ -37,10 +37,11 @@ def compose_sh(steps: Sequence[Step], nonce: str, step_timeout: float = 60.0) ->
 
     Every audited host pays for this script in CPU, so it forks little: each
     step runs in a subshell (no ``sh -c``, no ``head``) whose output file is
-    capped by ``ulimit -f`` (POSIX; 512-byte blocks), and ONE ``timeout``
-    (when the host has coreutils') bounds them all: the steps start together
-    and share a deadline, so a stuck probe is killed with its whole process
-    group while the sections of the steps that ended stay whole.  Exit
+    capped by ``ulimit -f`` (POSIX; 512-byte blocks), and ONE deadline bounds
+    them all: the steps start together and share it.  With GNU ``timeout`` a
+    stuck probe is killed with its whole process group; without it (BusyBox,
+    BSD, macOS) a sleeping killer ends the step runner, and either way the
+    sections of the steps that ended come back whole.  Exit
     statuses are read with the ``read`` builtin and every section goes out
     in one ``cat``, so the output leaves the host in a few large writes.
     Steps with the same script (binding and ipconfig read the same ``ip``
@@ -72,7 +73,9 @@ def _sh_steps(scripts: tuple[str, ...], secs: int) -> tuple[str, str]:
     runs = ["d=$1"]
     for i in sorted(set(sources)):
         runs.append(
-            f"{{ ( ulimit -f {blocks} 2>/dev/null\n{scripts[i].rstrip()}\n"
+            # XFSZ ignored: a write past the cap fails (EFBIG) instead of killing the
+            # step with a signal that dumps core (a crash report on the host).
+            f"{{ ( trap '' XFSZ; ulimit -f {blocks} 2>/dev/null\n{scripts[i].rstrip()}\n"
             f') >"$d/{i}" 2>&1; echo $? >"$d/{i}.rc"; }} &'
         )
     runs.append("wait")
@@ -82,8 +85,17 @@ def _sh_steps(scripts: tuple[str, ...], secs: int) -> tuple[str, str]:
         "d=$(mktemp -d 2>/dev/null || mktemp -d -t fleet) || "
         '{ echo "fleet: mktemp failed" >&2; exit 70; }',
         "trap 'rm -rf \"$d\"' EXIT",
-        f"T=; command -v timeout >/dev/null 2>&1 && T='timeout -s KILL {secs}'",
-        f'$T sh -c {shlex.quote(chr(10).join(runs))} sh "$d" </dev/null >/dev/null 2>&1',
+        f"run={shlex.quote(chr(10).join(runs))}",
+        # GNU timeout kills the steps' whole process group.  Elsewhere (BusyBox,
+        # BSD, macOS) a sleeping killer ends the step runner at the same deadline,
+        # so the sections of the steps that finished still come back.
+        "if timeout --version >/dev/null 2>&1; then",
+        f'  timeout -s KILL {secs} sh -c "$run" sh "$d" </dev/null >/dev/null 2>&1',
+        "else",
+        '  sh -c "$run" sh "$d" </dev/null >/dev/null 2>&1 & w=$!',
+        f"  (sleep {secs}; kill -KILL $w) </dev/null >/dev/null 2>&1 & k=$!",
+        "  wait $w; kill $k 2>/dev/null",
+        "fi",
         "set --",
     ]
     pairs = " ".join(f"{i}:{source}" for i, source in enumerate(sources))

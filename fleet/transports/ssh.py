@@ -121,8 +121,9 @@ class SSHTransport:
                 self._login(sock, started, handed_over=True)
                 return
             except _NoGreeting:
-                pass  # sshd dropped it while the host waited for a login slot: reconnect
-        self._login(self._open_socket(), started)
+                pass  # sshd closed it before greeting (LoginGraceTime): reconnect
+        left = self.options.connect_timeout - (time.monotonic() - started)
+        self._login(self._open_socket(max(0.1, left)), started)
 
     def _login(self, sock: socket.socket, started: float, handed_over: bool = False) -> None:
         """Log in over ``sock``; the budget counts from ``started``.  ``_NoGreeting`` when a
@@ -159,7 +160,8 @@ class SSHTransport:
             greeting = getattr(client.get_transport(), "remote_version", None)
             sock.close()
             client.close()
-            if handed_over and not greeting and not expired.is_set():
+            closed = _closed_by_peer(cause) or _closed_by_peer(exc)
+            if handed_over and not greeting and closed and not expired.is_set():
                 raise _NoGreeting from exc
             if (
                 greeting
@@ -245,10 +247,10 @@ class SSHTransport:
             args["password"] = str(password)
         return args
 
-    def _open_socket(self) -> socket.socket:
+    def _open_socket(self, timeout: float | None = None) -> socket.socket:
         try:
             sock = socket.create_connection(
-                (self.host.address, self.port), timeout=self.options.connect_timeout
+                (self.host.address, self.port), timeout=timeout or self.options.connect_timeout
             )
         except Exception as exc:
             raise self._translate(exc) from exc
@@ -476,7 +478,18 @@ def private_key(path: Path, passphrase: str | None) -> paramiko.PKey:
 
 
 class _NoGreeting(Exception):
-    """A handed-over connection ended before sshd said a word."""
+    """A handed-over connection was closed by the host before sshd said a word."""
+
+
+def _closed_by_peer(exc: BaseException | None) -> bool:
+    """True when ``exc`` (or what it was raised from) is the peer closing or resetting the
+    connection; a silent peer (a timeout) is not: a second try would only wait again."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, (EOFError, ConnectionResetError, BrokenPipeError)):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 def _shut(sock: socket.socket, expired: threading.Event) -> None:
