@@ -10,8 +10,10 @@ this machine has (dash is Debian's sh; bash in POSIX mode is RHEL's).
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -129,3 +131,29 @@ def test_without_gnu_timeout_a_stuck_step_still_ends_at_the_deadline(shell, tmp_
     assert seconds < 5
     assert (out["quick"].exit_status, out["quick"].stdout) == (0, b"done\n")
     assert (out["stuck"].exit_status, out["stuck"].stdout) == (255, b"started\n")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root")
+def test_frames_still_come_back_when_the_temporary_directory_refuses_them():
+    # A full /tmp on the host: the frames cannot be written beside the output, so they
+    # are printed directly and each step still gets its section.  (An unprivileged
+    # user, so that a read-only directory really refuses; pytest's tmp_path is private.)
+    work = Path(tempfile.mkdtemp(prefix="fleet-batch-"))
+    work.chmod(0o777)
+    steps = [Step("a", "echo early"), Step("b", 'sleep 0.3; chmod 500 "$d"; echo late')]
+    nonce = new_nonce()
+    done = subprocess.run(
+        ["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups", "sh", "-s"],
+        input=compose_sh(steps, nonce, 10).encode(),
+        capture_output=True,
+        env={"PATH": "/usr/bin:/bin", "TMPDIR": str(work)},
+        timeout=30,
+        check=False,
+    )
+    for leftover in work.rglob("*"):  # the step made its directory read-only
+        leftover.chmod(0o700)
+    shutil.rmtree(work)
+    out = split_sections(done.stdout, nonce, steps)
+    assert out["a"].stdout == b"early\n"
+    assert out["b"].stdout == b"late\n"
+    assert out["b"].exit_status == 255  # its status could not be kept either

@@ -51,15 +51,23 @@ def compose_sh(steps: Sequence[Step], nonce: str, step_timeout: float = 60.0) ->
     # Hosts of one group get the same steps: the part that runs them is composed once;
     # only the last lines, which frame the sections, carry this host's nonce.
     head, pairs = _sh_steps(tuple(step.script for step in steps), max(1, int(step_timeout)))
+    begin = f"printf '\\n@@fleet {nonce} begin %s\\n' \"$i\""
+    end = f'printf \'\\n@@fleet {nonce} end %s %s 0 raw\\n\' "$i" "${{r:-255}}"'
     tail = [
+        f"n=; for p in {pairs}; do "
+        "i=${p%:*}; s=${p#*:}; r=; "
+        '[ -f "$d/$s.rc" ] && read -r r <"$d/$s.rc"; '
+        f'{begin} >"$d/b$i" && {end} >"$d/e$i" || n=1; '
+        'set -- "$@" "$d/b$i" "$d/$s" "$d/e$i"; '
+        "done",
+        # The frames go out with the output in one cat; if /tmp was too full to hold
+        # them, they are printed one by one instead.
+        'if [ -z "$n" ]; then cat -- "$@" 2>/dev/null; else',
         f"for p in {pairs}; do "
         "i=${p%:*}; s=${p#*:}; r=; "
         '[ -f "$d/$s.rc" ] && read -r r <"$d/$s.rc"; '
-        f'printf \'\\n@@fleet {nonce} begin %s\\n\' "$i" >"$d/b$i"; '
-        f'printf \'\\n@@fleet {nonce} end %s %s 0 raw\\n\' "$i" "${{r:-255}}" >"$d/e$i"; '
-        'set -- "$@" "$d/b$i" "$d/$s" "$d/e$i"; '
-        "done",
-        'cat -- "$@" 2>/dev/null',
+        f'{begin}; cat -- "$d/$s" 2>/dev/null; {end}; '
+        "done; fi",
     ]
     return head + "\n".join(tail) + "\n"
 
