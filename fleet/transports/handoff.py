@@ -6,8 +6,10 @@ socket to the SSH login, in the same worker thread, saves each audited host
 a second TCP connection every night: one sshd process fewer, and no
 "Connection closed by ... [preauth]" line in its auth log.
 
-A socket is only handed over while it is fresh (sshd's LoginGraceTime runs
-from the accept); a stale or unclaimed one is closed.
+A socket is only handed over to a host that gets a login slot at once
+(``fleet.runner.LoginSlots`` closes it before a host waits) and while it is
+fresh (sshd's LoginGraceTime runs from the accept); a stale or unclaimed one
+is closed, and the login opens its own.
 """
 
 from __future__ import annotations
