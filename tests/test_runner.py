@@ -148,7 +148,8 @@ def test_interrupt_keeps_finished_hosts(monkeypatch: pytest.MonkeyPatch) -> None
     assert run.host("stuck").results[0].status is Status.SKIPPED
 
 
-def test_bounded_concurrency() -> None:
+def count_logins(monkeypatch: pytest.MonkeyPatch, pause: float = 0.0) -> list[int]:
+    """Wrap FakeTransport.run; the returned list's one item is the peak of commands at once."""
     active, peak = [0], [0]
     lock = threading.Lock()
     original = FakeTransport.run
@@ -158,17 +159,19 @@ def test_bounded_concurrency() -> None:
             active[0] += 1
             peak[0] = max(peak[0], active[0])
         try:
-            time.sleep(0.05)
+            time.sleep(pause)
             return original(self, command, timeout)
         finally:
             with lock:
                 active[0] -= 1
 
-    FakeTransport.run = counting_run
-    try:
-        run = run_audit([host(f"mx{i}") for i in range(12)], RunOptions(forks=3))
-    finally:
-        FakeTransport.run = original
+    monkeypatch.setattr(FakeTransport, "run", counting_run)
+    return peak
+
+
+def test_bounded_concurrency(monkeypatch: pytest.MonkeyPatch) -> None:
+    peak = count_logins(monkeypatch, pause=0.05)
+    run = run_audit([host(f"mx{i}") for i in range(12)], RunOptions(forks=3))
     assert peak[0] <= 3
     assert [h.host for h in run.hosts] == [f"mx{i}" for i in range(12)]
     assert all(h.status is Status.OK for h in run.hosts)
@@ -281,21 +284,7 @@ def test_runner_side_checks_run_ahead_of_the_login_slots(monkeypatch) -> None:
     # behind --forks, while the logins themselves stay bounded by it.
     sys.modules["fleet_test_fakes"].SlowReach = SlowReach
     monkeypatch.setitem(base.CHECKS, "slowreach", "fleet_test_fakes:SlowReach")
-    logins, peak = [0], [0]
-    lock = threading.Lock()
-    original = FakeTransport.run
-
-    def counting_run(self, command, timeout):
-        with lock:
-            logins[0] += 1
-            peak[0] = max(peak[0], logins[0])
-        try:
-            return original(self, command, timeout)
-        finally:
-            with lock:
-                logins[0] -= 1
-
-    monkeypatch.setattr(FakeTransport, "run", counting_run)
+    peak = count_logins(monkeypatch)
     plans = [
         replace(host(f"mx{i}"), checks=(CheckPlan("slowreach", {}), *host("x").checks))
         for i in range(8)

@@ -53,21 +53,18 @@ def compose_sh(steps: Sequence[Step], nonce: str, step_timeout: float = 60.0) ->
     head, pairs = _sh_steps(tuple(step.script for step in steps), max(1, int(step_timeout)))
     begin = f"printf '\\n@@fleet {nonce} begin %s\\n' \"$i\""
     end = f'printf \'\\n@@fleet {nonce} end %s %s 0 raw\\n\' "$i" "${{r:-255}}"'
-    tail = [
-        f"n=; for p in {pairs}; do "
-        "i=${p%:*}; s=${p#*:}; r=; "
+    # Each section: its index $i, the run $s whose output it prints, that run's status $r.
+    each = (
+        f"for p in {pairs}; do i=${{p%:*}}; s=${{p#*:}}; r=; "
         '[ -f "$d/$s.rc" ] && read -r r <"$d/$s.rc"; '
-        f'{begin} >"$d/b$i" && {end} >"$d/e$i" || n=1; '
-        'set -- "$@" "$d/b$i" "$d/$s" "$d/e$i"; '
-        "done",
+    )
+    tail = [
+        f'n=; {each}{begin} >"$d/b$i" && {end} >"$d/e$i" || n=1; '
+        'set -- "$@" "$d/b$i" "$d/$s" "$d/e$i"; done',
         # The frames go out with the output in one cat; if /tmp was too full to hold
         # them, they are printed one by one instead.
         'if [ -z "$n" ]; then cat -- "$@" 2>/dev/null; else',
-        f"for p in {pairs}; do "
-        "i=${p%:*}; s=${p#*:}; r=; "
-        '[ -f "$d/$s.rc" ] && read -r r <"$d/$s.rc"; '
-        f'{begin}; cat -- "$d/$s" 2>/dev/null; {end}; '
-        "done; fi",
+        f'{each}{begin}; cat -- "$d/$s" 2>/dev/null; {end}; done; fi',
     ]
     return head + "\n".join(tail) + "\n"
 

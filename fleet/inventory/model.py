@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet.inventory import patterns
+from fleet.inventory.varsfiles import vars_path
 from fleet.inventory.yamlload import VaultedValue
 
 #: Variables Ansible computes for each host; ``ansible-inventory --list`` leaves them out.
@@ -123,10 +124,7 @@ class Inventory:
 
     def _vars_file(self, kind: str, name: str) -> str:
         directory = (self.vars_dir or self.source) / kind
-        for candidate in (name, *(name + ext for ext in (".yml", ".yaml", ".json"))):
-            if (directory / candidate).exists():
-                return str(directory / candidate)
-        return str(directory / name)
+        return str(vars_path(directory, name) or directory / name)
 
     def group_hosts(self, group: str) -> list[str]:
         """Every host of ``group`` and of its child groups, in inventory order."""

@@ -39,6 +39,15 @@ def vars_for_names(directory: Path, names: Iterable[str]) -> dict[str, dict[str,
     return found
 
 
+def vars_path(directory: Path, name: str) -> Path | None:
+    """The file or directory in ``directory`` that holds NAME's variables, if any."""
+    try:
+        entry = _first_entry(name, set(os.listdir(directory)))
+    except OSError:
+        return None
+    return directory / entry if entry is not None else None
+
+
 def _first_entry(name: str, entries: set[str]) -> str | None:
     for candidate in (name, *(name + ext for ext in VARS_EXTENSIONS)):
         if candidate in entries:
