@@ -91,9 +91,16 @@ def lint(c: Context) -> None:
         "scale": "also audit this many hosts for the peak-memory figure (e.g. 1000)",
     }
 )
-def bench(c: Context, hosts: int = 200, quick: bool = False, scale: int = 0) -> None:
+def bench(
+    c: Context, hosts: int = 200, quick: bool = False, scale: int = 0, repeat: int = 3
+) -> None:
     """The benchmark: fleet vs the plain OpenSSH fan-out vs ansible-playbook (root)."""
-    args = [f"--hosts {hosts}", "--quick" if quick else "", f"--scale {scale}" if scale else ""]
+    args = [
+        f"--hosts {hosts}",
+        f"--repeat {repeat}",
+        "--quick" if quick else "",
+        f"--scale {scale}" if scale else "",
+    ]
     c.run(f"{sys.executable} -m fleet.lab.bench {' '.join(filter(None, args))}", pty=False)
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import math
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -79,6 +80,11 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def audit(request: AuditRequest) -> int:
     """Run an audit, write the reports, print the table; return the exit code."""
+    with _collector_for_audit():
+        return _audit(request)
+
+
+def _audit(request: AuditRequest) -> int:
     from fleet.inventory import load_inventory, resolve_inventory_source
     from fleet.playbook import build_plan, load_playbook, resolve_playbook
     from fleet.progress import progress_for
@@ -117,6 +123,7 @@ def audit(request: AuditRequest) -> int:
     check_transport_settings(hosts, options)
     _raise_open_files_limit()
     observers = progress_for(len(hosts), request.quiet)
+    gc.freeze()  # the inventory and the plans live until the end: never re-scanned
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         run = run_audit(
@@ -138,6 +145,20 @@ def audit(request: AuditRequest) -> int:
     if not delivered and code not in (EXIT_INTERRUPTED,):
         code = EXIT_DELIVERY
     return code
+
+
+@contextlib.contextmanager
+def _collector_for_audit() -> Iterator[None]:
+    """Undo the ``gc.freeze()`` the audit makes once its plans are built.
+
+    What is made before the hosts are contacted (modules, the inventory, the
+    plans) lives until the end; frozen, the cycle collector's full passes stop
+    re-scanning it (one such pass cost ~30 ms on the 200-host bench).
+    """
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _raise_open_files_limit() -> None:

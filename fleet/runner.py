@@ -150,18 +150,21 @@ def audit_host(
     host: HostPlan,
     options: RunOptions,
     slot: Callable[[], AbstractContextManager[bool]] = lambda: contextlib.nullcontext(True),
+    gathered: Callable[[Sequence[CheckResult]], None] = lambda results: None,
 ) -> HostResult | None:
     """Every check of one host.  Never raises: failures become results.
 
-    The runner-side checks (``reach``) run first, then the host waits in
-    ``slot()`` for one of the ``--forks`` login slots; a slot that yields
+    The runner-side checks (``reach``) run first and are handed to
+    ``gathered`` (so a run that stops keeps them); then the host waits in
+    ``slot()`` for one of the ``--forks`` login slots.  A slot that yields
     False (the run is stopping) makes this return None: the host never
-    started.  The host's deadline counts from the slot, plus reach's time.
+    logged in.  The host's deadline counts from the slot, plus reach's time.
     """
     started = time.monotonic()
     results: list[CheckResult] = []
     try:
         results.extend(_runner_checks(host, options))
+        gathered(tuple(results))
         host_plans = host_checks(host)
         down = _management_down(host, results) if host_plans else None
         if down is not None:  # no login to wait for
@@ -283,13 +286,19 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _unfinished(host: HostPlan, status: Status, why: str) -> HostResult:
+def _unfinished(
+    host: HostPlan, status: Status, why: str, gathered: Sequence[CheckResult] = ()
+) -> HostResult:
+    """A host the run stopped for: what it had gathered (reach's results), and
+    ``why`` for each check that had not finished."""
+    done = {r.check for r in gathered}
+    left = [p for p in host.checks if p.name not in done]
     return HostResult(
         host=host.name,
         address=host.address,
         connection=host.connection,
         platform=host.platform.value,
-        results=tuple(_results_for_all(host, host.checks, status, why)),
+        results=(*gathered, *_results_for_all(host, left, status, why)),
     )
 
 
@@ -361,7 +370,8 @@ def run_audit(
 
     Returns when every host is done, at ``options.run_deadline``, or on
     KeyboardInterrupt/Interrupted (then ``interrupted`` is set); hosts that
-    had not finished are reported as ``skipped`` with the reason.
+    had not finished keep what they gathered (reach), and their other checks
+    say why they did not run (``skipped`` on interrupt, ``error`` at the deadline).
     """
     started_at = _now()
     started = time.monotonic()
@@ -369,9 +379,15 @@ def run_audit(
     for index in range(len(hosts)):
         todo.put(index)
     done: dict[int, HostResult] = {}
+    gathered: dict[int, Sequence[CheckResult]] = {}  # reach's results, before the login
     finished = threading.Condition()
     stop = threading.Event()  # set at the deadline or on interrupt: start no new host
     slots = LoginSlots(options.forks)
+
+    def keep(index: int, results: Sequence[CheckResult]) -> None:
+        if results:
+            with finished:
+                gathered[index] = results
 
     def worker() -> None:
         while not stop.is_set():
@@ -379,7 +395,7 @@ def run_audit(
                 index = todo.get_nowait()
             except queue.Empty:
                 return
-            result = audit_host(hosts[index], options, slots.claim)
+            result = audit_host(hosts[index], options, slots.claim, functools.partial(keep, index))
             if result is None:
                 return
             with finished:
@@ -402,14 +418,15 @@ def run_audit(
     slots.stop()
 
     with finished:
-        snapshot = dict(done)
+        snapshot, partial = dict(done), dict(gathered)
     if interrupted:
         status, why = Status.SKIPPED, "interrupted before this host finished"
     else:  # the run deadline: the checks could not run, which is an error
         status = Status.ERROR
         why = f"run deadline of {options.run_deadline or 0:g}s reached before this host finished"
     results = tuple(
-        snapshot.get(i) or _unfinished(host, status, why) for i, host in enumerate(hosts)
+        snapshot.get(i) or _unfinished(host, status, why, partial.get(i, ()))
+        for i, host in enumerate(hosts)
     )
     return RunResult(
         inventory=inventory,

@@ -88,6 +88,25 @@ def test_figures_are_written_as_json(tmp_path: Path) -> None:
     assert ["fleet/floor wall time <= 1.3", "1.10x", "yes"] in data["targets"]
 
 
+def test_repeated_runs_report_medians_and_keep_every_run() -> None:
+    runs = [
+        Measured("fleet", 200, wall, cpu, rss, returned=got, note="x")
+        for wall, cpu, rss, got in (
+            (9.0, 2.0, 60.0, 200),
+            (8.0, 1.6, 70.0, 199),
+            (12.0, 1.8, 65.0, 200),
+        )
+    ]
+    row = bench.median_of(runs)
+    assert (row.wall_s, row.cpu_s) == (9.0, 1.8)  # each median on its own, not one run's
+    assert row.peak_rss_mb == 70.0 and row.returned == 199  # the worst run counts
+    assert row.runs == ((9.0, 10.0), (8.0, 8.0), (12.0, 9.0))
+    assert row.note == "x; median of 3 runs (CPU 8.0-10.0 ms/host, wall 8.00-12.00 s)"
+    even = bench.median_of(runs[:2])
+    assert (even.wall_s, even.cpu_s) == (8.5, 1.8)
+    assert bench.median_of(runs[:1]) is runs[0]
+
+
 def test_a_run_is_complete_only_when_every_section_came_back() -> None:
     steps = [Step("a", "echo a"), Step("b", "echo b")]
     nonce = new_nonce()
@@ -193,7 +212,7 @@ def test_private_keys_are_cached_and_a_bad_passphrase_is_an_authentication_error
 
 @pytest.mark.lab
 def test_tiny_bench_run_returns_every_host(lab, tmp_path: Path) -> None:
-    args = argparse.Namespace(hosts=3, forks=3, quick=True, scale=0)
+    args = argparse.Namespace(hosts=3, forks=3, quick=True, scale=0, repeat=2)
     try:
         figures = bench.run_bench(args)
     finally:
@@ -201,6 +220,7 @@ def test_tiny_bench_run_returns_every_host(lab, tmp_path: Path) -> None:
     tools = {m.tool: m for m in figures.tools}
     assert set(tools) == {"fleet", "OpenSSH floor"}
     assert all(m.returned == 3 and m.cpu_s > 0 for m in tools.values()), tools
+    assert all(len(m.runs) == 2 for m in tools.values()), tools  # taking turns, twice
     assert [o.targets for o in figures.on_host] == [1, 3]
     data = json.loads(bench.write_json(figures, tmp_path).read_text())
     assert data["hosts"] == 3 and len(data["tools"]) == 2

@@ -208,3 +208,32 @@ def test_a_run_deadline_leaves_no_local_command_behind(tmp_path: Path) -> None:
     procs = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     left = [line for line in procs.splitlines() if "ping -n -c 37" in line]
     assert left == [], f"still running after fleet exited: {left}"
+
+
+def test_an_audit_freezes_what_it_built_before_the_hosts_and_thaws_it_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # The collector's full passes skip the inventory and plans during the run;
+    # a caller in the same process (invoke audit, tests) gets its collector back.
+    import gc
+
+    from fleet import cli, runner
+
+    local = tmp_path / "local"
+    local.write_text(
+        "[mail]\nlocalhost ansible_connection=local fleet_ping_gateway=false "
+        "fleet_ping_targets='[\"127.0.0.1\"]' fleet_smtp_targets='[]'\n"
+    )
+    frozen: list[int] = []
+    real = runner.run_audit
+
+    def watched(*args, **kwargs):
+        frozen.append(gc.get_freeze_count())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_audit", watched)
+    reports = tmp_path / "reports"
+    code = cli.main(["audit", "-i", str(local), "--report-dir", str(reports), "-q"])
+    assert code in (0, 2), capsys.readouterr().err
+    assert frozen and frozen[0] > 1000  # modules, inventory and plans: frozen
+    assert gc.get_freeze_count() == 0

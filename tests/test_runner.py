@@ -362,3 +362,31 @@ def test_a_host_whose_login_port_is_down_does_not_wait_for_a_login_slot(monkeypa
     assert finished["down"] < 0.5  # reported at once, not after the busy host's login
     assert finished["busy"] >= 1.0
     assert calls.count("connect down") == 0
+
+
+class OpenReach:
+    """A runner-side check saying the host's login port (22) is open."""
+
+    name = "openreach"
+
+    def validate(self, params):
+        return dict(params)
+
+    def run(self, host, params, timeout):
+        return [CheckResult(host.name, "openreach", Status.OK, "port 22 open", target="22")]
+
+
+def test_a_run_deadline_keeps_what_a_host_waiting_for_a_login_slot_had_gathered(
+    monkeypatch,
+) -> None:
+    sys.modules["fleet_test_fakes"].OpenReach = OpenReach
+    monkeypatch.setitem(base.CHECKS, "openreach", "fleet_test_fakes:OpenReach")
+    stuck = host("stuck", "hang")  # holds the only login slot past the deadline
+    waiting = replace(host("waiting"), checks=(CheckPlan("openreach", {}), *host("x").checks))
+    run = run_audit([stuck, waiting], RunOptions(forks=1, run_deadline=1.0))
+    assert run.deadline_hit
+    assert "connect waiting" not in calls  # it never logged in...
+    reach, echo = run.host("waiting").results
+    assert (reach.check, reach.status, reach.summary) == ("openreach", Status.OK, "port 22 open")
+    assert echo.check == "echo" and echo.status is Status.ERROR  # ...and says why
+    assert "run deadline" in echo.summary
