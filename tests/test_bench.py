@@ -218,9 +218,9 @@ def test_tiny_bench_run_returns_every_host(lab, tmp_path: Path) -> None:
     finally:
         control.up(lab.state_dir)  # later tests in the session expect the standard lab
     tools = {m.tool: m for m in figures.tools}
-    assert set(tools) == {"fleet", "OpenSSH floor"}
+    assert set(tools) == {"fleet", "OpenSSH floor", "paramiko alone"}
     assert all(m.returned == 3 and m.cpu_s > 0 for m in tools.values()), tools
     assert all(len(m.runs) == 2 for m in tools.values()), tools  # taking turns, twice
     assert [o.targets for o in figures.on_host] == [1, 3]
     data = json.loads(bench.write_json(figures, tmp_path).read_text())
-    assert data["hosts"] == 3 and len(data["tools"]) == 2
+    assert data["hosts"] == 3 and len(data["tools"]) == 3

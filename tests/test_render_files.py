@@ -111,6 +111,16 @@ def test_xml_text_keeps_tabs_and_newlines():
     assert xml_text("a\tb\nc\rd") == "a\tb\nc\rd"
 
 
+def test_xml_text_removes_exactly_what_xml_1_0_forbids():
+    # XML 1.0, production [2] Char: #x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD]
+    # | [#x10000-#x10FFFF].  Every code point is checked against it.
+    def allowed(c: int) -> bool:
+        return c in (0x9, 0xA, 0xD) or 0x20 <= c <= 0xD7FF or 0xE000 <= c <= 0xFFFD or c >= 0x10000
+
+    text = "".join(map(chr, range(0x110000)))
+    assert xml_text(text) == "".join(chr(c) for c in range(0x110000) if allowed(c))
+
+
 # --------------------------------------------------------------------------- files
 
 

@@ -459,22 +459,48 @@ def ssh_options(bench: BenchLab) -> list[str]:
     ]
 
 
-def floor_run(bench: BenchLab, plans: Sequence[HostPlan], forks: int) -> Measured:
-    """The plain OpenSSH client, ``xargs -P forks``, sending fleet's own script."""
+@contextlib.contextmanager
+def _fanout_dir(plans: Sequence[HostPlan], prefix: str) -> Iterator[tuple[Path, Callable[[], int]]]:
+    """A work directory with fleet's script (``audit.sh``), the addresses (``hosts``) and
+    ``out/`` for each host's stdout; and a count of the hosts whose every section is there."""
     script, nonce, steps = audit_script(plans[0])
-    with tempfile.TemporaryDirectory(prefix="fleet-floor-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         work = Path(tmp)
         (work / "audit.sh").write_text(script)
         (work / "out").mkdir()
         (work / "hosts").write_text("".join(f"{p.address}\n" for p in plans))
+        yield (
+            work,
+            lambda: sum(complete(_read(work / "out" / p.address), nonce, steps) for p in plans),
+        )
+
+
+def floor_run(bench: BenchLab, plans: Sequence[HostPlan], forks: int) -> Measured:
+    """The plain OpenSSH client, ``xargs -P forks``, sending fleet's own script."""
+    with _fanout_dir(plans, "fleet-floor-") as (work, returned):
         ssh = " ".join(shlex.quote(o) for o in ["ssh", "-T", *ssh_options(bench)])
         one = f'exec {ssh} {sshd.LAB_USER}@"$1" /bin/sh -s <audit.sh >out/"$1" 2>out/"$1".err'
         argv = ["xargs", "-P", str(forks), "-n", "1", "sh", "-c", one, "sh"]
         cost = run_measured(
             argv, timeout=900, cwd=work, stdin_path=work / "hosts", sample_tree=True
         )
-        returned = sum(complete(_read(work / "out" / p.address), nonce, steps) for p in plans)
-    return _measured("OpenSSH floor", len(plans), cost, returned, f"xargs -P {forks}")
+        got = returned()
+    return _measured("OpenSSH floor", len(plans), cost, got, f"xargs -P {forks}")
+
+
+def paramiko_run(bench: BenchLab, plans: Sequence[HostPlan], forks: int) -> Measured:
+    """Context, not a target: paramiko alone (``fleet.lab.paramiko_fanout``) sending fleet's
+    script with the same forks: what the SSH library fleet is built on costs by itself."""
+    with _fanout_dir(plans, "fleet-paramiko-") as (work, returned):
+        argv = [sys.executable, "-m", "fleet.lab.paramiko_fanout", "--forks", str(forks)]
+        argv += ["--key", str(bench.lab.key_file), "--known-hosts", str(bench.known_hosts)]
+        argv += ["--user", sshd.LAB_USER, "hosts", "audit.sh", "out"]
+        cost = run_measured(argv, timeout=900, cwd=work)
+        got = returned()
+    note = f"(context) threads, {forks} at once; no plan, parsing or reports"
+    if cost.exit_status:
+        note += f"; exit {cost.exit_status}: {cost.stderr.strip()[-200:]}"
+    return _measured("paramiko alone", len(plans), cost, got, note)
 
 
 def _read(path: Path) -> bytes:
@@ -813,6 +839,15 @@ def targets(f: Figures) -> list[tuple[str, str, str]]:
         "{:.1f} ms",
         lambda v: v <= 8,
     )
+    library = f.tool("paramiko alone")
+    if fleet and library and library.hosts == fleet.hosts:
+        rows.append(
+            (
+                "(context) fleet client CPU above paramiko alone (start-up, plan, checks, reports)",
+                f"{fleet.cpu_ms_per_host - library.cpu_ms_per_host:.1f} ms/host",
+                "-",
+            )
+        )
     # Context: the CPU one more host costs, start-up and reports left out (the slope
     # between the N-host run and the --scale run).
     if fleet and f.scale and f.scale.hosts > fleet.hosts:
@@ -970,13 +1005,15 @@ def _bench_phase(args: argparse.Namespace, figures: Figures) -> None:
     plans = bench_plans(bench.inventory_dir, "bench")
     names = [p.name for p in plans]
     # fleet and the floor take turns, so both meet the same moments of a noisy machine.
-    fleets, floors = [], []
+    fleets, floors, libraries = [], [], []
     for turn in range(1, args.repeat + 1):
         _say(f"fleet audit ({turn}/{args.repeat})")
         fleets.append(fleet_audit(bench, "bench", names)[0])
         _say(f"OpenSSH floor ({turn}/{args.repeat})")
         floors.append(floor_run(bench, plans, args.forks))
-    figures.tools += [median_of(fleets), median_of(floors)]
+        _say(f"paramiko alone ({turn}/{args.repeat})")
+        libraries.append(paramiko_run(bench, plans, args.forks))
+    figures.tools += [median_of(fleets), median_of(floors), median_of(libraries)]
     if not quick:
         _ansible_phase(bench, plans, args.forks, figures)
         _say("fleet with 10% silent hosts")

@@ -13,8 +13,11 @@ import xml.etree.ElementTree as ET
 
 from fleet.model import CheckResult, HostResult, RunResult, Status
 
-# Characters XML 1.0 does not allow at all (escaping does not help).
-_NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# Characters XML 1.0 does not allow at all (escaping does not help): the complement of
+# its Char production (#x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-
+# #x10FFFF]), written as the short list it is; as a negated class of those ranges it
+# took 6 ms to compile, on every run.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def xml_text(text: str) -> str:
