@@ -1,4 +1,8 @@
-"""The SSH transport against a real OpenSSH sshd on 127.0.0.1."""
+"""The SSH transports against a real OpenSSH sshd on 127.0.0.1.
+
+Every promise is checked for both implementations of the contract: libssh2
+(``ansible_connection=ssh``, the default) and paramiko (``=paramiko``).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from fleet.errors import AuthenticationError, CommandTimeout, HostKeyError, Unre
 from fleet.model import Status
 from fleet.plan import CheckPlan, HostPlan, RunOptions
 from fleet.runner import audit_host
+from fleet.transports.libssh2 import Libssh2Transport
 from fleet.transports.ssh import SSHTransport
 from tests.sshd_fixture import Sshd, free_port, keygen, start_sshd
 
@@ -32,6 +37,11 @@ def sshd(tmp_path_factory: pytest.TempPathFactory):
     server.proc.wait()
 
 
+@pytest.fixture(params=[Libssh2Transport, SSHTransport], ids=["libssh2", "paramiko"])
+def transport_cls(request: pytest.FixtureRequest) -> type[SSHTransport]:
+    return request.param
+
+
 def host_for(sshd: Sshd, **extra: object) -> HostPlan:
     variables = {
         "ansible_ssh_private_key_file": str(sshd.client_key),
@@ -41,8 +51,10 @@ def host_for(sshd: Sshd, **extra: object) -> HostPlan:
     return HostPlan("mx-test", "ssh", "127.0.0.1", sshd.port, sshd.user, variables)
 
 
-def test_runs_a_script_and_separates_stdout_stderr_and_exit_status(sshd: Sshd) -> None:
-    transport = SSHTransport(host_for(sshd), RunOptions(connect_timeout=5))
+def test_runs_a_script_and_separates_stdout_stderr_and_exit_status(
+    sshd: Sshd, transport_cls: type[SSHTransport]
+) -> None:
+    transport = transport_cls(host_for(sshd), RunOptions(connect_timeout=5))
     try:
         result = transport.run("echo out; echo err >&2; exit 7", timeout=10)
     finally:
@@ -50,20 +62,23 @@ def test_runs_a_script_and_separates_stdout_stderr_and_exit_status(sshd: Sshd) -
     assert (result.stdout, result.stderr, result.exit_status) == (b"out\n", b"err\n", 7)
 
 
-def test_one_connection_serves_every_command(sshd: Sshd) -> None:
-    transport = SSHTransport(host_for(sshd), RunOptions(connect_timeout=5))
+def test_one_connection_serves_every_command(sshd: Sshd, transport_cls: type[SSHTransport]) -> None:
+    transport = transport_cls(host_for(sshd), RunOptions(connect_timeout=5))
     try:
         first = transport.run("echo $PPID", 10).stdout
-        client = transport._client
+        client = transport._client or getattr(transport, "_session", None)
         second = transport.run("echo $PPID", 10).stdout
-        assert transport._client is client
+        assert client is not None
+        assert (transport._client or getattr(transport, "_session", None)) is client
         assert first and second
     finally:
         transport.close()
 
 
-def test_deadline_holds_while_the_command_keeps_printing(sshd: Sshd) -> None:
-    transport = SSHTransport(host_for(sshd), RunOptions(connect_timeout=5))
+def test_deadline_holds_while_the_command_keeps_printing(
+    sshd: Sshd, transport_cls: type[SSHTransport]
+) -> None:
+    transport = transport_cls(host_for(sshd), RunOptions(connect_timeout=5))
     started = time.monotonic()
     try:
         with pytest.raises(CommandTimeout) as caught:
@@ -74,8 +89,31 @@ def test_deadline_holds_while_the_command_keeps_printing(sshd: Sshd) -> None:
     assert b"tick" in caught.value.partial_stdout
 
 
-def test_output_is_capped(sshd: Sshd) -> None:
-    transport = SSHTransport(host_for(sshd), RunOptions(connect_timeout=5, max_output=1000))
+def test_a_login_after_an_abandoned_command_is_unharmed(
+    sshd: Sshd, transport_cls: type[SSHTransport]
+) -> None:
+    # A deadline leaves the command's channel open, and a traceback keeps it alive.
+    # Freed later, it must not write to a descriptor number a newer connection has
+    # reused (with libssh2 it did: that login broke).
+    import gc
+
+    abandoned = transport_cls(host_for(sshd), RunOptions(connect_timeout=5))
+    with pytest.raises(CommandTimeout) as caught:
+        abandoned.run("while :; do echo tick; sleep 0.05; done", timeout=0.5)
+    abandoned.close()
+    del abandoned
+    transport = transport_cls(host_for(sshd), RunOptions(connect_timeout=5))
+    try:
+        transport.connect()
+        del caught  # the abandoned channel is freed now, after the new connection
+        gc.collect()
+        assert transport.run("echo ok", 10).stdout == b"ok\n"
+    finally:
+        transport.close()
+
+
+def test_output_is_capped(sshd: Sshd, transport_cls: type[SSHTransport]) -> None:
+    transport = transport_cls(host_for(sshd), RunOptions(connect_timeout=5, max_output=1000))
     try:
         result = transport.run("head -c 5000000 /dev/zero", timeout=20)
     finally:
@@ -83,49 +121,57 @@ def test_output_is_capped(sshd: Sshd) -> None:
     assert len(result.stdout) == 1000 and result.truncated
 
 
-def test_unknown_host_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
+def test_unknown_host_key_is_refused(
+    sshd: Sshd, tmp_path: Path, transport_cls: type[SSHTransport]
+) -> None:
     empty = tmp_path / "known_hosts"
     empty.write_text("")
     host = host_for(sshd, fleet_known_hosts=str(empty))
     with pytest.raises(HostKeyError, match="unknown"):
-        SSHTransport(host, RunOptions(connect_timeout=5)).connect()
+        transport_cls(host, RunOptions(connect_timeout=5)).connect()
 
 
-def test_changed_host_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
+def test_changed_host_key_is_refused(
+    sshd: Sshd, tmp_path: Path, transport_cls: type[SSHTransport]
+) -> None:
     keygen(tmp_path / "other")
     key_type, key = (tmp_path / "other.pub").read_text().split()[:2]
     wrong = tmp_path / "known_hosts"
     wrong.write_text(f"[127.0.0.1]:{sshd.port} {key_type} {key}\n")
     host = host_for(sshd, fleet_known_hosts=str(wrong))
     with pytest.raises(HostKeyError, match="does not match"):
-        SSHTransport(host, RunOptions(connect_timeout=5)).connect()
+        transport_cls(host, RunOptions(connect_timeout=5)).connect()
 
 
-def test_host_key_checking_can_be_turned_off_explicitly(sshd: Sshd, tmp_path: Path) -> None:
+def test_host_key_checking_can_be_turned_off_explicitly(
+    sshd: Sshd, tmp_path: Path, transport_cls: type[SSHTransport]
+) -> None:
     empty = tmp_path / "known_hosts"
     empty.write_text("")
     host = host_for(sshd, fleet_known_hosts=str(empty), ansible_host_key_checking=False)
-    transport = SSHTransport(host, RunOptions(connect_timeout=5))
+    transport = transport_cls(host, RunOptions(connect_timeout=5))
     try:
         assert transport.run("echo ok", 10).stdout == b"ok\n"
     finally:
         transport.close()
 
 
-def test_wrong_key_is_an_authentication_error(sshd: Sshd, tmp_path: Path) -> None:
+def test_wrong_key_is_an_authentication_error(
+    sshd: Sshd, tmp_path: Path, transport_cls: type[SSHTransport]
+) -> None:
     keygen(tmp_path / "stranger")
     host = host_for(sshd, ansible_ssh_private_key_file=str(tmp_path / "stranger"))
     with pytest.raises(AuthenticationError, match="authentication refused"):
-        SSHTransport(host, RunOptions(connect_timeout=5)).connect()
+        transport_cls(host, RunOptions(connect_timeout=5)).connect()
 
 
-def test_closed_port_is_connection_refused() -> None:
+def test_closed_port_is_connection_refused(transport_cls: type[SSHTransport]) -> None:
     host = HostPlan("gone", "ssh", "127.0.0.1", free_port(), "nobody", {})
     with pytest.raises(UnreachableError, match="connection refused"):
-        SSHTransport(host, RunOptions(connect_timeout=2)).connect()
+        transport_cls(host, RunOptions(connect_timeout=2)).connect()
 
 
-def test_a_port_that_never_speaks_ssh_is_bounded() -> None:
+def test_a_port_that_never_speaks_ssh_is_bounded(transport_cls: type[SSHTransport]) -> None:
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(5)
@@ -135,7 +181,7 @@ def test_a_port_that_never_speaks_ssh_is_bounded() -> None:
     started = time.monotonic()
     try:
         with pytest.raises(UnreachableError, match="no SSH greeting"):
-            SSHTransport(host, RunOptions(connect_timeout=1)).connect()
+            transport_cls(host, RunOptions(connect_timeout=1)).connect()
     finally:
         silent.close()
         for conn in accepted:
@@ -143,10 +189,10 @@ def test_a_port_that_never_speaks_ssh_is_bounded() -> None:
     assert time.monotonic() - started < 5
 
 
-def test_password_never_appears_in_errors(sshd: Sshd) -> None:
+def test_password_never_appears_in_errors(sshd: Sshd, transport_cls: type[SSHTransport]) -> None:
     host = host_for(sshd, ansible_password="S3cret-Pa55", ansible_ssh_private_key_file="")
     with pytest.raises(UnreachableError) as caught:
-        SSHTransport(host, RunOptions(connect_timeout=5)).connect()
+        transport_cls(host, RunOptions(connect_timeout=5)).connect()
     assert "S3cret-Pa55" not in str(caught.value)
     assert "S3cret-Pa55" not in repr(caught.value)
 
@@ -175,7 +221,9 @@ def test_the_whole_login_shares_one_budget(monkeypatch: pytest.MonkeyPatch) -> N
     assert time.monotonic() - started < 4
 
 
-def test_a_host_that_greets_then_stalls_the_key_exchange_says_so() -> None:
+def test_a_host_that_greets_then_stalls_the_key_exchange_says_so(
+    transport_cls: type[SSHTransport],
+) -> None:
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(5)
@@ -190,14 +238,16 @@ def test_a_host_that_greets_then_stalls_the_key_exchange_says_so() -> None:
     host = HostPlan("mtu", "ssh", "127.0.0.1", server.getsockname()[1], "nobody", {})
     try:
         with pytest.raises(UnreachableError, match="key exchange did not complete"):
-            SSHTransport(host, RunOptions(connect_timeout=1)).connect()
+            transport_cls(host, RunOptions(connect_timeout=1)).connect()
     finally:
         server.close()
         for conn in held:
             conn.close()
 
 
-def test_a_missing_key_file_is_the_inventorys_fault_before_any_contact(tmp_path: Path) -> None:
+def test_a_missing_key_file_is_the_inventorys_fault_before_any_contact(
+    tmp_path: Path, transport_cls: type[SSHTransport]
+) -> None:
     from fleet.errors import ConfigError
 
     host = HostPlan(
@@ -209,7 +259,7 @@ def test_a_missing_key_file_is_the_inventorys_fault_before_any_contact(tmp_path:
         {"ansible_ssh_private_key_file": str(tmp_path / "no-such-key")},
     )
     with pytest.raises(ConfigError, match="no-such-key cannot be used"):
-        SSHTransport(host, RunOptions())  # constructing opens no socket
+        transport_cls(host, RunOptions())  # constructing opens no socket
 
 
 def test_the_watchdog_runs_due_actions_in_order_and_skips_cancelled_ones():
@@ -321,7 +371,9 @@ def test_a_handed_over_socket_is_only_taken_fresh_and_for_its_own_address(monkey
     third.close()
 
 
-def test_a_handed_over_connection_that_sshd_dropped_is_replaced(sshd: Sshd) -> None:
+def test_a_handed_over_connection_that_sshd_dropped_is_replaced(
+    sshd: Sshd, transport_cls: type[SSHTransport]
+) -> None:
     from fleet.transports import handoff
 
     forwarder = CountingForwarder(sshd.port, drop_first=True)
@@ -331,7 +383,7 @@ def test_a_handed_over_connection_that_sshd_dropped_is_replaced(sshd: Sshd) -> N
     )
     dropped = socket.create_connection(("127.0.0.1", forwarder.port))
     handoff.offer("127.0.0.1", forwarder.port, dropped)
-    transport = SSHTransport(plan, RunOptions(connect_timeout=5))
+    transport = transport_cls(plan, RunOptions(connect_timeout=5))
     try:
         assert transport.run("echo fresh", timeout=10).stdout == b"fresh\n"
     finally:
@@ -339,7 +391,9 @@ def test_a_handed_over_connection_that_sshd_dropped_is_replaced(sshd: Sshd) -> N
     assert forwarder.accepted == 2
 
 
-def test_a_handed_over_connection_to_a_silent_port_is_not_tried_twice() -> None:
+def test_a_handed_over_connection_to_a_silent_port_is_not_tried_twice(
+    transport_cls: type[SSHTransport],
+) -> None:
     # Only a connection the host closed is replaced; a silent one would just wait again.
     from fleet.transports import handoff
 
@@ -358,7 +412,7 @@ def test_a_handed_over_connection_to_a_silent_port_is_not_tried_twice() -> None:
     started = time.monotonic()
     try:
         with pytest.raises(UnreachableError, match="no SSH greeting"):
-            SSHTransport(host, RunOptions(connect_timeout=1)).connect()
+            transport_cls(host, RunOptions(connect_timeout=1)).connect()
         elapsed = time.monotonic() - started
     finally:
         silent.close()

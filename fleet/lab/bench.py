@@ -490,7 +490,9 @@ def floor_run(bench: BenchLab, plans: Sequence[HostPlan], forks: int) -> Measure
 
 def paramiko_run(bench: BenchLab, plans: Sequence[HostPlan], forks: int) -> Measured:
     """Context, not a target: paramiko alone (``fleet.lab.paramiko_fanout``) sending fleet's
-    script with the same forks: what the SSH library fleet is built on costs by itself."""
+    script with the same forks: what the pure-Python SSH library costs by itself, more
+    than fleet's whole budget (why ``ssh`` runs on libssh2; ``paramiko`` stays for
+    ``ansible_connection=paramiko``)."""
     with _fanout_dir(plans, "fleet-paramiko-") as (work, returned):
         argv = [sys.executable, "-m", "fleet.lab.paramiko_fanout", "--forks", str(forks)]
         argv += ["--key", str(bench.lab.key_file), "--known-hosts", str(bench.known_hosts)]
@@ -665,14 +667,14 @@ class OnHost:
 def on_host_concurrency(bench: BenchLab, host: HostPlan) -> list[OnHost]:
     """One host pings 1 then 3 targets in one batch: side by side, 3 cost about 1."""
     from fleet.checks import unix
-    from fleet.transports.ssh import SSHTransport
+    from fleet.transports.base import open_transport
 
     options = RunOptions(known_hosts=str(bench.known_hosts))
     figures = []
     for targets in (["gateway"], ["gateway", topology.BENCH_HUB, "runner"]):
         steps = unix.ping_steps({"targets": targets, "gateway": False, "count": 2})
         nonce = new_nonce()
-        transport = SSHTransport(host, options)
+        transport = open_transport(host, options)
         try:
             transport.connect()
             result = transport.run(unix.compose(steps, nonce, 30), 60)
@@ -839,15 +841,6 @@ def targets(f: Figures) -> list[tuple[str, str, str]]:
         "{:.1f} ms",
         lambda v: v <= 8,
     )
-    library = f.tool("paramiko alone")
-    if fleet and library and library.hosts == fleet.hosts:
-        rows.append(
-            (
-                "(context) fleet client CPU above paramiko alone (start-up, plan, checks, reports)",
-                f"{fleet.cpu_ms_per_host - library.cpu_ms_per_host:.1f} ms/host",
-                "-",
-            )
-        )
     # Context: the CPU one more host costs, start-up and reports left out (the slope
     # between the N-host run and the --scale run).
     if fleet and f.scale and f.scale.hosts > fleet.hosts:

@@ -8,6 +8,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from fleet.model import CommandResult
+
 
 class CappedBuffer:
     """Keeps the first ``cap`` bytes written; remembers whether more arrived."""
@@ -84,3 +86,16 @@ class Watchdog:
 
 
 WATCHDOG = Watchdog()
+
+
+def sh_result(status: int, out: CappedBuffer, err: CappedBuffer, started: float) -> CommandResult:
+    """What ``/bin/sh -s`` gave back: the exit status, the (capped) stdout and stderr,
+    and the time since ``started`` (time.monotonic)."""
+    return CommandResult(
+        command="/bin/sh -s",
+        exit_status=status,
+        stdout=out.getvalue(),
+        stderr=err.getvalue(),
+        duration=time.monotonic() - started,
+        truncated=out.truncated,
+    )

@@ -41,7 +41,9 @@ class Transport(Protocol):
 
 TRANSPORTS: dict[str, str] = {
     "local": "fleet.transports.local:LocalTransport",
-    "ssh": "fleet.transports.ssh:SSHTransport",
+    # As in Ansible: "ssh" is the C implementation (libssh2 here, OpenSSH there),
+    # "paramiko" the pure-Python one.  Same contract, inventory variables and messages.
+    "ssh": "fleet.transports.libssh2:Libssh2Transport",
     "paramiko": "fleet.transports.ssh:SSHTransport",
     "winrm": "fleet.transports.winrm:WinRMTransport",
 }

@@ -14,7 +14,7 @@ from pathlib import Path
 from fleet.errors import CommandTimeout, TransportError
 from fleet.model import CommandResult
 from fleet.plan import HostPlan, RunOptions
-from fleet.transports._io import CappedBuffer
+from fleet.transports._io import CappedBuffer, sh_result
 
 STDERR_CAP = 64 * 1024
 
@@ -116,14 +116,7 @@ class LocalTransport:
         finally:
             proc.stdout.close()
             proc.stderr.close()
-        return CommandResult(
-            command="/bin/sh -s",
-            exit_status=status,
-            stdout=out.getvalue(),
-            stderr=err.getvalue(),
-            duration=time.monotonic() - started,
-            truncated=out.truncated,
-        )
+        return sh_result(status, out, err, started)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

@@ -45,7 +45,7 @@ from fleet.errors import (
 from fleet.model import CommandResult
 from fleet.plan import HostPlan, RunOptions
 from fleet.transports import handoff
-from fleet.transports._io import WATCHDOG, CappedBuffer
+from fleet.transports._io import WATCHDOG, CappedBuffer, sh_result
 
 STDERR_CAP = 64 * 1024
 IDLE_WAKEUP = 5.0  # seconds: paramiko's thread's socket timeout once logged in
@@ -196,7 +196,13 @@ class SSHTransport:
         )
 
     def _load_known_hosts(self, client: paramiko.SSHClient) -> None:
-        """Give the client this host's known keys: ~/.ssh/known_hosts's, else the inventory's.
+        """Give the client this host's known keys (``known_keys``)."""
+        name = self._host_key_name()
+        for keytype, key in self.known_keys().items():
+            client.get_host_keys().add(name, keytype, key)
+
+    def known_keys(self) -> Mapping[str, paramiko.PKey]:
+        """This host's known keys by type: ~/.ssh/known_hosts's, else the inventory's.
 
         The files are parsed once per process (``known_hosts_index``), not per
         connection: paramiko's own ``load`` is quadratic in the file's lines,
@@ -218,8 +224,7 @@ class SSHTransport:
                     f"cannot read known_hosts file {path}: {exc.strerror}",
                     "fix fleet_known_hosts, or create the file with ssh-keyscan",
                 ) from exc
-        for keytype, key in keys.items():
-            client.get_host_keys().add(name, keytype, key)
+        return keys
 
     def _host_key_name(self) -> str:
         """The name paramiko looks the server's key up by: ``addr`` or ``[addr]:port``."""
@@ -330,14 +335,7 @@ class SSHTransport:
             status = channel.exit_status
         finally:
             channel.close()
-        return CommandResult(
-            command="/bin/sh -s",
-            exit_status=status,
-            stdout=out.getvalue(),
-            stderr=err.getvalue(),
-            duration=time.monotonic() - started,
-            truncated=out.truncated,
-        )
+        return sh_result(status, out, err, started)
 
     def _drain(
         self, channel: paramiko.Channel, deadline: float, timeout: float
