@@ -29,23 +29,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def keygen(path: Path) -> None:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+def keygen(path: Path, kind: str = "ed25519", passphrase: str = "") -> None:
+    subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", passphrase, "-f", str(path)], check=True)
 
 
-def start_sshd(tmp: Path) -> Sshd:
+def start_sshd(tmp: Path, extra_host_key: str = "") -> Sshd:
+    """sshd with an ed25519 host key (and one of ``extra_host_key``'s type, listed
+    first in its config, when given); known_hosts records the first key only."""
     Path("/run/sshd").mkdir(exist_ok=True)
     host_key, client_key = tmp / "host_key", tmp / "client_key"
     keygen(host_key)
     keygen(client_key)
+    host_keys = [host_key]
+    if extra_host_key:
+        host_keys.insert(0, tmp / f"host_key_{extra_host_key}")
+        keygen(host_keys[0], extra_host_key)
     (tmp / "authorized_keys").write_text((tmp / "client_key.pub").read_text())
     port = free_port()
     config = tmp / "sshd_config"
     config.write_text(
         f"""Port {port}
 ListenAddress 127.0.0.1
-HostKey {host_key}
-PidFile {tmp}/sshd.pid
+{"".join(f"HostKey {k}{chr(10)}" for k in host_keys)}PidFile {tmp}/sshd.pid
 AuthorizedKeysFile {tmp}/authorized_keys
 StrictModes no
 UsePAM no
@@ -56,7 +61,7 @@ MaxStartups 100:30:200
 """
     )
     proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=subprocess.DEVNULL)
-    host_pub = host_key.with_suffix(".pub")
+    host_pub = host_keys[0].with_suffix(".pub")
     key_type, key_b64 = host_pub.read_text().split()[:2]
     known = tmp / "known_hosts"
     known.write_text(f"[127.0.0.1]:{port} {key_type} {key_b64}\n")

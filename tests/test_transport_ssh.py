@@ -112,6 +112,40 @@ def test_a_login_after_an_abandoned_command_is_unharmed(
         transport.close()
 
 
+def test_a_passphrase_protected_key_logs_in(
+    sshd: Sshd, tmp_path: Path, transport_cls: type[SSHTransport]
+) -> None:
+    key = tmp_path / "locked"
+    keygen(key, passphrase="s3cret")
+    authorized = sshd.known_hosts.with_name("authorized_keys")
+    authorized.write_text(authorized.read_text() + (tmp_path / "locked.pub").read_text())
+    host = host_for(
+        sshd, ansible_ssh_private_key_file=str(key), ansible_ssh_private_key_passphrase="s3cret"
+    )
+    transport = transport_cls(host, RunOptions(connect_timeout=5))
+    try:
+        assert transport.run("echo in", 10).stdout == b"in\n"
+    finally:
+        transport.close()
+
+
+def test_a_host_known_by_its_rsa_key_is_asked_for_that_key(
+    tmp_path: Path, transport_cls: type[SSHTransport]
+) -> None:
+    # sshd offers ed25519 too, which both libraries prefer; known_hosts holds only the
+    # RSA key (common in old fleets): asking for ed25519 would look like a changed key.
+    server = start_sshd(tmp_path, extra_host_key="rsa")
+    try:
+        transport = transport_cls(host_for(server), RunOptions(connect_timeout=5))
+        try:
+            assert transport.run("echo rsa", 10).stdout == b"rsa\n"
+        finally:
+            transport.close()
+    finally:
+        server.proc.terminate()
+        server.proc.wait()
+
+
 def test_output_is_capped(sshd: Sshd, transport_cls: type[SSHTransport]) -> None:
     transport = transport_cls(host_for(sshd), RunOptions(connect_timeout=5, max_output=1000))
     try:
