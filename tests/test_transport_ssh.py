@@ -146,6 +146,40 @@ def test_a_host_known_by_its_rsa_key_is_asked_for_that_key(
         server.proc.wait()
 
 
+def test_a_large_script_arrives_whole(sshd: Sshd, transport_cls: type[SSHTransport]) -> None:
+    # Far more than one write's worth: a byte lost or sent twice would change the count.
+    lines = "".join(f"line {n}\n" for n in range(30000))
+    transport = transport_cls(host_for(sshd), RunOptions(connect_timeout=5))
+    try:
+        result = transport.run(f"wc -l <<'END'\n{lines}END\n", timeout=20)
+    finally:
+        transport.close()
+    assert result.stdout.split() == [b"30000"]
+
+
+def test_logins_work_on_descriptors_above_1024(
+    sshd: Sshd, transport_cls: type[SSHTransport]
+) -> None:
+    # fleet raises its open-files limit for the run; select() would fail past 1024.
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1300:
+        pytest.skip("the open-files hard limit is below 1300")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1300), hard))
+    fillers = [os.open("/dev/null", os.O_RDONLY) for _ in range(1100)]
+    try:
+        transport = transport_cls(host_for(sshd), RunOptions(connect_timeout=5))
+        try:
+            assert transport.run("echo high", 10).stdout == b"high\n"
+        finally:
+            transport.close()
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 def test_output_is_capped(sshd: Sshd, transport_cls: type[SSHTransport]) -> None:
     transport = transport_cls(host_for(sshd), RunOptions(connect_timeout=5, max_output=1000))
     try:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import select
 import socket
@@ -90,9 +91,9 @@ class Libssh2Transport(SSHTransport):
             greeted = self._greeting(sock, left, handed_over)
             session.set_timeout(int(1000 * (left + 1.0)))
             known = self.known_keys() if host_key_checking(self.host, self.options) else None
-            if known:  # ask for a key type we can check, as OpenSSH does
+            if known:  # ask for a key type we can check first, as OpenSSH does
                 with contextlib.suppress(ssh2_errors.SSH2Error):
-                    session.method_pref(LIBSSH2_METHOD_HOSTKEY, _hostkey_methods(known))
+                    session.method_pref(LIBSSH2_METHOD_HOSTKEY, _hostkey_methods(session, known))
             session.handshake(sock)
             phase = "authentication"
             if known is not None:
@@ -127,7 +128,7 @@ class Libssh2Transport(SSHTransport):
         """Wait (within ``left`` seconds) for the host's first bytes, without taking them:
         sshd speaks first.  True once it has; raises when it never does."""
         where = f"{self.host.address}:{self.port}"
-        if not select.select([sock], [], [], left)[0]:
+        if not _poll(sock, select.POLLIN, left):
             raise UnreachableError(
                 f"no SSH greeting from {where} within {self.options.connect_timeout:g}s",
                 "the port answers but is not sshd, or sshd is overloaded (MaxStartups)",
@@ -172,11 +173,17 @@ class Libssh2Transport(SSHTransport):
         password = self._auth.get("password")
         attempts: list[Callable[[], object]] = []
         if key_file is not None:
+            # With <key>-cert.pub beside it, the certificate is offered (as paramiko does).
+            cert = key_file.with_name(key_file.name + "-cert.pub")
             attempts.append(
-                lambda: session.userauth_publickey_fromfile(user, str(key_file), passphrase or "")
+                lambda: session.userauth_publickey_fromfile(
+                    user, str(key_file), passphrase or "", str(cert) if cert.is_file() else None
+                )
             )
         if password:
             attempts.append(lambda: session.userauth_password(user, password))
+            # PasswordAuthentication no + KbdInteractiveAuthentication yes (paramiko's fallback)
+            attempts.append(lambda: session.userauth_keyboardinteractive(user, password))
         if not attempts:
             if os.environ.get("SSH_AUTH_SOCK"):
                 attempts.append(lambda: session.agent_auth(user))
@@ -194,6 +201,7 @@ class Libssh2Transport(SSHTransport):
                 ssh2_errors.FileError,
                 ssh2_errors.PublicKeyError,
                 ssh2_errors.MethodNotSupported,
+                ssh2_errors.MethodNoneError,
             ):
                 attempt()
             if session.userauth_authenticated():
@@ -207,7 +215,7 @@ class Libssh2Transport(SSHTransport):
         if isinstance(exc, (TransportError, OSError)):
             return self._translate(exc)
         where = f"{self.host.address}:{self.port}"
-        reason = str(exc) or type(exc).__name__
+        reason = _reason(exc)
         if isinstance(exc, (ssh2_errors.SocketDisconnectError, ssh2_errors.BannerRecvError)):
             return UnreachableError(
                 f"{where} closed the connection before the SSH login completed ({reason})",
@@ -223,39 +231,35 @@ class Libssh2Transport(SSHTransport):
         self.connect()
         session, sock = self._session, self._sock
         assert session is not None and sock is not None
-        out = CappedBuffer(self.options.max_output)
-        err = CappedBuffer(STDERR_CAP)
+        io = _ChannelIO(session, sock, deadline, timeout, self.options.max_output)
         try:
-            session.set_timeout(int(1000 * max(0.1, timeout)))
-            channel = session.open_session()
-            channel.execute("/bin/sh -s")
+            # Non-blocking from here: every wait is a poll() bounded by the deadline.
             session.set_blocking(False)
-            _write_all(session, sock, channel, command.encode(), deadline, timeout, out)
-            _again(session, sock, channel.send_eof, deadline, timeout, out)
-        except CommandTimeout:
-            raise
-        except Exception as exc:
-            if isinstance(exc, ssh2_errors.Timeout):
-                raise CommandTimeout(timeout, out.getvalue()) from exc
-            raise TransportError(f"cannot start the command: {exc}") from exc
-        try:
+            channel = io.again(session.open_session)
+            io.again(lambda: channel.execute("/bin/sh -s"))
+            io.write_all(channel, command.encode())
+            io.again(channel.send_eof, channel)
             while True:
-                _read_ready(channel, out, err)
+                io.read_ready(channel)
                 if channel.eof():  # the EOF may have come with the data just read
-                    _read_ready(channel, out, err)
+                    io.read_ready(channel)
                     break
-                _wait(session, sock, deadline, timeout, out)
+                io.wait()
             # The exit status may come after EOF: a host that never sends it is bound too.
-            _again(session, sock, channel.close, deadline, timeout, out)
-            _again(session, sock, channel.wait_closed, deadline, timeout, out)
+            io.again(channel.close, channel)
+            io.again(channel.wait_closed, channel)
             status = channel.get_exit_status()
-        except (CommandTimeout, TransportError):
-            raise
-        except ssh2_errors.SSH2Error as exc:
-            raise TransportError(f"the connection failed during the command: {exc}") from exc
-        finally:
-            session.set_blocking(True)
-        return sh_result(status, out, err, started)
+        except BaseException as exc:
+            # The connection is spent: shut it now, so that freeing the channel later
+            # (libssh2 says goodbye to the host) can neither wait on it nor block others.
+            self.close()
+            if isinstance(exc, (CommandTimeout, KeyboardInterrupt, SystemExit)):
+                raise
+            if isinstance(exc, ssh2_errors.Timeout):
+                raise CommandTimeout(timeout, io.out.getvalue()) from exc
+            raise TransportError(f"the command's connection failed: {_reason(exc)}") from exc
+        session.set_blocking(True)
+        return sh_result(status, io.out, io.err, started)
 
     def close(self) -> None:
         session, sock = self._session, self._sock
@@ -273,10 +277,16 @@ def _key_file(transport: SSHTransport) -> tuple[Path | None, str | None]:
     return host_path(transport.host, key), str(passphrase) if passphrase else None
 
 
-def _hostkey_methods(known: Mapping[str, Any]) -> str:
+def _hostkey_methods(session: Session, known: Mapping[str, Any]) -> str:
+    """The host key algorithms known_hosts has keys for, then every other one libssh2
+    has: a host that now offers only another type is reported as a changed key, not
+    as a failed negotiation."""
     names: list[str] = []
     for keytype in known:
         names.extend(_HOSTKEY_METHODS.get(keytype, (keytype,)))
+    # (Host certificates would need @cert-authority lines, which fleet does not read.)
+    supported = [n for n in session.supported_algs(LIBSSH2_METHOD_HOSTKEY) if "-cert-" not in n]
+    names = [n for n in names if n in supported] + supported
     return ",".join(dict.fromkeys(names))
 
 
@@ -288,68 +298,86 @@ def _close(session: Session, sock: socket.socket) -> None:
     host's connection while libssh2, freeing a channel a deadline left open, still
     writes to it: that corrupted other logins, one in tens.
     """
-    with contextlib.suppress(Exception):
-        session.set_blocking(False)
-        session.disconnect()
+    if getattr(session, "sock", None) is not None:  # handshake begun: libssh2 knows the fd
+        with contextlib.suppress(Exception):
+            session.set_blocking(False)
+            session.disconnect()
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
 
 
-def _wait(
-    session: Session, sock: socket.socket, deadline: float, timeout: float, out: CappedBuffer
-) -> None:
-    """Sleep until the socket can go the way libssh2 waits for, or raise at the deadline."""
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise CommandTimeout(timeout, out.getvalue())
-    directions = session.block_directions()
-    readers = [sock] if directions & LIBSSH2_SESSION_BLOCK_INBOUND or not directions else []
-    writers = [sock] if directions & LIBSSH2_SESSION_BLOCK_OUTBOUND else []
-    select.select(readers, writers, [], remaining)
+def _poll(sock: socket.socket, events: int, seconds: float) -> bool:
+    """Whether ``sock`` is ready for ``events`` within ``seconds`` (poll: no fd limit)."""
+    waiter = select.poll()
+    waiter.register(sock, events)
+    return bool(waiter.poll(max(0, math.ceil(seconds * 1000))))
 
 
-def _again(
-    session: Session,
-    sock: socket.socket,
-    call: Callable[[], Any],
-    deadline: float,
-    timeout: float,
-    out: CappedBuffer,
-) -> Any:
-    """``call()`` until libssh2 stops answering EAGAIN."""
-    while (result := call()) == LIBSSH2_ERROR_EAGAIN:
-        _wait(session, sock, deadline, timeout, out)
-    return result
+def _reason(exc: BaseException) -> str:
+    """ssh2-python's exceptions often carry no message: then their class name."""
+    return str(exc) or type(exc).__name__
 
 
-def _write_all(
-    session: Session,
-    sock: socket.socket,
-    channel: Any,
-    data: bytes,
-    deadline: float,
-    timeout: float,
-    out: CappedBuffer,
-) -> None:
-    view = memoryview(data)
-    while view:
-        rc, written = channel.write(bytes(view[:_CHUNK]))
-        if rc == LIBSSH2_ERROR_EAGAIN or written == 0:
-            _read_ready(channel, out, None)  # a host printing before reading its stdin
-            _wait(session, sock, deadline, timeout, out)
-            continue
-        view = view[written:]
+class _ChannelIO:
+    """One command's non-blocking reads and writes, each wait bounded by the deadline."""
 
+    def __init__(
+        self, session: Session, sock: socket.socket, deadline: float, timeout: float, cap: int
+    ) -> None:
+        self.session, self.sock, self.deadline, self.timeout = session, sock, deadline, timeout
+        self.out, self.err = CappedBuffer(cap), CappedBuffer(STDERR_CAP)
 
-def _read_ready(channel: Any, out: CappedBuffer, err: CappedBuffer | None) -> None:
-    """Whatever stdout and stderr the channel holds now (stderr too, lest its window fill)."""
-    while True:
-        size, data = channel.read(_CHUNK)
-        if size <= 0:
-            break
-        out.write(data)
-    while err is not None:
-        size, data = channel.read_stderr(_CHUNK)
-        if size <= 0:
-            break
-        err.write(data)
+    def expired(self) -> CommandTimeout:
+        return CommandTimeout(self.timeout, self.out.getvalue())
+
+    def wait(self) -> None:
+        """Sleep until the socket can go the way libssh2 waits for, or raise at the deadline."""
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise self.expired()
+        directions = self.session.block_directions()
+        events = 0
+        if directions & LIBSSH2_SESSION_BLOCK_INBOUND:
+            events |= select.POLLIN
+        if directions & LIBSSH2_SESSION_BLOCK_OUTBOUND:
+            events |= select.POLLOUT
+        # Not blocked either way: look again soon rather than sleep on a quiet socket.
+        _poll(self.sock, events or select.POLLIN, remaining if events else min(remaining, 0.01))
+
+    def again(self, call: Callable[[], Any], channel: Any = None) -> Any:
+        """``call()`` until libssh2 stops answering EAGAIN; output that arrives meanwhile
+        is read (``channel``), lest the host block on a full window."""
+        while (result := call()) == LIBSSH2_ERROR_EAGAIN:
+            if channel is not None:
+                self.read_ready(channel)
+            self.wait()
+        return result
+
+    def write_all(self, channel: Any, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            rc, written = channel.write(bytes(view[:_CHUNK]))
+            if written > 0:
+                view = view[written:]
+            elif rc in (LIBSSH2_ERROR_EAGAIN, 0):
+                self.read_ready(channel)  # a host printing before reading all its stdin
+                self.wait()
+            else:
+                raise TransportError(f"cannot send the script (libssh2 error {rc})")
+
+    def read_ready(self, channel: Any) -> None:
+        """Whatever stdout and stderr the channel holds now, taken in turns; a host that
+        prints without end is still held to the deadline."""
+        more = True
+        while more:
+            if time.monotonic() > self.deadline:
+                raise self.expired()
+            more = False
+            size, data = channel.read(_CHUNK)
+            if size > 0:
+                self.out.write(data)
+                more = True
+            size, data = channel.read_stderr(_CHUNK)
+            if size > 0:
+                self.err.write(data)
+                more = True
