@@ -488,3 +488,31 @@ def test_a_handed_over_connection_to_a_silent_port_is_not_tried_twice(
             conn.close()
     assert elapsed < 1.8  # one connect budget, not two
     assert len(accepted) == 1
+
+
+def test_a_call_libssh2_answers_again_is_retried_soon_on_a_quiet_socket() -> None:
+    # libssh2 may say EAGAIN having already read what it waited for; the socket then
+    # stays quiet.  Sleeping until the deadline once cost a host its whole timeout.
+    from ssh2.error_codes import LIBSSH2_ERROR_EAGAIN
+
+    from fleet.transports import libssh2
+
+    class QuietSession:
+        def block_directions(self) -> int:
+            return libssh2.LIBSSH2_SESSION_BLOCK_INBOUND
+
+    quiet, other = socket.socketpair()
+    try:
+        io = libssh2._ChannelIO(QuietSession(), quiet, time.monotonic() + 30, 30, 100)
+        answers = iter([LIBSSH2_ERROR_EAGAIN, LIBSSH2_ERROR_EAGAIN, 0])
+        started = time.monotonic()
+        assert io.again(lambda: next(answers), patience=0.05) == 0
+        assert time.monotonic() - started < 1
+        # ...and a call that never finishes still ends at the deadline.
+        io = libssh2._ChannelIO(QuietSession(), quiet, time.monotonic() + 0.3, 0.3, 100)
+        with pytest.raises(CommandTimeout):
+            io.again(lambda: LIBSSH2_ERROR_EAGAIN)
+        assert time.monotonic() - started < 2
+    finally:
+        quiet.close()
+        other.close()

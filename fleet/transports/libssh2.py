@@ -63,6 +63,13 @@ _HOSTKEY_METHODS = {
 }
 _DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 _CHUNK = 65536
+# The longest sleep between two looks at a non-blocking call.  libssh2 sometimes
+# answers EAGAIN after it has read the packet it was waiting for (seen on
+# channel close: the host's CLOSE came in with the call that said "again"), and
+# the socket then stays quiet: sleeping until the deadline cost one host in
+# ~200 its whole --command-timeout.  Closing, where that happens, looks often.
+_PATIENCE = 0.5
+_CLOSING_PATIENCE = 0.02
 
 
 class Libssh2Transport(SSHTransport):
@@ -246,8 +253,8 @@ class Libssh2Transport(SSHTransport):
                     break
                 io.wait()
             # The exit status may come after EOF: a host that never sends it is bound too.
-            io.again(channel.close, channel)
-            io.again(channel.wait_closed, channel)
+            io.again(channel.close, channel, patience=_CLOSING_PATIENCE)
+            io.again(channel.wait_closed, channel, patience=_CLOSING_PATIENCE)
             status = channel.get_exit_status()
         except BaseException as exc:
             # The connection is spent: shut it now, so that freeing the channel later
@@ -330,11 +337,14 @@ class _ChannelIO:
     def expired(self) -> CommandTimeout:
         return CommandTimeout(self.timeout, self.out.getvalue())
 
-    def wait(self) -> None:
-        """Sleep until the socket can go the way libssh2 waits for, or raise at the deadline."""
+    def wait(self, patience: float = _PATIENCE) -> None:
+        """Sleep until the socket can go the way libssh2 waits for (at most ``patience``
+        seconds: libssh2 may answer EAGAIN having already read what it waited for, and
+        then the socket stays quiet), or raise at the deadline."""
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             raise self.expired()
+        remaining = min(remaining, patience)
         directions = self.session.block_directions()
         events = 0
         if directions & LIBSSH2_SESSION_BLOCK_INBOUND:
@@ -344,13 +354,15 @@ class _ChannelIO:
         # Not blocked either way: look again soon rather than sleep on a quiet socket.
         _poll(self.sock, events or select.POLLIN, remaining if events else min(remaining, 0.01))
 
-    def again(self, call: Callable[[], Any], channel: Any = None) -> Any:
+    def again(
+        self, call: Callable[[], Any], channel: Any = None, patience: float = _PATIENCE
+    ) -> Any:
         """``call()`` until libssh2 stops answering EAGAIN; output that arrives meanwhile
         is read (``channel``), lest the host block on a full window."""
         while (result := call()) == LIBSSH2_ERROR_EAGAIN:
             if channel is not None:
                 self.read_ready(channel)
-            self.wait()
+            self.wait(patience)
         return result
 
     def write_all(self, channel: Any, data: bytes) -> None:
