@@ -64,8 +64,8 @@ def test_steps_run_side_by_side_and_keep_their_exit_status(shell, tmp_path):
 def test_a_stuck_step_is_killed_at_the_deadline_and_the_others_keep_their_sections(shell, tmp_path):
     steps = [
         Step("quick", "echo done"),
-        Step("stuck", "echo started; sleep 60; echo never"),
-        Step("child", "sh -c 'sleep 60'; echo never"),
+        Step("stuck", "echo started; sleep 60.0417; echo never"),
+        Step("child", "sh -c 'sleep 60.0417'; echo never"),
     ]
     out, seconds, _ = run(shell, steps, tmp_path, step_timeout=1)
     assert seconds < 5
@@ -73,8 +73,9 @@ def test_a_stuck_step_is_killed_at_the_deadline_and_the_others_keep_their_sectio
     # Killed: what it printed is kept, and the missing status says it never ended.
     assert (out["stuck"].exit_status, out["stuck"].stdout) == (255, b"started\n")
     assert out["child"].exit_status == 255
-    # The whole process group went: no sleep 60 is left behind.
-    left = subprocess.run(["pgrep", "-f", "sleep 60"], capture_output=True, check=False)
+    # The whole process group went: no such sleep is left behind (an odd duration, so
+    # that nobody else's "sleep 60" on the machine counts).
+    left = subprocess.run(["pgrep", "-f", "sleep 60.0417"], capture_output=True, check=False)
     assert left.stdout == b""
 
 

@@ -182,11 +182,20 @@ class Libssh2Transport(SSHTransport):
         if key_file is not None:
             # With <key>-cert.pub beside it, the certificate is offered (as paramiko does).
             cert = key_file.with_name(key_file.name + "-cert.pub")
-            attempts.append(
-                lambda: session.userauth_publickey_fromfile(
-                    user, str(key_file), passphrase or "", str(cert) if cert.is_file() else None
+            certificate = str(cert) if cert.is_file() else None
+            if passphrase:
+                unlocked = unlocked_key(key_file, passphrase)
+                attempts.append(
+                    lambda: session.userauth_publickey_frommemory(
+                        user, unlocked, "", cert.read_bytes() if certificate else None
+                    )
                 )
-            )
+            else:
+                attempts.append(
+                    functools.partial(
+                        session.userauth_publickey_fromfile, user, str(key_file), "", certificate
+                    )
+                )
         if password:
             attempts.append(lambda: session.userauth_password(user, password))
             # PasswordAuthentication no + KbdInteractiveAuthentication yes (paramiko's fallback)
@@ -273,6 +282,32 @@ class Libssh2Transport(SSHTransport):
         self._session = self._sock = None
         if session is not None and sock is not None:
             _close(session, sock)
+
+
+_UNLOCKED: dict[tuple[Path, int, int, str], bytes] = {}
+_UNLOCKING = threading.Lock()
+
+
+def unlocked_key(path: Path, passphrase: str) -> bytes:
+    """The private key at ``path`` without its passphrase, in memory only; decrypted once
+    per process.  libssh2 would run the key's KDF (bcrypt, ~130 ms of CPU) at every
+    login: 200 hosts, half a minute of CPU.  (Whether the passphrase is right was
+    settled before any host was contacted: ``SSHTransport._load_auth``.)"""
+    from cryptography.hazmat.primitives import serialization as ser
+
+    stat = path.stat()
+    cache_key = (path, stat.st_mtime_ns, stat.st_size, passphrase)
+    with _UNLOCKING:
+        if cache_key not in _UNLOCKED:
+            data, secret = path.read_bytes(), passphrase.encode()
+            if b"BEGIN OPENSSH PRIVATE KEY" in data:
+                key: Any = ser.load_ssh_private_key(data, secret)
+            else:
+                key = ser.load_pem_private_key(data, secret)
+            _UNLOCKED[cache_key] = key.private_bytes(
+                ser.Encoding.PEM, ser.PrivateFormat.OpenSSH, ser.NoEncryption()
+            )
+        return _UNLOCKED[cache_key]
 
 
 def _key_file(transport: SSHTransport) -> tuple[Path | None, str | None]:
