@@ -11,8 +11,9 @@ deadline, the output cap and the error messages.  ``ansible_connection=paramiko`
 keeps the paramiko transport, as in Ansible.
 
 The login runs in libssh2's blocking mode (the GIL is released while it
-waits); the command runs non-blocking, sleeping in ``select`` on the socket,
-so stdout and stderr are read as they come and the deadline is ours.
+waits) under the watchdog; the command runs non-blocking, sleeping in
+``poll`` on the socket, so stdout and stderr are read as they come and the
+deadline is ours.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from fleet.errors import (
     UnreachableError,
 )
 from fleet.model import CommandResult
+from fleet.plan import HostPlan, RunOptions
 from fleet.transports._io import WATCHDOG, CappedBuffer, sh_result
 from fleet.transports.ssh import (
     STDERR_CAP,
@@ -75,7 +77,7 @@ _CLOSING_PATIENCE = 0.02
 class Libssh2Transport(SSHTransport):
     """Runs sh scripts over one libssh2 session per host."""
 
-    def __init__(self, host: Any, options: Any) -> None:
+    def __init__(self, host: HostPlan, options: RunOptions) -> None:
         super().__init__(host, options)  # reads and checks the credentials (ConfigError)
         self._session: Session | None = None
 
