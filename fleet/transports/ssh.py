@@ -1,4 +1,5 @@
-"""The ``ssh``/``paramiko`` connection: one paramiko client per host, host keys checked.
+"""The ``paramiko`` connection (and the base of ``ssh``'s, fleet.transports.libssh2):
+one paramiko client per host, host keys checked.
 
 Why things are done the way they are (see facts-unix-ssh.md):
 
