@@ -364,13 +364,10 @@ def test_a_host_whose_login_port_is_down_does_not_wait_for_a_login_slot(monkeypa
     assert calls.count("connect down") == 0
 
 
-class OpenReach:
+class OpenReach(DownReach):
     """A runner-side check saying the host's login port (22) is open."""
 
     name = "openreach"
-
-    def validate(self, params):
-        return dict(params)
 
     def run(self, host, params, timeout):
         return [CheckResult(host.name, "openreach", Status.OK, "port 22 open", target="22")]

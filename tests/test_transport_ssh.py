@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from fleet.errors import AuthenticationError, CommandTimeout, HostKeyError, UnreachableError
-from fleet.model import Status
+from fleet.model import CommandResult, Status
 from fleet.plan import CheckPlan, HostPlan, RunOptions
 from fleet.runner import audit_host
 from fleet.transports.libssh2 import Libssh2Transport
@@ -51,14 +51,21 @@ def host_for(sshd: Sshd, **extra: object) -> HostPlan:
     return HostPlan("mx-test", "ssh", "127.0.0.1", sshd.port, sshd.user, variables)
 
 
+def run_once(
+    transport_cls: type[SSHTransport], host: HostPlan, script: str, timeout: float = 10, **options
+) -> CommandResult:
+    """Log in to ``host``, run ``script`` once, close."""
+    transport = transport_cls(host, RunOptions(connect_timeout=5, **options))
+    try:
+        return transport.run(script, timeout)
+    finally:
+        transport.close()
+
+
 def test_runs_a_script_and_separates_stdout_stderr_and_exit_status(
     sshd: Sshd, transport_cls: type[SSHTransport]
 ) -> None:
-    transport = transport_cls(host_for(sshd), RunOptions(connect_timeout=5))
-    try:
-        result = transport.run("echo out; echo err >&2; exit 7", timeout=10)
-    finally:
-        transport.close()
+    result = run_once(transport_cls, host_for(sshd), "echo out; echo err >&2; exit 7")
     assert (result.stdout, result.stderr, result.exit_status) == (b"out\n", b"err\n", 7)
 
 
@@ -136,11 +143,7 @@ def test_a_passphrase_protected_key_logs_in(
     cpu: list[float] = []
     for _ in range(2):
         started = time.thread_time()
-        transport = transport_cls(host, RunOptions(connect_timeout=5))
-        try:
-            assert transport.run("echo in", 10).stdout == b"in\n"
-        finally:
-            transport.close()
+        assert run_once(transport_cls, host, "echo in").stdout == b"in\n"
         after.append(len(decrypted))
         cpu.append(time.thread_time() - started)
     # The key's KDF (bcrypt, ~130 ms of CPU) runs once per process, not at every
@@ -156,11 +159,7 @@ def test_a_host_known_by_its_rsa_key_is_asked_for_that_key(
     # RSA key (common in old fleets): asking for ed25519 would look like a changed key.
     server = start_sshd(tmp_path, extra_host_key="rsa")
     try:
-        transport = transport_cls(host_for(server), RunOptions(connect_timeout=5))
-        try:
-            assert transport.run("echo rsa", 10).stdout == b"rsa\n"
-        finally:
-            transport.close()
+        assert run_once(transport_cls, host_for(server), "echo rsa").stdout == b"rsa\n"
     finally:
         server.proc.terminate()
         server.proc.wait()
@@ -169,11 +168,7 @@ def test_a_host_known_by_its_rsa_key_is_asked_for_that_key(
 def test_a_large_script_arrives_whole(sshd: Sshd, transport_cls: type[SSHTransport]) -> None:
     # Far more than one write's worth: a byte lost or sent twice would change the count.
     lines = "".join(f"line {n}\n" for n in range(30000))
-    transport = transport_cls(host_for(sshd), RunOptions(connect_timeout=5))
-    try:
-        result = transport.run(f"wc -l <<'END'\n{lines}END\n", timeout=20)
-    finally:
-        transport.close()
+    result = run_once(transport_cls, host_for(sshd), f"wc -l <<'END'\n{lines}END\n", 20)
     assert result.stdout.split() == [b"30000"]
 
 
@@ -189,11 +184,7 @@ def test_logins_work_on_descriptors_above_1024(
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1300), hard))
     fillers = [os.open("/dev/null", os.O_RDONLY) for _ in range(1100)]
     try:
-        transport = transport_cls(host_for(sshd), RunOptions(connect_timeout=5))
-        try:
-            assert transport.run("echo high", 10).stdout == b"high\n"
-        finally:
-            transport.close()
+        assert run_once(transport_cls, host_for(sshd), "echo high").stdout == b"high\n"
     finally:
         for fd in fillers:
             os.close(fd)
@@ -201,11 +192,9 @@ def test_logins_work_on_descriptors_above_1024(
 
 
 def test_output_is_capped(sshd: Sshd, transport_cls: type[SSHTransport]) -> None:
-    transport = transport_cls(host_for(sshd), RunOptions(connect_timeout=5, max_output=1000))
-    try:
-        result = transport.run("head -c 5000000 /dev/zero", timeout=20)
-    finally:
-        transport.close()
+    result = run_once(
+        transport_cls, host_for(sshd), "head -c 5000000 /dev/zero", 20, max_output=1000
+    )
     assert len(result.stdout) == 1000 and result.truncated
 
 
@@ -237,11 +226,7 @@ def test_host_key_checking_can_be_turned_off_explicitly(
     empty = tmp_path / "known_hosts"
     empty.write_text("")
     host = host_for(sshd, fleet_known_hosts=str(empty), ansible_host_key_checking=False)
-    transport = transport_cls(host, RunOptions(connect_timeout=5))
-    try:
-        assert transport.run("echo ok", 10).stdout == b"ok\n"
-    finally:
-        transport.close()
+    assert run_once(transport_cls, host, "echo ok").stdout == b"ok\n"
 
 
 def test_wrong_key_is_an_authentication_error(
@@ -471,11 +456,7 @@ def test_a_handed_over_connection_that_sshd_dropped_is_replaced(
     )
     dropped = socket.create_connection(("127.0.0.1", forwarder.port))
     handoff.offer("127.0.0.1", forwarder.port, dropped)
-    transport = transport_cls(plan, RunOptions(connect_timeout=5))
-    try:
-        assert transport.run("echo fresh", timeout=10).stdout == b"fresh\n"
-    finally:
-        transport.close()
+    assert run_once(transport_cls, plan, "echo fresh").stdout == b"fresh\n"
     assert forwarder.accepted == 2
 
 

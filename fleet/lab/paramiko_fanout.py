@@ -22,13 +22,15 @@ import fleet.transports._paramiko  # noqa: F401 - as fleet imports it
 # isort: split
 import paramiko
 
+from fleet.transports.ssh import KnownHostsIndex, known_hosts_index
+
 
 def audit_one(
     address: str,
     script: bytes,
     user: str,
     key: paramiko.PKey,
-    known: dict[str, dict[str, paramiko.PKey]],
+    known: KnownHostsIndex,
     out: Path,
     timeout: float = 10.0,
 ) -> bool:
@@ -36,7 +38,7 @@ def audit_one(
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as fleet does
     client = paramiko.SSHClient()
     try:
-        for keytype, hostkey in known.get(address, {}).items():
+        for keytype, hostkey in known.lookup(address).items():
             client.get_host_keys().add(address, keytype, hostkey)
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
         client.connect(
@@ -65,18 +67,6 @@ def audit_one(
         sock.close()
 
 
-def known_hosts(path: Path) -> dict[str, dict[str, paramiko.PKey]]:
-    """Plain-name known_hosts entries by name, read once (paramiko.HostKeys scans every
-    line at each lookup: a cost fleet does not pay, so neither does its floor)."""
-    keys: dict[str, dict[str, paramiko.PKey]] = {}
-    for line in path.read_text().splitlines():
-        entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
-        if entry is not None and entry.key is not None:
-            for name in entry.hostnames:
-                keys.setdefault(name, {})[entry.key.get_name()] = entry.key
-    return keys
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fleet.lab.paramiko_fanout")
     parser.add_argument("--key", type=Path, required=True)
@@ -90,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     addresses = args.hosts.read_text().split()
     script = args.script.read_bytes()
     key = paramiko.Ed25519Key.from_private_key_file(str(args.key))
-    known = known_hosts(args.known_hosts)
+    known = known_hosts_index(args.known_hosts)  # parsed once, as fleet does
 
     def one(address: str) -> bool:
         try:

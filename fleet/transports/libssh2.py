@@ -56,7 +56,7 @@ from fleet.transports.ssh import (
     _NoGreeting,
     _shut,
     host_key_checking,
-    host_path,
+    key_file,
 )
 
 # libssh2's names for the host key algorithms a known_hosts key type can answer.
@@ -178,15 +178,15 @@ class Libssh2Transport(SSHTransport):
     def _authenticate(self, session: Session) -> None:
         """The inventory's key or password; with neither, the agent, then ~/.ssh's keys."""
         user = self.user
-        key_file, passphrase = _key_file(self)
+        key, passphrase = key_file(self.host)
         password = self._auth.get("password")
         attempts: list[Callable[[], object]] = []
-        if key_file is not None:
+        if key is not None:
             # With <key>-cert.pub beside it, the certificate is offered (as paramiko does).
-            cert = key_file.with_name(key_file.name + "-cert.pub")
+            cert = key.with_name(key.name + "-cert.pub")
             certificate = str(cert) if cert.is_file() else None
             if passphrase:
-                unlocked = unlocked_key(key_file, passphrase)
+                unlocked = unlocked_key(key, passphrase)
                 attempts.append(
                     lambda: session.userauth_publickey_frommemory(
                         user, unlocked, "", cert.read_bytes() if certificate else None
@@ -195,7 +195,7 @@ class Libssh2Transport(SSHTransport):
             else:
                 attempts.append(
                     functools.partial(
-                        session.userauth_publickey_fromfile, user, str(key_file), "", certificate
+                        session.userauth_publickey_fromfile, user, str(key), "", certificate
                     )
                 )
         if password:
@@ -310,15 +310,6 @@ def unlocked_key(path: Path, passphrase: str) -> bytes:
                 ser.Encoding.PEM, ser.PrivateFormat.OpenSSH, ser.NoEncryption()
             )
         return _UNLOCKED[cache_key]
-
-
-def _key_file(transport: SSHTransport) -> tuple[Path | None, str | None]:
-    variables = transport.host.vars
-    key = variables.get("ansible_ssh_private_key_file") or variables.get("ansible_private_key_file")
-    if not key:
-        return None, None
-    passphrase = variables.get("ansible_ssh_private_key_passphrase")
-    return host_path(transport.host, key), str(passphrase) if passphrase else None
 
 
 def _hostkey_methods(session: Session, known: Mapping[str, Any]) -> str:

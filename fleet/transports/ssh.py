@@ -76,6 +76,15 @@ def host_path(host: HostPlan, value: Any) -> Path:
     return path
 
 
+def key_file(host: HostPlan) -> tuple[Path | None, str | None]:
+    """The inventory's private key file for ``host`` (resolved) and its passphrase."""
+    key = host.vars.get("ansible_ssh_private_key_file") or host.vars.get("ansible_private_key_file")
+    if not key:
+        return None, None
+    passphrase = host.vars.get("ansible_ssh_private_key_passphrase")
+    return host_path(host, key), str(passphrase) if passphrase else None
+
+
 class SSHTransport:
     """Runs sh scripts over one paramiko SSH connection per host."""
 
@@ -97,12 +106,10 @@ class SSHTransport:
         try:
             return self._auth_arguments()
         except (OSError, paramiko.SSHException, AuthenticationError) as exc:
-            key = self.host.vars.get("ansible_ssh_private_key_file") or self.host.vars.get(
-                "ansible_private_key_file"
-            )
+            key, _ = key_file(self.host)
             reason = getattr(exc, "strerror", None) or str(exc)
             raise ConfigError(
-                f"host {self.host.name}: private key {host_path(self.host, key)} cannot be "
+                f"host {self.host.name}: private key {key} cannot be "
                 f"used: {reason} (check ansible_ssh_private_key_file and its passphrase)",
                 path=self.host.vars.get("inventory_file"),
             ) from exc
@@ -232,23 +239,18 @@ class SSHTransport:
         return self.host.address if self.port == 22 else f"[{self.host.address}]:{self.port}"
 
     def _auth_arguments(self) -> dict[str, Any]:
-        key_file = self.host.vars.get("ansible_ssh_private_key_file") or self.host.vars.get(
-            "ansible_private_key_file"
-        )
+        key, passphrase = key_file(self.host)
         password = self.host.vars.get("ansible_password") or self.host.vars.get("ansible_ssh_pass")
-        explicit = bool(key_file or password)
+        explicit = bool(key or password)
         args: dict[str, Any] = {
             # A broken agent can hang connect: only consult it when nothing was given.
             "allow_agent": not explicit,
             "look_for_keys": not explicit,
         }
-        if key_file:
-            passphrase = self.host.vars.get("ansible_ssh_private_key_passphrase")
+        if key:
             # Read once per process: paramiko would read and parse the file
             # once per key type it tries, on every connection.
-            args["pkey"] = private_key(
-                host_path(self.host, key_file), str(passphrase) if passphrase else None
-            )
+            args["pkey"] = private_key(key, passphrase)
         if password:
             args["password"] = str(password)
         return args
