@@ -101,31 +101,31 @@ def bench(
         "--quick" if quick else "",
         f"--scale {scale}" if scale else "",
     ]
-    c.run(f"{sys.executable} -m fleet.lab.bench {' '.join(filter(None, args))}", pty=False)
+    c.run(f"{sys.executable} -m tests.lab.bench {' '.join(filter(None, args))}", pty=False)
 
 
 @task(name="up")
 def lab_up(c: Context) -> None:
     """Build the network-namespace lab (root)."""
-    from fleet.cli import main
+    from tests.lab.__main__ import main
 
-    _exit(main(["lab", "up"]))
+    _exit(main(["up"]))
 
 
 @task(name="down")
 def lab_down(c: Context) -> None:
     """Tear the lab down, leaving nothing behind."""
-    from fleet.cli import main
+    from tests.lab.__main__ import main
 
-    _exit(main(["lab", "down"]))
+    _exit(main(["down"]))
 
 
 @task(name="status")
 def lab_status(c: Context) -> None:
     """What the lab has running."""
-    from fleet.cli import main
+    from tests.lab.__main__ import main
 
-    _exit(main(["lab", "status"]))
+    _exit(main(["status"]))
 
 
 lab = Collection("lab", lab_up, lab_down, lab_status)

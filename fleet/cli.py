@@ -365,8 +365,6 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("before", type=Path)
     d.add_argument("after", type=Path)
 
-    lab = sub.add_parser("lab", help="the network-namespace lab (root)")
-    lab.add_argument("action", choices=["up", "down", "status"])
     return parser
 
 
@@ -402,9 +400,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from fleet.deliver.history import diff_command
 
         return diff_command(args.before, args.after)
-    from fleet.lab.__main__ import main as lab_main
-
-    return lab_main([args.action])
+    raise AssertionError(f"unknown command {args.command!r}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from fleet.lab import Lab
+from tests.lab import Lab
 
 InLab = Callable[..., "subprocess.CompletedProcess[str]"]
 
@@ -27,14 +27,14 @@ def lab() -> Iterator[Lab]:
             "the network lab needs root (namespaces, a bridge, sshd); "
             "run the tests as root or set FLEET_SKIP_LAB=1 to skip the lab tests"
         )
-    import fleet.lab
+    import tests.lab
 
     try:
         # The default state dir: sshd reads authorized_keys there as the lab
         # user, who cannot enter pytest's private tmp dirs.
-        yield fleet.lab.up()
+        yield tests.lab.up()
     finally:
-        fleet.lab.down()
+        tests.lab.down()
 
 
 @pytest.fixture

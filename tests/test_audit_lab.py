@@ -215,7 +215,7 @@ def test_a_repaired_host_is_reported_resolved_on_the_next_run(lab, tmp_path: Pat
             namespace,
             sys.executable,
             "-m",
-            "fleet.lab.smtpd",
+            "tests.lab.smtpd",
             "--address",
             lab.host("mx-smtpdown").address,
             "--name",

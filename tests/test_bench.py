@@ -21,9 +21,9 @@ import pytest
 from fleet.checks.base import Step
 from fleet.checks.batch import compose_sh, new_nonce, shared_runs, split_sections
 from fleet.errors import AuthenticationError
-from fleet.lab import bench, control, topology
-from fleet.lab.bench import Bounded, Figures, Measured, OnHost
 from fleet.transports.ssh import KnownHostsIndex, known_hosts_index, private_key
+from tests.lab import bench, control, topology
+from tests.lab.bench import Bounded, Figures, Measured, OnHost
 
 # -- tables and targets on canned numbers ---------------------------------------
 

@@ -19,9 +19,9 @@ import paramiko
 import pytest
 import yaml
 
-from fleet.lab import Lab, control, netns, sshd, topology
-from fleet.lab.inventory import inventory_data
-from fleet.lab.topology import Kind, Smtp
+from tests.lab import Lab, control, netns, sshd, topology
+from tests.lab.inventory import inventory_data
+from tests.lab.topology import Kind, Smtp
 
 INVENTORY = Path(__file__).resolve().parents[1] / "inventories" / "lab"
 STANDARD = topology.standard()
@@ -321,7 +321,7 @@ def test_down_leaves_nothing_behind(lab: Lab) -> None:
 
 
 def test_smtp_greeting_lines() -> None:
-    from fleet.lab.smtpd import greeting_lines
+    from tests.lab.smtpd import greeting_lines
 
     assert greeting_lines(Smtp.READY, "mx1") == ("220 mx1.lab ESMTP fleet lab",)
     multi = greeting_lines(Smtp.MULTILINE, "mx3")

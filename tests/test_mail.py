@@ -32,7 +32,7 @@ from fleet.diagnose import diagnose
 from fleet.errors import ConfigError
 from fleet.model import RunResult
 from fleet.render import write_reports
-from fleet.render.sample import sample_run
+from tests.lab.sample import sample_run
 
 PASSWORD = "s3cret-Pa55"
 

@@ -14,7 +14,7 @@ from fleet.model import CheckResult, HostResult, RunResult, Status
 from fleet.render import FORMATS, parse_formats, report_command, write_reports
 from fleet.render.csvreport import COLUMNS, neutralise, render_csv
 from fleet.render.junit import render_junit, xml_text
-from fleet.render.sample import sample_run
+from tests.lab.sample import sample_run
 
 
 def one_host(*results: CheckResult, name="mx1") -> RunResult:

@@ -14,7 +14,7 @@ from fleet.deliver.history import Change, Delta
 from fleet.diagnose import diagnose
 from fleet.model import CheckResult, HostResult, RunResult, Status
 from fleet.render.htmlreport import render_html, report_view
-from fleet.render.sample import sample_run
+from tests.lab.sample import sample_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -221,7 +221,7 @@ def test_a_broken_template_cache_never_costs_the_report(tmp_path, monkeypatch) -
     import jinja2
 
     from fleet.render import htmlreport
-    from fleet.render.sample import sample_run
+    from tests.lab.sample import sample_run
 
     def full_disk(self, bucket):
         raise OSError(28, "No space left on device")

@@ -26,10 +26,10 @@ from fleet.errors import (
     TransportError,
     UnreachableError,
 )
-from fleet.lab import pki
 from fleet.plan import HostPlan, RunOptions
 from fleet.transports.base import open_transport
 from fleet.transports.winrm import WinRMTransport, _cause, settings_for, translate
+from tests.lab import pki
 from tests.test_wsman import PASSWORD, USER, WinLab, start_winlab
 
 WRONG_PASSWORD = "Wr0ng-Secret-4711"

@@ -1,4 +1,4 @@
-"""fleet.lab.winsim: each simulated Windows host, driven the way the audit drives it.
+"""tests.lab.winsim: each simulated Windows host, driven the way the audit drives it.
 
 Round trip for every profile: compose -> handle_script -> split_sections ->
 parse_*.  Ping and SMTP are real, towards loopback only (aiosmtpd and small
@@ -21,7 +21,7 @@ from fleet.checks import windows
 from fleet.checks.base import Step, StepOutput
 from fleet.checks.batch import split_sections
 from fleet.errors import ParseError
-from fleet.lab import winsim
+from tests.lab import winsim
 
 NONCE = "feedc0de12345678"
 LAB_ADDRESS = "198.18.0.31"

@@ -23,8 +23,6 @@ from cryptography import x509
 from winrm.exceptions import WinRMOperationTimeoutError, WinRMTransportError, WSManFaultError
 from winrm.protocol import Protocol
 
-from fleet.lab import pki, winhost
-from fleet.lab.wsman import Handler, WSManServer, read_users_file, write_users_file
 from fleet.transports.winrm import (
     MAX_COMMAND_LINE,
     POWERSHELL,
@@ -32,6 +30,8 @@ from fleet.transports.winrm import (
     encode_invocation,
     reads_stdin,
 )
+from tests.lab import pki, winhost
+from tests.lab.wsman import Handler, WSManServer, read_users_file, write_users_file
 
 USER = "fleet"
 PASSWORD = "Lab-Passw0rd"
@@ -360,7 +360,7 @@ def test_winhost_serves_each_address_with_its_own_handler(tmp_path: Path) -> Non
 
 
 def test_winhost_process_starts_with_a_winsim_profile(tmp_path: Path) -> None:
-    winsim = pytest.importorskip("fleet.lab.winsim")
+    winsim = pytest.importorskip("tests.lab.winsim")
     profile = sorted(winsim.PROFILES)[0]
     http_port, https_port = _free_port(), _free_port()
     process = winhost.start(

@@ -3,13 +3,13 @@
 ``start(namespace, address, profile, state_dir)`` runs, inside the node's
 network namespace::
 
-    python -m fleet.lab.winhost --profile P --address A --state-dir D
+    python -m tests.lab.winhost --profile P --address A --state-dir D
 
-which serves WinRM (``fleet.lab.wsman``) on each address: HTTP 5985 with
+which serves WinRM (``tests.lab.wsman``) on each address: HTTP 5985 with
 NTLM and message encryption (Basic over plain HTTP only with
 ``--allow-unencrypted-basic``), HTTPS 5986 with Basic and NTLM and a
-certificate from the lab CA in the state directory (``fleet.lab.pki``).
-Commands are answered by ``fleet.lab.winsim.handle_script`` with the
+certificate from the lab CA in the state directory (``tests.lab.pki``).
+Commands are answered by ``tests.lab.winsim.handle_script`` with the
 profile's behaviour.  The login is the profile's ``user``/``password``
 (default ``fleet`` / ``Lab-Passw0rd``).
 
@@ -33,8 +33,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from fleet.lab import pki
-from fleet.lab.wsman import Handler, WSManServer, write_users_file
+from tests.lab import pki
+from tests.lab.wsman import Handler, WSManServer, write_users_file
 
 LAB_USER = "fleet"
 LAB_PASSWORD = "Lab-Passw0rd"
@@ -62,7 +62,7 @@ def credentials(profile: Any) -> tuple[str, str]:
 
 def _profile_handler(profile_name: str) -> tuple[Any, Callable[[str], Handler]]:
     """The winsim profile and a factory of per-address handlers (imported late: B's module)."""
-    from fleet.lab import winsim
+    from tests.lab import winsim
 
     try:
         profile = winsim.PROFILES[profile_name]
@@ -113,7 +113,7 @@ def serve(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m fleet.lab.winhost", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tests.lab.winhost", description=__doc__)
     parser.add_argument("--profile", required=True)
     parser.add_argument("--address", required=True, action="append", help="repeatable")
     parser.add_argument("--state-dir", required=True, type=Path)
@@ -170,7 +170,7 @@ def start(
     argv = [
         sys.executable,
         "-m",
-        "fleet.lab.winhost",
+        "tests.lab.winhost",
         "--profile",
         profile,
         "--state-dir",

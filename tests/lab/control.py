@@ -2,7 +2,7 @@
 
 ``up()`` turns this machine (as root) into a fleet of mail servers in
 network namespaces: it wires the topology, starts a real sshd and aiosmtpd
-per host, and the Windows simulators when ``fleet.lab.winhost`` exists.
+per host, and the Windows simulators when ``tests.lab.winhost`` exists.
 ``down()`` removes everything any lab left, found by name, so it also cleans
 after a crash.  Used by tests, benchmarks and demos, never by an audit.
 """
@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fleet.lab import inventory, netns, sshd, topology
-from fleet.lab.netns import LabError
-from fleet.lab.topology import LabHost, Node, Smtp, Topology
+from tests.lab import inventory, netns, sshd, topology
+from tests.lab.netns import LabError
+from tests.lab.topology import LabHost, Node, Smtp, Topology
 
 # Where down() finds what the last up() made; fixed, because down() takes no arguments.
 RECORD = Path("/run/fleet-lab.json")
@@ -251,7 +251,7 @@ def _start_sshd(node: Node, directory: Path, state: Path) -> _Started:
 def _start_smtp(topo: Topology, node: Node, greeting: Smtp, directory: Path) -> _Started:
     name = topo.hosts_of(node.namespace)[0].name
     address = node.addresses[0]
-    argv = [sys.executable, "-m", "fleet.lab.smtpd", "--address", address, "--name", name]
+    argv = [sys.executable, "-m", "tests.lab.smtpd", "--address", address, "--name", name]
     argv += ["--greeting", greeting.value]
     log = directory / "smtp.out"
     return _Started(f"SMTP server of {name}", (address, 25), _spawn(node, argv, log), log)
@@ -268,7 +268,7 @@ def _spawn(node: Node, argv: list[str], log_path: Path) -> subprocess.Popen:
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
-            start_new_session=True,  # outlives `python -m fleet.lab up`; not hit by ^C
+            start_new_session=True,  # outlives `python -m tests.lab up`; not hit by ^C
         )
     _CHILDREN[proc.pid] = proc
     return proc
@@ -279,22 +279,22 @@ def _package_root() -> str:
 
 
 def _start_windows(topo: Topology, state: Path, record: dict) -> list[str]:
-    """Start fleet.lab.winhost for each Windows node, in parallel; notes on what did not start."""
+    """Start tests.lab.winhost for each Windows node, in parallel; notes on what did not start."""
     nodes = [node for node in topo.nodes if node.windows_profile]
     if not nodes:
         return []
-    if importlib.util.find_spec("fleet.lab.winhost") is None:
-        return ["Windows hosts have a namespace but no server: fleet.lab.winhost does not exist"]
+    if importlib.util.find_spec("tests.lab.winhost") is None:
+        return ["Windows hosts have a namespace but no server: tests.lab.winhost does not exist"]
     try:
-        start: Callable[..., subprocess.Popen] = importlib.import_module("fleet.lab.winhost").start
-    except Exception as exc:  # noqa: BLE001 - another part's bug must not hide the Unix lab
-        return [f"Windows hosts have no server: importing fleet.lab.winhost failed: {exc!r}"]
+        start: Callable[..., subprocess.Popen] = importlib.import_module("tests.lab.winhost").start
+    except Exception as exc:
+        return [f"Windows hosts have no server: importing tests.lab.winhost failed: {exc!r}"]
 
     def one(node: Node) -> subprocess.Popen | str:
         try:
             return start(node.namespace, node.addresses[0], node.windows_profile, state)
-        except Exception as exc:  # noqa: BLE001 - reported as a note, the lab stays usable
-            return f"{node.namespace}: fleet.lab.winhost.start failed: {exc!r}"
+        except Exception as exc:
+            return f"{node.namespace}: tests.lab.winhost.start failed: {exc!r}"
 
     with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
         outcomes = list(pool.map(one, nodes))

@@ -6,7 +6,7 @@ is one inventory entry: a name and an address served by a node.  The standard
 lab has one host per node; the benchmark lab (``bench(n)``) serves many
 addresses from a few nodes, because one sshd per address does not scale.
 
-Nothing here touches the system: ``fleet.lab.control`` builds what this says.
+Nothing here touches the system: ``tests.lab.control`` builds what this says.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class Node:
     blackhole: bool = False
     sshd: bool = False
     smtp: Smtp | None = None
-    # A profile of fleet.lab.winsim served by fleet.lab.winhost (ok, unbound, ...).
+    # A profile of tests.lab.winsim served by tests.lab.winhost (ok, unbound, ...).
     windows_profile: str | None = None
     # Whole blocks (CIDR) the node answers for besides ``addresses``: a local
     # route in the node, a route via the node's first address in the root namespace.
@@ -221,14 +221,14 @@ def bench(n: int, *, hub: bool = False, silent: int = 0, stuck: bool = False) ->
     on 0.0.0.0 (it has at most 16 ListenAddress sockets).  The hosts of a node
     share its host key, as machines cloned from one image would.
 
-    Options for the benchmark (``fleet.lab.bench``), all off by default:
+    Options for the benchmark (``tests.lab.bench``), all off by default:
 
     * ``hub``: ``smtp-hub``, an SMTP server (no sshd) for the hosts to probe;
     * ``silent``: that many hosts (``silent001``..., group ``silent``) served
       by one node that drops every reply, as the standard lab's mx-down;
     * ``stuck``: ``mute1``, whose port 22 accepts TCP and never speaks, and
       ``hang1``, whose sshd runs every command forever (group ``stuck``).
-      Their nodes have no server here: ``fleet.lab.bench`` starts them.
+      Their nodes have no server here: ``tests.lab.bench`` starts them.
     """
     network = ipaddress.ip_network(BENCH_NETWORK)
     link_net, *blocks = network.subnets(new_prefix=24)  # 198.18.16.0/24 is the bridge's

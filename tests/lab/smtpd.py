@@ -2,7 +2,7 @@
 
 Run inside a host's namespace::
 
-    ip netns exec fleet-mx1 python -m fleet.lab.smtpd --address 198.18.0.11 --name mx1
+    ip netns exec fleet-mx1 python -m tests.lab.smtpd --address 198.18.0.11 --name mx1
 
 ``--greeting multiline`` sends ``220-`` continuation lines first (as Exchange
 and some postfix set-ups do); ``--greeting not-ready`` answers ``421 4.3.2``
@@ -24,7 +24,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from fleet.lab.topology import Smtp
+from tests.lab.topology import Smtp
 
 NOT_READY = "421 4.3.2 Service not available"
 
@@ -127,7 +127,7 @@ async def serve(address: str, port: int, name: str, mode: Smtp) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m fleet.lab.smtpd", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tests.lab.smtpd", description=__doc__)
     parser.add_argument("--address", required=True)
     parser.add_argument("--port", type=int, default=25)
     parser.add_argument("--name", required=True, help="the host name used in the greeting")

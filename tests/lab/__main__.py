@@ -1,4 +1,4 @@
-"""``python -m fleet.lab up|down|status``: the lab from a shell."""
+"""``python -m tests.lab up|down|status``: the lab from a shell."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from fleet.lab import control, topology
-from fleet.lab.netns import LabError
+from tests.lab import control, topology
+from tests.lab.netns import LabError
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -36,7 +36,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fleet.lab", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tests.lab", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="build the lab (tears down any previous one)")
     up.add_argument("--state-dir", type=Path, default=None)
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except LabError as exc:
-        print(f"fleet.lab: {exc}", file=sys.stderr)
+        print(f"tests.lab: {exc}", file=sys.stderr)
         return 1
 
 

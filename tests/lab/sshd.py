@@ -13,14 +13,14 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from fleet.lab.netns import LabError, run
+from tests.lab.netns import LabError, run
 
 SSHD = Path("/usr/sbin/sshd")
 PRIVSEP_DIR = Path("/run/sshd")  # sshd refuses to start without it
 LAB_USER = "fleetlab"
 LAB_HOME = Path("/var/lib/fleetlab")
 # Marks a user this lab created, so that down() removes it and only it.
-LAB_USER_COMMENT = "fleet lab login (created by fleet.lab)"
+LAB_USER_COMMENT = "fleet lab login (created by tests.lab)"
 
 
 def keygen(path: Path, comment: str) -> str:

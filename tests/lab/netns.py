@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-from fleet.lab.topology import NAMESPACE_PREFIX, Node, Topology
+from tests.lab.topology import NAMESPACE_PREFIX, Node, Topology
 
 NETNS_ETC = Path("/etc/netns")
 NETNS_RUN = Path("/run/netns")

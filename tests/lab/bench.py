@@ -1,7 +1,7 @@
 """The benchmark: is fleet fast at fleet scale, and never stuck on a bad host?
 
-``python -m fleet.lab.bench [--hosts N] [--quick] [--scale]`` (root; ``invoke bench``)
-builds an N-host SSH bench lab (``fleet.lab.topology.bench``) and measures, side
+``python -m tests.lab.bench [--hosts N] [--quick] [--scale]`` (root; ``invoke bench``)
+builds an N-host SSH bench lab (``tests.lab.topology.bench``) and measures, side
 by side (fleet and the floor run ``--repeat`` times each, taking turns, and
 their medians are reported: one run on a shared 2-core VM moves by +-15 %):
 
@@ -53,10 +53,10 @@ from tabulate import tabulate
 
 from fleet.checks.base import Step
 from fleet.checks.batch import new_nonce, split_sections
-from fleet.lab import control, sshd, topology
-from fleet.lab.control import Lab
 from fleet.plan import HostPlan, RunOptions
 from fleet.runner import host_checks, host_script
+from tests.lab import control, sshd, topology
+from tests.lab.control import Lab
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / "playbooks" / "mail-connectivity.yml"
@@ -489,12 +489,12 @@ def floor_run(bench: BenchLab, plans: Sequence[HostPlan], forks: int) -> Measure
 
 
 def paramiko_run(bench: BenchLab, plans: Sequence[HostPlan], forks: int) -> Measured:
-    """Context, not a target: paramiko alone (``fleet.lab.paramiko_fanout``) sending fleet's
+    """Context, not a target: paramiko alone (``tests.lab.paramiko_fanout``) sending fleet's
     script with the same forks: what the pure-Python SSH library costs by itself, more
     than fleet's whole budget (why ``ssh`` runs on libssh2; ``paramiko`` stays for
     ``ansible_connection=paramiko``)."""
     with _fanout_dir(plans, "fleet-paramiko-") as (work, returned):
-        argv = [sys.executable, "-m", "fleet.lab.paramiko_fanout", "--forks", str(forks)]
+        argv = [sys.executable, "-m", "tests.lab.paramiko_fanout", "--forks", str(forks)]
         argv += ["--key", str(bench.lab.key_file), "--known-hosts", str(bench.known_hosts)]
         argv += ["--user", sshd.LAB_USER, "hosts", "audit.sh", "out"]
         cost = run_measured(argv, timeout=900, cwd=work)
@@ -1048,7 +1048,7 @@ def _scale_phase(n: int, figures: Figures) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fleet.lab.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tests.lab.bench", description=__doc__)
     parser.add_argument("--hosts", type=int, default=200, help="bench hosts (200)")
     parser.add_argument("--forks", type=int, default=FORKS, help="for every tool (50)")
     parser.add_argument(

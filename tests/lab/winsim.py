@@ -1,7 +1,7 @@
 """The Windows hosts of the lab: what each one answers when fleet's audit script runs on it.
 
-The lab's WS-Management server (``fleet.lab.wsman``, glued by
-``fleet.lab.winhost``) hands every PowerShell script it receives to
+The lab's WS-Management server (``tests.lab.wsman``, glued by
+``tests.lab.winhost``) hands every PowerShell script it receives to
 ``handle_script``.  Only scripts that ``fleet.checks.windows.compose`` produced
 are accepted - the step list is read back out of the script and recomposed, and
 the two must match byte for byte; anything else is refused the way PowerShell
@@ -707,7 +707,7 @@ EMULATORS: dict[str, Emulator] = {
 def _run_step(profile: Profile, address: str, step: Step) -> tuple[int, Any]:
     try:
         return 0, EMULATORS[step.script](profile, address, step.params)
-    except Exception as exc:  # noqa: BLE001 - the script's try/catch: one step's failure is data
+    except Exception as exc:
         return 1, {"error": str(exc)}
 
 

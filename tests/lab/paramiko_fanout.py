@@ -1,6 +1,6 @@
 """The benchmark's library floor: paramiko alone, fanned out over threads.
 
-``python -m fleet.lab.paramiko_fanout --key K --known-hosts F --user U --forks N
+``python -m tests.lab.paramiko_fanout --key K --known-hosts F --user U --forks N
 HOSTS SCRIPT OUT`` logs in to every address in HOSTS (one per line) with at
 most N at once, runs SCRIPT on ``/bin/sh -s`` and writes each host's stdout to
 ``OUT/<address>``.  Host keys are checked, as fleet does; nothing else is done:
@@ -68,7 +68,7 @@ def audit_one(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fleet.lab.paramiko_fanout")
+    parser = argparse.ArgumentParser(prog="python -m tests.lab.paramiko_fanout")
     parser.add_argument("--key", type=Path, required=True)
     parser.add_argument("--known-hosts", type=Path, required=True)
     parser.add_argument("--user", required=True)
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     def one(address: str) -> bool:
         try:
             return audit_one(address, script, args.user, key, known, args.out)
-        except Exception as exc:  # noqa: BLE001 - counted, and the bench says who
+        except Exception as exc:
             print(f"{address}: {type(exc).__name__}: {exc}", file=sys.stderr)
             return False
 
