@@ -14,7 +14,8 @@ from enum import Enum
 from functools import cached_property
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: every result carries a ``cause``
+READABLE_SCHEMA_VERSIONS = (1, 2)  # version 1 results load with no cause
 
 
 class Status(str, Enum):
@@ -74,6 +75,7 @@ class CheckResult:
     facts: Mapping[str, Any] = field(default_factory=dict)
     evidence: str = ""
     duration: float = 0.0
+    cause: str = ""  # a slug of fleet.causes; "" when ok (or read from a version 1 result)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +83,7 @@ class CheckResult:
             "check": self.check,
             "target": self.target,
             "status": self.status.value,
+            "cause": self.cause,
             "summary": self.summary,
             "facts": dict(self.facts),
             "evidence": self.evidence,
@@ -98,6 +101,7 @@ class CheckResult:
             facts=dict(data.get("facts") or {}),
             evidence=data.get("evidence", ""),
             duration=float(data.get("duration", 0.0)),
+            cause=data.get("cause") or "",
         )
 
 
@@ -220,10 +224,9 @@ class RunResult:
         if not isinstance(data, Mapping) or data.get("schema") != "fleet.run":
             raise ValueError('not a fleet run result (no "schema": "fleet.run")')
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise ValueError(
-                f"run result schema version {version!r}; this fleet reads {SCHEMA_VERSION}"
-            )
+        if version not in READABLE_SCHEMA_VERSIONS:
+            readable = ", ".join(map(str, READABLE_SCHEMA_VERSIONS))
+            raise ValueError(f"run result schema version {version!r}; this fleet reads {readable}")
         return cls(
             inventory=data["inventory"],
             playbook=data["playbook"],
