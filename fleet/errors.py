@@ -8,9 +8,17 @@ never ends the run.
 
 from __future__ import annotations
 
+from fleet import causes
+
 
 class FleetError(Exception):
-    """Root of every error fleet raises on purpose."""
+    """Root of every error fleet raises on purpose.
+
+    ``cause`` is the slug of ``fleet.causes`` that a result built from this
+    error carries: set where the error is raised, never guessed from the text.
+    """
+
+    cause: str = causes.TRANSPORT_ERROR
 
 
 class ConfigError(FleetError):
@@ -18,6 +26,8 @@ class ConfigError(FleetError):
 
     ``str()`` is one line naming the file, the line and what is wrong.
     """
+
+    cause = causes.CONFIG_MISSING
 
     def __init__(self, message: str, *, path: object = None, line: int | None = None) -> None:
         self.path = str(path) if path is not None else None
@@ -40,6 +50,11 @@ class PlaybookError(ConfigError):
 class TransportError(FleetError):
     """A transport could not do what was asked."""
 
+    def __init__(self, message: str = "", *, cause: str | None = None) -> None:
+        if cause is not None:
+            self.cause = cause
+        super().__init__(message)
+
 
 class UnreachableError(TransportError):
     """The host could not be logged into: the checks did not run.
@@ -48,32 +63,49 @@ class UnreachableError(TransportError):
     ``hint`` says what to check.
     """
 
-    def __init__(self, reason: str, hint: str = "") -> None:
+    def __init__(self, reason: str, hint: str = "", *, cause: str | None = None) -> None:
         self.reason = reason
         self.hint = hint
-        super().__init__(f"{reason} ({hint})" if hint else reason)
+        super().__init__(f"{reason} ({hint})" if hint else reason, cause=cause)
 
 
 class AuthenticationError(UnreachableError):
     """The host refused our credentials."""
 
+    cause = causes.AUTH_REFUSED
+
 
 class HostKeyError(UnreachableError):
-    """The host's SSH key is unknown or changed, or its TLS certificate is rejected."""
+    """The host's SSH key is unknown or changed, or its TLS certificate is rejected.
+
+    The raiser says which (``HOST_KEY_UNKNOWN``, ``HOST_KEY_CHANGED``,
+    ``CERTIFICATE_REJECTED``); unknown is the default.
+    """
+
+    cause = causes.HOST_KEY_UNKNOWN
 
 
 class CommandTimeout(TransportError):
     """A command ran past its hard deadline and was abandoned."""
 
+    cause = causes.COMMAND_TIMEOUT
+
     def __init__(self, timeout: float, partial_stdout: bytes = b"") -> None:
         self.timeout = timeout
         self.partial_stdout = partial_stdout
-        super().__init__(f"command did not finish within {timeout:g}s")
+        super().__init__(f"command did not finish within {timeout:g}s", cause=self.cause)
 
 
 class ParseError(FleetError):
     """A host's output is not what the gathering script promised.
 
     The check that read it ends as ``error`` with this message; nothing else
-    is affected.
+    is affected.  ``TOOL_MISSING`` when the host lacks the command the step needs.
     """
+
+    cause = causes.UNPARSED
+
+    def __init__(self, message: str, *, cause: str | None = None) -> None:
+        if cause is not None:
+            self.cause = cause
+        super().__init__(message)
