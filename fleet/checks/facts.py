@@ -8,6 +8,7 @@ with ``as_facts``.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,3 +130,84 @@ class SmtpProbe:
     error: str = ""
     connect_ms: float | None = None
     extra: dict[str, str] = field(default_factory=dict)
+
+
+# -- facts back from a result's dict (report.json): the diagnosis reads typed facts
+
+
+def _tuple(value: Any) -> tuple[Any, ...]:
+    return tuple(value) if isinstance(value, (list, tuple)) else ()
+
+
+def _address_from(data: Mapping[str, Any]) -> Address:
+    return Address(str(data["address"]), int(data["prefix"]), data.get("dynamic"))
+
+
+def _interface_from(data: Mapping[str, Any]) -> Interface:
+    return Interface(
+        name=str(data["name"]),
+        up=bool(data["up"]),
+        loopback=bool(data.get("loopback", False)),
+        ipv4=tuple(_address_from(a) for a in _tuple(data.get("ipv4"))),
+        dhcp=data.get("dhcp"),
+        gateways=tuple(map(str, _tuple(data.get("gateways")))),
+        dns=tuple(map(str, _tuple(data.get("dns")))),
+        mac=str(data.get("mac", "")),
+        description=str(data.get("description", "")),
+        bindings=tuple((str(c), bool(e)) for c, e in _tuple(data.get("bindings"))),
+    )
+
+
+def net_config_from(data: Mapping[str, Any]) -> NetConfig:
+    """The NetConfig a binding or ipconfig result's facts hold; ``ValueError`` if they hold none."""
+    try:
+        return NetConfig(
+            interfaces=tuple(_interface_from(i) for i in _tuple(data["interfaces"])),
+            default_gateways=tuple(map(str, _tuple(data.get("default_gateways")))),
+            dns_servers=tuple(map(str, _tuple(data.get("dns_servers")))),
+            source=str(data.get("source", "")),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"not a network configuration: {exc!r}") from exc
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def ping_result_from(data: Mapping[str, Any]) -> PingResult:
+    """The PingResult a ping result's facts hold; ``ValueError`` if they hold none."""
+    try:
+        return PingResult(
+            target=str(data["target"]),
+            transmitted=int(data["transmitted"]),
+            received=int(data["received"]),
+            rtt_min_ms=_number(data.get("rtt_min_ms")),
+            rtt_avg_ms=_number(data.get("rtt_avg_ms")),
+            rtt_max_ms=_number(data.get("rtt_max_ms")),
+            address=str(data.get("address", "")),
+            error=str(data.get("error", "")),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"not a ping result: {exc!r}") from exc
+
+
+def smtp_probe_from(data: Mapping[str, Any]) -> SmtpProbe:
+    """The SmtpProbe an smtp result's facts hold; ``ValueError`` if they hold none."""
+    try:
+        code = data.get("greeting_code")
+        return SmtpProbe(
+            target=str(data["target"]),
+            port=int(data.get("port") or 0),
+            outcome=str(data["outcome"]),
+            address=str(data.get("address", "")),
+            greeting_code=int(code) if isinstance(code, int) else None,
+            greeting=tuple(map(str, _tuple(data.get("greeting")))),
+            ehlo=tuple(map(str, _tuple(data.get("ehlo")))),
+            starttls=data.get("starttls") is True,
+            error=str(data.get("error", "")),
+            connect_ms=_number(data.get("connect_ms")),
+            extra={str(k): str(v) for k, v in dict(data.get("extra") or {}).items()},
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"not an SMTP probe: {exc!r}") from exc
