@@ -1,7 +1,7 @@
 """invoke tasks: thin wrappers over the same functions the `fleet` console script uses.
 
-invoke audit                      # audit this machine (inventories/local)
-invoke audit --inventory prod     # audit inventories/prod
+invoke audit                      # audit this machine (the bundled local inventory)
+invoke audit --inventory prod     # audit inventories/prod; every `fleet audit` option works
 invoke test                       # the whole test suite, the lab included (root)
 invoke lab.up / invoke lab.down   # the network-namespace lab
 invoke bench                      # the benchmark (root)
@@ -10,8 +10,12 @@ invoke bench                      # the benchmark (root)
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING, Any
 
-from invoke import Collection, Context, Exit, task
+from invoke import Argument, Collection, Context, Exit, Task, task
+
+if TYPE_CHECKING:
+    from fleet.app import AuditOption
 
 
 def _exit(code: int) -> None:
@@ -19,51 +23,36 @@ def _exit(code: int) -> None:
         raise Exit(code=code)
 
 
-@task(
-    help={
-        "inventory": "inventories/NAME or a path (default: local)",
-        "playbook": "playbooks/NAME or a path (default: mail-connectivity)",
-        "limit": "Ansible host pattern",
-        "forks": "hosts audited at once",
-        "deadline": "seconds after which the run ends with what finished",
-        "mail_to": "comma-separated addresses to mail the report to",
-        "formats": "report formats, e.g. csv,html,junit",
-        "quiet": "no progress output",
-        "no_host_key_checking": "accept unknown SSH host keys",
-        "report_dir": "where reports and the run history go (default: reports)",
-    }
-)
-def audit(
-    c: Context,
-    inventory: str = "local",
-    playbook: str = "mail-connectivity",
-    limit: str = "",
-    forks: int = 50,
-    deadline: float = 0.0,
-    mail_to: str = "",
-    formats: str = "",
-    quiet: bool = False,
-    no_host_key_checking: bool = False,
-    report_dir: str = "reports",
-) -> None:
-    """Audit an inventory's mail servers and write the reports."""
-    from fleet.cli import main
+class _AuditTask(Task):
+    """``invoke audit`` takes every ``fleet audit`` option: both are made from one table."""
 
-    argv = ["audit", "--inventory", inventory, "--playbook", playbook, "--forks", str(forks)]
-    argv += ["--report-dir", report_dir]
-    if limit:
-        argv += ["--limit", limit]
-    if deadline:
-        argv += ["--deadline", str(deadline)]
-    for address in filter(None, (a.strip() for a in mail_to.split(","))):
-        argv += ["--mail-to", address]
-    if formats:
-        argv += ["--format", formats]
-    if quiet:
-        argv.append("--quiet")
-    if no_host_key_checking:
-        argv.append("--no-host-key-checking")
-    _exit(main(argv))
+    def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
+        from fleet.app import AUDIT_OPTIONS
+
+        return [_argument(option) for option in AUDIT_OPTIONS]
+
+
+def _argument(option: AuditOption) -> Argument:
+    names = [option.name] + ([option.short] if option.short else [])
+    kind: type = str
+    default: Any = None
+    if option.switch is not None:
+        kind, default = bool, False
+    elif option.repeat:
+        kind, default = list, []
+    # As invoke names a task's parameters: --connect-timeout reaches it as connect_timeout.
+    attr_name = option.name.replace("-", "_") if "-" in option.name else None
+    return Argument(names=names, attr_name=attr_name, kind=kind, default=default, help=option.help)
+
+
+@task(klass=_AuditTask, positional=[])
+def audit(c: Context, **given: Any) -> None:
+    """Audit an inventory's mail servers and write the reports (the options of fleet audit)."""
+    from fleet import app
+    from fleet.cli import exit_code
+
+    texts = {name.replace("_", "-"): value for name, value in given.items()}
+    _exit(exit_code(lambda: app.audit(app.request_from_text(texts))))
 
 
 @task(help={"k": "only tests matching this expression", "lab": "include the lab tests (default)"})

@@ -8,6 +8,7 @@ every network test.  ``FLEET_SKIP_LAB=1`` skips those tests on purpose.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from collections.abc import Callable, Iterator
 
@@ -56,3 +57,12 @@ def in_lab(lab: Lab) -> InLab:
         )
 
     return run
+
+
+@pytest.fixture
+def listening() -> Iterator[int]:
+    """A port on 127.0.0.1 with a listener (connections complete in the kernel)."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        yield server.getsockname()[1]

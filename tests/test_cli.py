@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -210,12 +211,14 @@ def test_a_run_deadline_leaves_no_local_command_behind(tmp_path: Path) -> None:
     assert left == [], f"still running after fleet exited: {left}"
 
 
-def test_an_audit_freezes_what_it_built_before_the_hosts_and_thaws_it_after(
+def test_an_audit_tunes_the_process_for_the_run_and_undoes_it_after(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    # The collector's full passes skip the inventory and plans during the run;
-    # a caller in the same process (invoke audit, tests) gets its collector back.
+    # The collector's full passes skip the inventory and plans during the run, and
+    # the open-files limit is lifted for reach's sockets; a caller in the same
+    # process (invoke audit, tests) gets its collector and its limit back.
     import gc
+    import resource
 
     from fleet import cli, runner
 
@@ -224,16 +227,161 @@ def test_an_audit_freezes_what_it_built_before_the_hosts_and_thaws_it_after(
         "[mail]\nlocalhost ansible_connection=local fleet_ping_gateway=false "
         "fleet_ping_targets='[\"127.0.0.1\"]' fleet_smtp_targets='[]'\n"
     )
-    frozen: list[int] = []
+    during: list[tuple[int, int]] = []
     real = runner.run_audit
 
     def watched(*args, **kwargs):
-        frozen.append(gc.get_freeze_count())
+        during.append((gc.get_freeze_count(), resource.getrlimit(resource.RLIMIT_NOFILE)[0]))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(runner, "run_audit", watched)
     reports = tmp_path / "reports"
-    code = cli.main(["audit", "-i", str(local), "--report-dir", str(reports), "-q"])
+    before = resource.getrlimit(resource.RLIMIT_NOFILE)
+    hard = before[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
+    try:
+        code = cli.main(["audit", "-i", str(local), "--report-dir", str(reports), "-q"])
+        after = resource.getrlimit(resource.RLIMIT_NOFILE)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, before)
     assert code in (0, 2), capsys.readouterr().err
-    assert frozen and frozen[0] > 1000  # modules, inventory and plans: frozen
+    [(frozen, soft)] = during
+    assert frozen > 1000  # modules, inventory and plans: frozen
+    assert soft == (65536 if hard == resource.RLIM_INFINITY else hard)
     assert gc.get_freeze_count() == 0
+    assert after == (min(256, hard), hard)
+
+
+# -- invoke audit is fleet audit ------------------------------------------
+
+EVERY_OPTION = [
+    *("-i", "inv", "-p", "play", "-l", "mail:!mx-old*", "-f", "7"),
+    *("--connect-timeout", "3", "--command-timeout", "4.5", "--host-deadline", "6"),
+    *("--deadline", "8", "--no-host-key-checking", "--known-hosts", "kh"),
+    *("--report-dir", "rd", "--format", "csv,html", "--mail-to", "a@x.example"),
+    *("--mail-to", "b@x.example,c@x.example", "--no-history", "-q", "--no-colour"),
+]
+
+
+def audit_options_of_fleet() -> list[argparse.Action]:
+    from fleet.cli import build_parser
+
+    [sub] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return [a for a in sub.choices["audit"]._actions if "--help" not in a.option_strings]
+
+
+def test_invoke_audit_help_lists_every_fleet_audit_option_with_its_help() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "invoke", "--help", "audit"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr
+    shown = " ".join(done.stdout.split())
+    options = audit_options_of_fleet()
+    assert len(options) >= 16
+    for action in options:
+        for flag in action.option_strings:
+            assert f"{flag}," in shown or f"{flag}=" in shown or f"{flag} " in shown, flag
+        assert " ".join(str(action.help).split()) in shown, action.option_strings
+
+
+def requests_made(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> list:
+    """The requests ``fleet audit ARGV`` and ``invoke audit ARGV`` hand to the app."""
+    from invoke import Program
+
+    import tasks
+    from fleet import app, cli
+
+    made: list = []
+    monkeypatch.setattr(app, "audit", lambda request: made.append(request) or 0)
+    assert cli.main(["audit", *argv]) == 0
+    Program(namespace=tasks.ns).run(["invoke", "audit", *argv], exit=False)
+    return made
+
+
+@pytest.mark.parametrize("argv", [[], EVERY_OPTION], ids=["defaults", "every-option"])
+def test_invoke_audit_builds_the_request_fleet_audit_builds(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str]
+) -> None:
+    from fleet.app import AuditRequest
+
+    fleets, invokes = requests_made(monkeypatch, argv)
+    assert fleets == invokes
+    if not argv:
+        assert fleets == AuditRequest()
+    else:
+        assert fleets.mail_to == ("a@x.example", "b@x.example", "c@x.example")
+        assert (fleets.forks, fleets.command_timeout, fleets.colour) == (7, 4.5, False)
+
+
+def test_every_request_field_has_an_option() -> None:
+    from dataclasses import fields
+
+    from fleet.app import AUDIT_OPTIONS, AuditRequest
+
+    assert sorted(o.field for o in AUDIT_OPTIONS) == sorted(f.name for f in fields(AuditRequest))
+
+
+def test_invoke_audit_refuses_a_bad_value_in_one_line_exit_5() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "invoke", "audit", "--forks", "many"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 5
+    assert "--forks" in one_clean_line(done.stderr) and "many" in done.stderr
+
+
+# -- the bundled playbook and inventory ------------------------------------
+
+
+def test_the_repositorys_playbooks_and_local_inventory_are_the_bundled_ones() -> None:
+    bundled = ROOT / "fleet" / "bundled"
+    assert (ROOT / "playbooks").resolve() == bundled / "playbooks"
+    assert (ROOT / "inventories" / "local").resolve() == bundled / "inventories" / "local"
+
+
+def test_the_bundled_local_inventory_is_found_by_name_from_any_directory(tmp_path: Path) -> None:
+    done = fleet("inventory", "--list", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["mail"]["hosts"] == ["localhost"]
+
+
+def test_a_local_inventory_in_the_working_directory_wins(tmp_path: Path) -> None:
+    (tmp_path / "inventories").mkdir()
+    (tmp_path / "inventories" / "local").write_text("[mail]\nhere ansible_connection=local\n")
+    done = fleet("inventory", "-i", "local", "--list", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["mail"]["hosts"] == ["here"]
+
+
+def test_the_bundled_playbook_is_found_by_name_and_a_working_directory_one_wins(
+    tmp_path: Path,
+) -> None:
+    hosts = tmp_path / "lonely"
+    hosts.write_text(
+        "[mail]\nhere ansible_connection=local fleet_ping_gateway=false "
+        "fleet_ping_targets=[] fleet_smtp_targets=[]\n"
+    )
+    elsewhere = tmp_path / "work"
+    elsewhere.mkdir()
+
+    def checks_run() -> set[str]:
+        done = fleet("audit", "-i", str(hosts), "-q", "--format", "json", cwd=elsewhere)
+        assert done.returncode in (0, 2), done.stderr
+        data = json.loads((elsewhere / "reports/lonely/latest/report.json").read_text())
+        return {r["check"] for h in data["hosts"] for r in h["results"]}
+
+    assert checks_run() == {"reach", "binding", "ipconfig", "ping", "smtp"}
+    (elsewhere / "playbooks").mkdir()
+    (elsewhere / "playbooks" / "mail-connectivity.yml").write_text(
+        "- hosts: all\n  checks:\n    - binding: {}\n"
+    )
+    assert checks_run() == {"binding"}

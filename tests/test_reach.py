@@ -16,15 +16,6 @@ from fleet.plan import HostPlan
 
 
 @pytest.fixture
-def listening() -> Iterator[int]:
-    """A port on 127.0.0.1 with a listener (connections complete in the kernel)."""
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(8)
-        yield server.getsockname()[1]
-
-
-@pytest.fixture
 def closed_port() -> int:
     """A port on 127.0.0.1 where nothing listens (bound once, then released)."""
     with socket.socket() as s:

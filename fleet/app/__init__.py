@@ -1,0 +1,357 @@
+"""The application: run an audit from a request (plan, run, write, deliver) -> exit code.
+
+The ``fleet`` console script and ``invoke audit`` (tasks.py) both build an
+:class:`AuditRequest` from :data:`AUDIT_OPTIONS`, the one table of audit options
+their parsers are made from (fleet.app.request), and call :func:`audit`.
+
+Exit codes are ansible-playbook's, which ops already script against:
+0 all ok, 2 some checks failed, 4 some hosts unreachable (wins over 2),
+1 internal error, 5 bad options/inventory/playbook, 6 the report could not be
+delivered (mail), 99 interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from fleet.app.request import (
+    AUDIT_OPTIONS,
+    DEFAULT_FORMATS,
+    DEFAULT_PLAYBOOK,
+    AuditOption,
+    AuditRequest,
+    audit_option,
+    audit_request,
+    request_from_text,
+)
+from fleet.errors import ConfigError, FleetError, InventoryError, PlaybookError
+
+if TYPE_CHECKING:
+    from fleet.deliver.history import Delta
+    from fleet.deliver.mail import MailSettings
+    from fleet.diagnose import Diagnosis
+    from fleet.playbook import Playbook
+from fleet.model import RunResult
+from fleet.plan import HostPlan, RunOptions, check_route_guards
+from fleet.transports.base import check_transport_settings
+
+__all__ = [
+    "AUDIT_OPTIONS",
+    "DEFAULT_FORMATS",
+    "DEFAULT_PLAYBOOK",
+    "AuditOption",
+    "AuditRequest",
+    "audit",
+    "audit_option",
+    "audit_request",
+    "find_inventory",
+    "find_playbook",
+    "request_from_text",
+]
+
+EXIT_OK, EXIT_INTERNAL, EXIT_FAILED, EXIT_UNREACHABLE = 0, 1, 2, 4
+EXIT_CONFIG, EXIT_DELIVERY, EXIT_INTERRUPTED = 5, 6, 99
+
+# -- where inventories and playbooks are found -----------------------------
+
+
+def bundled(kind: str) -> Path:
+    """The product's own ``inventories`` or ``playbooks``, installed with the package."""
+    from importlib import resources
+
+    return Path(str(resources.files("fleet") / "bundled" / kind))
+
+
+def find_inventory(source: str) -> Path:
+    """A path, or ``inventories/NAME`` here, else the bundled inventory NAME."""
+    from fleet.inventory import resolve_inventory_source
+
+    try:
+        return resolve_inventory_source(source, Path("inventories"))
+    except InventoryError:
+        shipped = _shipped("inventories", source, ("",))
+        if shipped is None:
+            raise
+        return shipped
+
+
+def find_playbook(name: str) -> Path:
+    """A path, or ``playbooks/NAME[.yml]`` here, else the bundled playbook NAME."""
+    from fleet.playbook import resolve_playbook
+
+    try:
+        return resolve_playbook(name, Path("playbooks"))
+    except PlaybookError:
+        shipped = _shipped("playbooks", name, ("", ".yml", ".yaml"))
+        if shipped is None:
+            raise
+        return shipped
+
+
+def _shipped(kind: str, name: str, suffixes: Sequence[str]) -> Path | None:
+    """The bundled file of that plain name (never a path out of the bundle), if any."""
+    if not name or Path(name).name != name or name.startswith("."):
+        return None
+    found = (bundled(kind) / f"{name}{suffix}" for suffix in suffixes)
+    return next((path for path in found if path.is_file()), None)
+
+
+# -- the audit -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """What an audit found good before contacting any host."""
+
+    playbook: Playbook
+    hosts: list[HostPlan]
+    options: RunOptions
+    mail: MailSettings | None
+
+
+def audit(request: AuditRequest) -> int:
+    """Run an audit, write the reports, deliver them, print the table; the exit code.
+
+    Bad options, inventory or playbook raise ConfigError before any host is contacted.
+    """
+    from fleet.progress import progress_for
+    from fleet.render.console import render_console
+
+    prepared = prepare(request)
+    observers = progress_for(len(prepared.hosts), request.quiet)
+    with tuned_for_the_audit():
+        run = _run(prepared, request, observers)
+        # Reports first: a broken stdout or a failing relay must not cost them.
+        delivered = deliver(run, request, prepared.mail)
+        colour = sys.stdout.isatty() if request.colour is None else request.colour
+        print(render_console(run, colour=colour))
+    code = run.exit_code()
+    if not delivered and code != EXIT_INTERRUPTED:
+        code = EXIT_DELIVERY
+    return code
+
+
+def prepare(request: AuditRequest) -> _Prepared:
+    """Everything that can be wrong before the audit, found before any host is contacted."""
+    from fleet.inventory import load_inventory
+    from fleet.playbook import build_plan, load_playbook
+
+    inventory_path = find_inventory(request.inventory)
+    inventory = load_inventory(inventory_path)
+    playbook = load_playbook(find_playbook(request.playbook))
+    hosts = build_plan(playbook, inventory, request.limit)
+    check_route_guards(hosts)
+    if not hosts:
+        chosen = "the playbook's hosts"
+        if request.limit:
+            chosen += f" and --limit {request.limit!r}"
+        raise ConfigError(
+            f"no hosts to audit: {chosen} match nothing in {inventory_path} "
+            f"(see what it holds: fleet inventory -i {request.inventory} --list)"
+        )
+    mail = _mail_settings(request)
+    _check_report_dir(Path(request.report_dir), inventory_name(request.inventory))
+    options = RunOptions(
+        forks=request.forks,
+        connect_timeout=request.connect_timeout,
+        command_timeout=request.command_timeout,
+        host_deadline=request.host_deadline,
+        run_deadline=request.deadline,
+        host_key_checking=request.host_key_checking,
+        known_hosts=_known_hosts(request.known_hosts),
+    )
+    check_transport_settings(hosts, options)
+    return _Prepared(playbook, hosts, options, mail)
+
+
+def _run(prepared: _Prepared, request: AuditRequest, observers: Sequence[Any]) -> RunResult:
+    from fleet import runner
+
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return runner.run_audit(
+            prepared.hosts,
+            prepared.options,
+            inventory=inventory_name(request.inventory),
+            playbook=str(prepared.playbook.path),
+            observers=observers,
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for observer in observers:
+            observer.finish()
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    from fleet.runner import Interrupted
+
+    raise Interrupted()
+
+
+@contextlib.contextmanager
+def tuned_for_the_audit() -> Iterator[None]:
+    """Process-wide tuning for the run, undone after it (a caller in the same process,
+    such as invoke or a test, gets its process back)."""
+    with _open_files_lifted():
+        # What was built before the hosts (modules, inventory, plans) lives to the end:
+        # frozen, the cycle collector's full passes skip it.
+        gc.freeze()
+        try:
+            yield
+        finally:
+            gc.unfreeze()
+
+
+@contextlib.contextmanager
+def _open_files_lifted() -> Iterator[None]:
+    """The soft limit on open files lifted to the hard one: reach runs ahead of the
+    logins, and at ``--forks 128`` its sockets plus the logins' pass the usual 1024."""
+    try:
+        import resource
+    except ImportError:  # not a Unix control node
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65536 if hard == resource.RLIM_INFINITY else hard
+    lifted = False
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            lifted = True
+    try:
+        yield
+    finally:
+        if lifted:
+            with contextlib.suppress(ValueError, OSError):
+                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def _known_hosts(given: str | None) -> str | None:
+    if not given:
+        return given
+    path = Path(given).expanduser().resolve()
+    if not path.is_file():
+        raise ConfigError(f"--known-hosts {given}: no such file")
+    return str(path)
+
+
+def _mail_settings(request: AuditRequest) -> MailSettings | None:
+    if not request.mail_to:
+        return None
+    from fleet.deliver.mail import MailSettings, check_mail_settings
+
+    settings = MailSettings.from_env()
+    check_mail_settings(settings, request.mail_to)
+    return settings
+
+
+def _check_report_dir(base: Path, inventory: str) -> None:
+    """The report directory must be writable before any host is contacted."""
+    target = base / inventory
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        probe = target / f".fleet-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write reports to {target}: {exc.strerror or exc}; choose another --report-dir"
+        ) from exc
+
+
+def inventory_name(source: str) -> str:
+    """A short name for reports, history and mail: ``prod`` for inventories/prod,
+    inventories/prod/hosts or prod.yml, so two fleets never share a history."""
+    from fleet.deliver.history import inventory_label
+
+    return inventory_label(source)
+
+
+# -- delivery --------------------------------------------------------------
+
+
+def deliver(run: RunResult, request: AuditRequest, mail: MailSettings | None) -> bool:
+    """Write reports (always), record history, mail; False when the mail failed.
+
+    Nothing gathered is lost: the reports are written before history or mail
+    can fail, and a history failure is reported without stopping delivery.
+    """
+    from fleet.deliver.history import History, default_path
+    from fleet.diagnose import diagnose
+
+    diagnosis = diagnose(run)
+    history = History(default_path(run, Path(request.report_dir))) if request.history else None
+    delta = None
+    if history is not None:
+        try:
+            delta = history.delta(run)
+        except Exception as exc:  # noqa: BLE001 - the reports matter more than the history
+            print(f"fleet: no comparison with the previous run: {exc}", file=sys.stderr)
+    outdir = report_directory(Path(request.report_dir), run.inventory)
+    files = write_run_reports(run, outdir, request.formats, diagnosis=diagnosis, delta=delta)
+    for fmt, path in files.items():
+        print(f"{fmt:>5} report: {path}", file=sys.stderr)
+    if history is not None:
+        try:
+            history.record(run)
+        except Exception as exc:  # noqa: BLE001 - as above: reported, never fatal
+            print(f"fleet: run not recorded in the history: {exc}", file=sys.stderr)
+    if mail is None:
+        return True
+    from fleet.deliver.mail import send_report
+
+    try:
+        send_report(run, diagnosis, files, list(request.mail_to), mail, delta)
+    except FleetError as exc:
+        print(f"fleet: report NOT mailed: {exc}", file=sys.stderr)
+        return False
+    print(f"report mailed to {', '.join(request.mail_to)}", file=sys.stderr)
+    return True
+
+
+def report_directory(base: Path, inventory: str) -> Path:
+    """``reports/<inventory>/<timestamp>/``, with ``reports/<inventory>/latest`` pointing at it."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    parent = base / inventory
+    outdir = parent / stamp
+    suffix = 1
+    while outdir.exists():
+        suffix += 1
+        outdir = parent / f"{stamp}-{suffix}"
+    outdir.mkdir(parents=True)
+    latest = parent / "latest"
+    tmp = parent / f".latest-{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(outdir.name)
+    tmp.replace(latest)  # atomic: a reader never sees no "latest"
+    return outdir
+
+
+def write_run_reports(
+    run: RunResult,
+    outdir: Path,
+    formats: Sequence[str],
+    *,
+    diagnosis: Diagnosis | None = None,
+    delta: Delta | None = None,
+) -> dict[str, Path]:
+    """JSON always (the source every renderer re-runs from), then the other formats."""
+    from fleet.render import write_reports
+
+    return write_reports(
+        run,
+        outdir,
+        ["json", *(f for f in formats if f != "json")],
+        diagnosis=diagnosis,
+        delta=delta,
+    )

@@ -1,0 +1,203 @@
+"""What an audit is asked to do, and the one table of options that asks it.
+
+``fleet audit`` (argparse, fleet.cli) and ``invoke audit`` (tasks.py) are both
+built from :data:`AUDIT_OPTIONS`: the same names, defaults and help, and the
+same :class:`AuditRequest` for the same options.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fleet.errors import ConfigError
+
+DEFAULT_PLAYBOOK = "mail-connectivity"
+DEFAULT_FORMATS = ("json", "csv", "html", "junit")
+
+
+@dataclass(frozen=True)
+class AuditRequest:
+    """Everything an audit needs; the defaults are what `fleet audit` gives ops."""
+
+    inventory: str = "local"
+    playbook: str = DEFAULT_PLAYBOOK
+    limit: str | None = None
+    forks: int = 50
+    connect_timeout: float = 10.0
+    command_timeout: float = 120.0
+    host_deadline: float = 180.0
+    deadline: float | None = None
+    host_key_checking: bool = True
+    known_hosts: str | None = None
+    report_dir: str = "reports"
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+    mail_to: tuple[str, ...] = ()
+    history: bool = True
+    quiet: bool = False
+    colour: bool | None = None  # None: colour when stdout is a terminal
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number <= 0:
+        raise ConfigError(f"{text!r} is not a positive number of seconds")
+    return number
+
+
+def whole_number(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"{text!r} is not a whole number >= 1")
+    return int(text)
+
+
+def report_formats(text: str) -> tuple[str, ...]:
+    from fleet.render import parse_formats
+
+    return parse_formats(text)
+
+
+def mail_addresses(text: str) -> tuple[str, ...]:
+    """``a@x`` or ``a@x,b@x``: the addresses are checked before the audit."""
+    return tuple(filter(None, (part.strip() for part in text.split(","))))
+
+
+@dataclass(frozen=True)
+class AuditOption:
+    """One option of `fleet audit` / `invoke audit`: its flags, the request field it sets.
+
+    A value option reads its text with ``read`` (ConfigError says why not); a
+    switch sets its field to ``switch``; a repeatable one adds to a tuple.
+    """
+
+    flags: tuple[str, ...]
+    field: str
+    help: str
+    read: Callable[[str], Any] = str
+    switch: bool | None = None
+    repeat: bool = False
+
+    @property
+    def name(self) -> str:
+        """The long flag without its dashes: ``connect-timeout``."""
+        return self.flags[-1].lstrip("-")
+
+    @property
+    def short(self) -> str | None:
+        """The one-letter flag without its dash, if it has one: ``i``."""
+        return self.flags[0][1:] if len(self.flags) > 1 else None
+
+    def value(self, text: str) -> Any:
+        """The text given on a command line as the value the request holds."""
+        try:
+            return self.read(text)
+        except (ConfigError, ValueError) as exc:
+            raise ConfigError(f"argument {'/'.join(self.flags)}: {exc}") from None
+
+
+AUDIT_OPTIONS: tuple[AuditOption, ...] = (
+    AuditOption(
+        ("-i", "--inventory"),
+        "inventory",
+        "inventories/NAME (here, else the bundled one: local) or a path (local)",
+    ),
+    AuditOption(
+        ("-p", "--playbook"),
+        "playbook",
+        "playbooks/NAME (here, else the bundled one) or a path (mail-connectivity)",
+    ),
+    AuditOption(("-l", "--limit"), "limit", "Ansible host pattern, e.g. 'mail:!mx-old*'"),
+    AuditOption(("-f", "--forks"), "forks", "hosts audited at once (50)", whole_number),
+    AuditOption(
+        ("--connect-timeout",),
+        "connect_timeout",
+        "seconds for the login: connect, banner, key exchange, authentication (10)",
+        positive_seconds,
+    ),
+    AuditOption(
+        ("--command-timeout",),
+        "command_timeout",
+        "deadline per host command (120)",
+        positive_seconds,
+    ),
+    AuditOption(("--host-deadline",), "host_deadline", "per host (180)", positive_seconds),
+    AuditOption(
+        ("--deadline",),
+        "deadline",
+        "end the whole run after this many seconds",
+        positive_seconds,
+    ),
+    AuditOption(
+        ("--no-host-key-checking",),
+        "host_key_checking",
+        "accept unknown/changed SSH host keys (like ANSIBLE_HOST_KEY_CHECKING=False)",
+        switch=False,
+    ),
+    AuditOption(("--known-hosts",), "known_hosts", "an extra known_hosts file"),
+    AuditOption(("--report-dir",), "report_dir", "where reports and the history go (reports)"),
+    AuditOption(
+        ("--format",),
+        "formats",
+        "report formats besides json: csv,html,junit (all)",
+        report_formats,
+    ),
+    AuditOption(
+        ("--mail-to",),
+        "mail_to",
+        "mail the report to these addresses (repeatable, or comma-separated)",
+        mail_addresses,
+        repeat=True,
+    ),
+    AuditOption(
+        ("--no-history",),
+        "history",
+        "neither compare with the previous run nor record this one",
+        switch=False,
+    ),
+    AuditOption(("-q", "--quiet"), "quiet", "no progress output", switch=True),
+    AuditOption(
+        ("--no-colour",),
+        "colour",
+        "no colour in the table (default: colour on a terminal)",
+        switch=False,
+    ),
+)
+
+
+def audit_option(field: str) -> AuditOption:
+    """The audit option that sets this request field."""
+    return next(option for option in AUDIT_OPTIONS if option.field == field)
+
+
+def audit_request(given: Mapping[str, Any]) -> AuditRequest:
+    """The request from the options given, by request field, each already read
+    (``AuditOption.value``); a repeatable option gives a list of what each use read."""
+    values = dict(given)
+    for option in AUDIT_OPTIONS:
+        if option.repeat and option.field in values:
+            values[option.field] = tuple(v for read in values[option.field] for v in read)
+    return AuditRequest(**values)
+
+
+def request_from_text(given: Mapping[str, Any]) -> AuditRequest:
+    """The request from options as a command line gives them, by option name
+    (``connect-timeout``): the text of a value, the texts of a repeatable option, True
+    for a switch given (None, False or empty: not given, the default applies);
+    ConfigError for a bad value."""
+    read: dict[str, Any] = {}
+    for option in AUDIT_OPTIONS:
+        value = given.get(option.name)
+        if value is None or value is False or (option.repeat and not value):
+            continue
+        if option.switch is not None:
+            read[option.field] = option.switch
+        elif option.repeat:
+            read[option.field] = [option.value(text) for text in value]
+        else:
+            read[option.field] = option.value(value)
+    return audit_request(read)
