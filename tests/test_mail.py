@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from fleet.deliver.history import Change, Delta
+from fleet.changes import Change, Delta
 from fleet.deliver.mail import (
     DeliveryError,
     MailSettings,

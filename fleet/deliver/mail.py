@@ -25,7 +25,8 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
-from fleet.deliver.history import Delta, format_delta, inventory_label
+from fleet.changes import Delta, inventory_label
+from fleet.deliver.history import format_delta
 from fleet.diagnose import Diagnosis
 from fleet.errors import ConfigError, FleetError
 from fleet.model import RunResult
