@@ -441,7 +441,7 @@ def reworded(r: RunResult) -> RunResult:
     return replace(r, hosts=hosts)
 
 
-def decided(d) -> list[tuple]:
+def decided(d) -> list:
     """What a finding decides, without the evidence that quotes the hosts' words."""
     return [replace(f, evidence=()) for f in d.findings]
 

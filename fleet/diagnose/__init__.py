@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from fleet.checks.facts import SMTP_OK
-from fleet.diagnose.access import check_error_findings, login_fix, not_audited_findings
+from fleet.diagnose.access import check_error_findings, not_audited_findings
 from fleet.diagnose.model import (
     CAUSES,
     CHECK_ERROR,
@@ -63,7 +63,6 @@ __all__ = [
     "Finding",
     "PairVerdict",
     "diagnose",
-    "login_fix",
 ]
 
 

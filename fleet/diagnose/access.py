@@ -34,6 +34,10 @@ _WINRM_SILENT = (
     "Test-NetConnection {address} -Port 5985   # from a Windows machine",
     "# Windows Firewall must allow WinRM (Enable-PSRemoting adds the rule)",
 )
+_UNRESOLVED = (  # the runner's lookup, whatever the host runs
+    "getent hosts {name}   # on the runner: does the name resolve?",
+    "# fix the DNS record, or set ansible_host to the address in the inventory",
+)
 
 # (cause, platform) -> the steps, ``{address}`` and ``{name}`` filled in.
 _LOGIN_FIX: dict[tuple[str, str], tuple[str, ...]] = {
@@ -72,14 +76,8 @@ _LOGIN_FIX: dict[tuple[str, str], tuple[str, ...]] = {
         "Test-WSMan {address} -Authentication Negotiate -Credential (Get-Credential)",
         "# a slow domain controller stalls Negotiate logins: nltest /sc_query:<domain> on the host",
     ),
-    (causes.NAME_UNRESOLVED, "unix"): (
-        "getent hosts {name}   # on the runner: does the name resolve?",
-        "# fix the DNS record, or set ansible_host to the address in the inventory",
-    ),
-    (causes.NAME_UNRESOLVED, "windows"): (
-        "getent hosts {name}   # on the runner: does the name resolve?",
-        "# fix the DNS record, or set ansible_host to the address in the inventory",
-    ),
+    (causes.NAME_UNRESOLVED, "unix"): _UNRESOLVED,
+    (causes.NAME_UNRESOLVED, "windows"): _UNRESOLVED,
     (causes.PROTOCOL_ERROR, "unix"): (
         "nc {address} 22 </dev/null   # the banner must start with SSH-2.0",
         "# check ansible_port: is something other than sshd listening there?",
