@@ -38,6 +38,7 @@ from fleet.inventory import Inventory, VaultedValue
 from fleet.inventory.yamlload import UnsafeText
 from fleet.plan import CheckPlan, HostPlan, is_secret
 from fleet.transports.base import TRANSPORTS
+from fleet.truth import parse_bool
 
 PLAY_KEYS = {"name", "hosts", "vars", "checks"}
 
@@ -223,7 +224,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
             _to_list(x) if isinstance(x, (list, tuple)) else [x] for x in _to_list(a)
         )
     ),
-    "bool": lambda a: str(a).lower() in ("1", "true", "yes", "on", "y"),
+    "bool": lambda a: parse_bool(a) is True,  # Ansible coerces any other value to False
 }
 
 

@@ -6,14 +6,8 @@ import sqlite3
 
 import pytest
 
-from fleet.deliver.history import (
-    History,
-    default_path,
-    diff,
-    diff_command,
-    format_delta,
-    inventory_label,
-)
+from fleet.changes import diff, inventory_label
+from fleet.deliver.history import History, default_path, diff_command, format_delta
 from fleet.model import CheckResult, HostResult, RunResult, Status
 
 

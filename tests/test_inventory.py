@@ -142,6 +142,13 @@ def test_ini_value_conversion_matches_the_ini_plugin(text, value):
     assert parse_value(text) == value
 
 
+def test_literals_kept_for_one_reading_give_each_use_its_own_copy():
+    kept: dict = {}
+    first, second = parse_value("{'ports': [25]}", kept), parse_value("{'ports': [25]}", kept)
+    assert first == second == {"ports": [25]} and first["ports"] is not second["ports"]
+    assert list(kept) == ["{'ports': [25]}"]
+
+
 def test_list_values_are_not_shared_between_hosts(tmp_path):
     inv = ini(tmp_path, "[mail]\nmx[1:2] ports='[25]'\n")
     first, second = inv.host_vars("mx1")["ports"], inv.host_vars("mx2")["ports"]

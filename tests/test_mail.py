@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from fleet.deliver.history import Change, Delta
+from fleet.changes import Change, Delta
 from fleet.deliver.mail import (
     DeliveryError,
     MailSettings,
@@ -191,8 +191,15 @@ def test_settings_come_from_the_environment():
     ],
 )
 def test_bad_settings_name_the_variable(env, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message) as caught:
         MailSettings.from_env(env)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("word", "starttls"), [("y", True), ("N", False), ("off", False)])
+def test_starttls_setting_reads_the_same_words_as_the_inventory(word, starttls):
+    settings = MailSettings.from_env({"FLEET_SMTP_HOST": "r", "FLEET_SMTP_STARTTLS": word})
+    assert settings.starttls is starttls
 
 
 def test_subject_counts_failing_new_and_unreachable_hosts(run):

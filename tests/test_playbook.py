@@ -8,7 +8,7 @@ import pytest
 
 from fleet.errors import PlaybookError
 from fleet.inventory import load_inventory
-from fleet.playbook import build_plan, load_playbook
+from fleet.playbook import Renderer, build_plan, load_playbook
 
 INVENTORY = """
 [mail]
@@ -297,3 +297,22 @@ def test_a_bad_value_from_the_plays_vars_names_the_play(tmp_path: Path) -> None:
     with pytest.raises(PlaybookError) as caught:
         build_plan(load_playbook(book), load_inventory(tmp_path / "hosts"))
     assert f"fleet_ping_count, set in {book}:1 (vars of play 'counts')" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("yes", True),
+        ("Y", True),
+        ("t", True),
+        (1, True),
+        (True, True),
+        ("Off", False),
+        ("n", False),
+        (0, False),
+        ("maybe", False),  # Ansible's filter coerces a value it does not know to False
+        (None, False),
+    ],
+)
+def test_bool_filter_reads_the_projects_true_false_words(value, expected) -> None:
+    assert Renderer().render("{{ v | bool }}", {"v": value}) is expected

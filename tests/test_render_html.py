@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet.deliver.history import Change, Delta
+from fleet.changes import Change, Delta
 from fleet.diagnose import diagnose
 from fleet.model import CheckResult, HostResult, RunResult, Status
 from fleet.render.htmlreport import render_html, report_view

@@ -1,13 +1,9 @@
-"""What changed since last night: a SQLite history of runs, and the diff of two runs.
+"""What changed since last night: a SQLite history of runs, and ``fleet diff``.
 
-A problem is identified by (host, check, target, status class), so a check that
-stays failing is "still open" (with the time it first failed, run after run),
-one that passes again is "resolved", and one that starts failing is "new".
-Status classes fold statuses that mean the same to an operator: ``fail`` and
-``error`` are both "broken"; ``ok`` and ``skipped`` are not problems at all.
-
-The store keeps each run's JSON, so ``previous`` gives back a full RunResult
-and ``delta`` is just ``diff`` plus the "since when" that only history knows.
+Problems and the diff of two runs are ``fleet.changes``; the store adds what
+only history knows: since when a problem has been open, run after run.  It
+keeps each run's JSON, so ``previous`` gives back a full RunResult and
+``delta`` is ``diff`` plus that "since when".
 """
 
 from __future__ import annotations
@@ -17,20 +13,35 @@ import sqlite3
 import sys
 from collections.abc import Iterable
 from contextlib import closing
-from dataclasses import dataclass, replace
-from pathlib import Path, PurePath
+from dataclasses import replace
+from pathlib import Path
 from typing import TextIO
 
+from fleet.changes import (
+    Change,
+    Delta,
+    ProblemKey,
+    audited,
+    change,
+    diff,
+    inventory_label,
+    problems,
+)
 from fleet.errors import ConfigError, FleetError
-from fleet.model import CheckResult, RunResult, Status
+from fleet.model import RunResult
 
-# status -> class; statuses missing here are not problems
-STATUS_CLASS = {
-    Status.WARN: "warn",
-    Status.FAIL: "fail",
-    Status.ERROR: "fail",
-    Status.UNREACHABLE: "unreachable",
-}
+# Re-exported: the CLI reads them from here.
+__all__ = [
+    "Change",
+    "Delta",
+    "History",
+    "HistoryError",
+    "default_path",
+    "diff",
+    "diff_command",
+    "format_delta",
+    "inventory_label",
+]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -57,105 +68,9 @@ CREATE TABLE IF NOT EXISTS run_hosts (
 );
 """
 
-ProblemKey = tuple[str, str, str, str]  # host, check, target ("" for none), status class
-
 
 class HistoryError(FleetError):
     """The history store cannot be read or written."""
-
-
-@dataclass(frozen=True)
-class Change:
-    """One problem in a Delta."""
-
-    host: str
-    check: str
-    target: str | None
-    status_class: str
-    summary: str  # in the newer run for new/still open, the older run for resolved
-    since: str | None = None  # ISO time the problem was first seen (unbroken), if known
-
-    @property
-    def key(self) -> ProblemKey:
-        return (self.host, self.check, self.target or "", self.status_class)
-
-
-@dataclass(frozen=True)
-class Delta:
-    """Problems that appeared, went away, or stayed between two runs."""
-
-    new: tuple[Change, ...]
-    resolved: tuple[Change, ...]
-    still_open: tuple[Change, ...]
-    previous_started: str | None = None  # None: no earlier run to compare with
-
-    def is_new(self, host: str, check: str, target: str | None) -> bool:
-        return any(
-            (c.host, c.check, c.target or "") == (host, check, target or "") for c in self.new
-        )
-
-    def new_hosts(self) -> frozenset[str]:
-        return frozenset(c.host for c in self.new)
-
-
-_INVENTORY_SUFFIXES = (".ini", ".yml", ".yaml", ".json")
-
-
-def inventory_label(inventory: str) -> str:
-    """A short name for an inventory, the same for reports, history and mail:
-    "inventories/prod.ini", "inventories/prod/", "inventories/prod/hosts" -> "prod";
-    "prod.eu" stays "prod.eu".  Idempotent, so a label maps to itself."""
-    text = inventory.rstrip("/\\") or "inventory"
-    path = PurePath(text)
-    if path.name in ("", ".", ".."):
-        path = PurePath(Path(text).resolve())
-    stem = path.name[: -len(path.suffix)] if path.suffix in _INVENTORY_SUFFIXES else path.name
-    if stem in ("hosts", "inventory") and path.parent.name not in ("", ".", ".."):
-        return path.parent.name
-    return stem or "inventory"
-
-
-def problem_key(result: CheckResult) -> ProblemKey | None:
-    status_class = STATUS_CLASS.get(result.status)
-    if status_class is None:
-        return None
-    return (result.host, result.check, result.target or "", status_class)
-
-
-def _problems(run: RunResult) -> dict[ProblemKey, CheckResult]:
-    found: dict[ProblemKey, CheckResult] = {}
-    for r in run.results:
-        key = problem_key(r)
-        if key is not None:
-            found.setdefault(key, r)
-    return found
-
-
-def _change(r: CheckResult, key: ProblemKey, since: str | None) -> Change:
-    return Change(r.host, r.check, r.target, key[3], r.summary, since)
-
-
-def _audited(run: RunResult) -> set[str]:
-    """Hosts the run really audited (not left unfinished by an interrupt)."""
-    return {h.host for h in run.hosts if any(r.status is not Status.SKIPPED for r in h.results)}
-
-
-def diff(a: RunResult, b: RunResult) -> Delta:
-    """How run ``b`` differs from the earlier run ``a``.
-
-    Only hosts both runs audited can have resolved problems: a ``--limit`` run
-    says nothing about the hosts it left out.
-    """
-    audited_b = _audited(b)
-    both = _audited(a) & audited_b
-    old = {k: r for k, r in _problems(a).items() if k[0] in both}
-    new = {k: r for k, r in _problems(b).items() if k[0] in audited_b}
-    return Delta(
-        new=tuple(_change(r, k, b.started) for k, r in new.items() if k not in old),
-        resolved=tuple(_change(r, k, None) for k, r in old.items() if k not in new),
-        still_open=tuple(_change(r, k, a.started) for k, r in new.items() if k in old),
-        previous_started=a.started,
-    )
 
 
 def default_path(run: RunResult, root: Path = Path("reports")) -> Path:
@@ -188,11 +103,11 @@ class History:
             run_id = int(cursor.lastrowid or 0)
             db.executemany(
                 "INSERT OR IGNORE INTO problems VALUES (?, ?, ?, ?, ?)",
-                [(run_id, *key) for key in _problems(run)],
+                [(run_id, *key) for key in problems(run)],
             )
             db.executemany(
                 "INSERT OR IGNORE INTO run_hosts VALUES (?, ?)",
-                [(run_id, host) for host in sorted(_audited(run))],
+                [(run_id, host) for host in sorted(audited(run))],
             )
         return run_id
 
@@ -210,11 +125,11 @@ class History:
         """``diff`` against the previous run, with "since when" for problems still open."""
         before = self.previous(run.inventory, run.started)
         if before is None:
-            new = tuple(_change(r, k, run.started) for k, r in _problems(run).items())
+            new = tuple(change(r, k, run.started) for k, r in problems(run).items())
             return Delta(new=new, resolved=(), still_open=())
         delta = diff(before, run)
         # A host the previous run left out (--limit): its problems may be old ones.
-        audited_before = _audited(before)
+        audited_before = audited(before)
         unseen = [c for c in delta.new if c.host not in audited_before]
         keys = [c.key for c in delta.still_open + delta.resolved + tuple(unseen)]
         first = self._first_seen(run.inventory, run.started, keys)

@@ -25,15 +25,15 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
-from fleet.deliver.history import Delta, format_delta, inventory_label
+from fleet.changes import Delta, inventory_label
+from fleet.deliver.history import format_delta
 from fleet.diagnose import Diagnosis
 from fleet.errors import ConfigError, FleetError
 from fleet.model import RunResult
 from fleet.render.csvreport import render_csv
 from fleet.render.htmlreport import render_html
+from fleet.truth import as_bool
 
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -68,13 +68,14 @@ class MailSettings:
         port_text = env.get("FLEET_SMTP_PORT", "25").strip()
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
             raise ConfigError(f"FLEET_SMTP_PORT must be a port number, not {port_text!r}")
-        starttls = env.get("FLEET_SMTP_STARTTLS", "yes").strip().lower()
-        if starttls not in _TRUE + _FALSE:
-            raise ConfigError(f"FLEET_SMTP_STARTTLS must be yes or no, not {starttls!r}")
+        try:
+            starttls = as_bool(env.get("FLEET_SMTP_STARTTLS", "yes"), "FLEET_SMTP_STARTTLS")
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
         return cls(
             host=host,
             port=int(port_text),
-            starttls=starttls in _TRUE,
+            starttls=starttls,
             user=env.get("FLEET_SMTP_USER") or None,
             password=env.get("FLEET_SMTP_PASSWORD") or None,
             mail_from=env.get("FLEET_MAIL_FROM") or f"fleet@{socket.getfqdn()}",

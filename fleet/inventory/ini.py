@@ -27,7 +27,6 @@ import re
 import shlex
 import warnings
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +60,9 @@ class _IniReader:
         self.state = "hosts"
         self.pending: dict[str, _Pending] = {}
         self.renamed: dict[str, str] = {}
+        # Literals read so far (an inventory repeats its values), for this file's reading only:
+        # a process-wide cache would keep inventory values, passwords among them, for good.
+        self.literals: dict[str, Any] = {}
 
     def read(self, text: str) -> None:
         for number, raw in enumerate(text.splitlines(), start=1):
@@ -87,7 +89,7 @@ class _IniReader:
         elif self.state == "hosts":
             self._host_line(line)
         elif self.state == "vars":
-            key, value = parse_variable_line(line)
+            key, value = parse_variable_line(line, self.literals)
             self.builder.set_group_var(self.group, key, value)
         else:
             self._child_line(line, number)
@@ -138,7 +140,7 @@ class _IniReader:
                     '(quote values that contain spaces: key="two words")'
                 )
             key, value = word.split("=", 1)
-            variables[key] = parse_value(value)
+            variables[key] = parse_value(value, self.literals)
         for name in names:
             self.builder.add_host(name, self.group, port=port, source=self.path)
             for key, value in variables.items():
@@ -196,12 +198,12 @@ def split_host_line(line: str) -> list[str]:
         raise ValueError(f"cannot split the host line: {exc} (check the quotes)") from exc
 
 
-def parse_variable_line(line: str) -> tuple[str, Any]:
+def parse_variable_line(line: str, literals: dict[str, Any] | None = None) -> tuple[str, Any]:
     """``key = value`` from a ``[g:vars]`` section."""
     if "=" not in line:
         raise ValueError("expected key=value in a [group:vars] section")
     key, value = (part.strip() for part in line.split("=", 1))
-    return key, parse_value(value)
+    return key, parse_value(value, literals)
 
 
 def safe_group_name(name: str) -> str:
@@ -209,18 +211,24 @@ def safe_group_name(name: str) -> str:
     return _UNSAFE_GROUP_CHARS.sub("_", name)
 
 
-def parse_value(text: str) -> Any:
-    """An INI value as Ansible's INI plugin reads it (a Python literal, else the string)."""
+def parse_value(text: str, literals: dict[str, Any] | None = None) -> Any:
+    """An INI value as Ansible's INI plugin reads it (a Python literal, else the string).
+
+    ``literals`` keeps the literals already read (frozen; each use gets a fresh copy).
+    """
     # Fast paths for what inventories are mostly made of; the results are the
     # same literal_eval gives (a bare word is not a literal; True/False/None are).
     if _INTEGER.match(text):
         return int(text)
     if _PLAIN_WORD.match(text) and text not in ("True", "False", "None"):
         return text
-    return _copy(_literal(text))
+    if literals is None:
+        return _copy(_literal(text))
+    if text not in literals:
+        literals[text] = _literal(text)
+    return _copy(literals[text])
 
 
-@lru_cache(maxsize=4096)
 def _literal(text: str) -> Any:
     try:
         with warnings.catch_warnings():
@@ -234,7 +242,7 @@ def _literal(text: str) -> Any:
 def _coerce(value: Any) -> Any:
     """Literal types Ansible does not keep, turned into those it does."""
     if isinstance(value, (list, tuple, set, frozenset)):
-        return tuple(_coerce(v) for v in value)  # tuple while cached; lists in _copy
+        return tuple(_coerce(v) for v in value)  # tuple while kept; lists in _copy
     if isinstance(value, dict):
         return _FrozenDict((k, _coerce(v)) for k, v in value.items())
     if isinstance(value, bytes):
@@ -247,7 +255,7 @@ def _coerce(value: Any) -> Any:
 
 
 class _FrozenDict(tuple):
-    """A cached dict literal; ``_copy`` makes a fresh dict of it for each use."""
+    """A kept dict literal; ``_copy`` makes a fresh dict of it for each use."""
 
 
 def _copy(value: Any) -> Any:

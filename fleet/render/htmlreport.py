@@ -20,7 +20,7 @@ from typing import Any
 
 import jinja2
 
-from fleet.deliver.history import Delta, inventory_label
+from fleet.changes import Delta, inventory_label
 from fleet.diagnose import CAUSES, Diagnosis, PairVerdict, diagnose
 from fleet.model import CheckResult, HostResult, RunResult, Status, worst
 

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from fleet.deliver.history import Delta
+from fleet.changes import Delta
 from fleet.diagnose import Diagnosis, diagnose
 from fleet.errors import ConfigError, FleetError
 from fleet.model import RunResult

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from fleet import causes
 from fleet.checks.facts import Address, Interface, NetConfig, PingResult, SmtpProbe
 from fleet.model import CheckResult, HostResult, RunResult, Status
 
@@ -26,6 +27,7 @@ class _Truth:
     platform: str = "unix"
     up: bool = True
     login: str = ""  # why the runner cannot log in; "" when it can
+    login_cause: str = ""  # that reason's slug in fleet.causes
     port25: str = "ok"  # the SmtpProbe outcome a peer gets
     greeting: str = ""
     apipa: bool = False
@@ -34,10 +36,22 @@ class _Truth:
 _FLEET = (
     _Truth("mx1", "198.18.0.11"),
     _Truth("mx2", "198.18.0.12", port25="refused"),
-    _Truth("mx3", "198.18.0.13", up=False, login="timed out connecting to 198.18.0.13:22"),
+    _Truth(
+        "mx3",
+        "198.18.0.13",
+        up=False,
+        login="timed out connecting to 198.18.0.13:22",
+        login_cause=causes.CONNECT_TIMEOUT,
+    ),
     _Truth("mx4", "198.18.0.14", port25="bad-greeting", greeting=HOSTILE_GREETING),
     _Truth("win1", "198.18.0.21", platform="windows", apipa=True),
-    _Truth("win2", "198.18.0.22", platform="windows", login="authentication failed (401)"),
+    _Truth(
+        "win2",
+        "198.18.0.22",
+        platform="windows",
+        login="authentication failed (401)",
+        login_cause=causes.AUTH_REFUSED,
+    ),
 )
 _PEERS = ("mx1", "mx2", "mx3", "mx4")
 
@@ -61,11 +75,21 @@ def _ping(src: _Truth, dst: _Truth) -> CheckResult:
     received = 3 if dst.up and not src.apipa else 0
     rtt = 0.31 if received else None
     facts = PingResult(dst.name, 3, received, rtt, rtt, rtt, address=dst.address)
-    status = Status.OK if received else Status.FAIL
+    status, cause = (Status.OK, "") if received else (Status.FAIL, causes.NO_REPLY)
     summary = f"{received}/3 replies" + (f", {rtt} ms" if rtt else "")
     evidence = f"PING {dst.name} ({dst.address}) 56(84) bytes of data.\n--- {dst.name} ping ---\n"
     evidence += f"3 packets transmitted, {received} received"
-    return CheckResult(src.name, "ping", status, summary, dst.name, asdict(facts), evidence, 2.0)
+    return CheckResult(
+        src.name, "ping", status, summary, dst.name, asdict(facts), evidence, 2.0, cause
+    )
+
+
+_SMTP_CAUSES = {
+    "refused": causes.REFUSED,
+    "timeout": causes.TIMEOUT,
+    "unreachable": causes.UNREACHABLE,
+    "bad-greeting": causes.BAD_GREETING,
+}
 
 
 def _smtp(src: _Truth, dst: _Truth) -> CheckResult:
@@ -77,7 +101,8 @@ def _smtp(src: _Truth, dst: _Truth) -> CheckResult:
     probe = SmtpProbe(dst.name, 25, outcome, dst.address, code, greeting, starttls=outcome == "ok")
     status = Status.OK if outcome == "ok" else Status.FAIL
     summary = f"{greeting[0]}" if greeting else f"port 25 {outcome}"
-    return CheckResult(src.name, "smtp", status, summary, dst.name, asdict(probe), "", 0.05)
+    cause = _SMTP_CAUSES.get(outcome, "")
+    return CheckResult(src.name, "smtp", status, summary, dst.name, asdict(probe), "", 0.05, cause)
 
 
 def _reach(t: _Truth) -> list[CheckResult]:
@@ -87,23 +112,21 @@ def _reach(t: _Truth) -> list[CheckResult]:
         is_open = t.up and not (port == 25 and t.port25 == "refused")
         status = Status.OK if is_open else Status.FAIL
         summary = f"port {port} {'open' if is_open else 'no answer'}"
-        out.append(
-            CheckResult(
-                t.name, "reach", status, summary, str(port), {"port": port, "open": is_open}
-            )
-        )
+        facts = {"port": port, "open": is_open}
+        cause = "" if is_open else causes.TIMEOUT
+        out.append(CheckResult(t.name, "reach", status, summary, str(port), facts, cause=cause))
     return out
 
 
 def _host(t: _Truth) -> HostResult:
     connection = "winrm" if t.platform == "windows" else "ssh"
     if t.login:
-        results = [CheckResult(t.name, "binding", Status.UNREACHABLE, t.login)]
+        results = [CheckResult(t.name, "binding", Status.UNREACHABLE, t.login, cause=t.login_cause)]
         return HostResult(t.name, t.address, connection, t.platform, tuple(results + _reach(t)))
     facts = asdict(_netconfig(t))
     ipconfig = (
         CheckResult(t.name, "ipconfig", Status.FAIL, "APIPA address 169.254.12.7: DHCP failed",
-                    facts=facts)
+                    facts=facts, cause=causes.APIPA)
         if t.apipa
         else CheckResult(t.name, "ipconfig", Status.OK, f"{t.address}/24 via 198.18.0.1",
                          facts=facts)
