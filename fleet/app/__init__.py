@@ -37,7 +37,7 @@ from fleet.app.request import (
 from fleet.errors import ConfigError, FleetError, InventoryError, PlaybookError
 
 if TYPE_CHECKING:
-    from fleet.deliver.history import Delta
+    from fleet.changes import Delta
     from fleet.deliver.mail import MailSettings
     from fleet.diagnose import Diagnosis
     from fleet.playbook import Playbook
@@ -272,7 +272,7 @@ def _check_report_dir(base: Path, inventory: str) -> None:
 def inventory_name(source: str) -> str:
     """A short name for reports, history and mail: ``prod`` for inventories/prod,
     inventories/prod/hosts or prod.yml, so two fleets never share a history."""
-    from fleet.deliver.history import inventory_label
+    from fleet.changes import inventory_label
 
     return inventory_label(source)
 

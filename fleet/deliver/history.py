@@ -30,19 +30,6 @@ from fleet.changes import (
 from fleet.errors import ConfigError, FleetError
 from fleet.model import RunResult
 
-# Re-exported: the CLI reads them from here.
-__all__ = [
-    "Change",
-    "Delta",
-    "History",
-    "HistoryError",
-    "default_path",
-    "diff",
-    "diff_command",
-    "format_delta",
-    "inventory_label",
-]
-
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
