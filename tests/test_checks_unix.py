@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from fleet import causes
-from fleet.checks.base import Platform, Step, StepOutput, get_check
+from fleet.checks.base import CHECKS, Platform, Step, StepOutput, get_check
 from fleet.checks.batch import compose_sh, new_nonce, split_sections
 from fleet.checks.binding import BindingCheck
 from fleet.checks.ipconfig import IpconfigCheck
@@ -60,6 +60,11 @@ def run_steps(steps: Sequence[Step], env: Mapping[str, str] | None = None, timeo
         ["sh", "-c", script], capture_output=True, timeout=timeout + 10, env=env, check=False
     )
     return split_sections(done.stdout, nonce, steps)
+
+
+def test_every_registered_check_imports_and_is_named_as_registered():
+    for name in CHECKS:
+        assert get_check(name).name == name
 
 
 def test_checks_are_registered_under_their_names():
