@@ -18,6 +18,13 @@ SCHEMA_VERSION = 2  # 2: every result carries a ``cause``
 READABLE_SCHEMA_VERSIONS = (1, 2)  # version 1 results load with no cause
 
 
+class Platform(str, Enum):
+    """The family of a host's system: which shell the audit script is written for."""
+
+    UNIX = "unix"
+    WINDOWS = "windows"
+
+
 class Status(str, Enum):
     """How one check (or one check against one target) ended."""
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleet.checks.base import Platform
 from fleet.errors import ConfigError
+from fleet.model import Platform
 
 # Inventory variables that hold secrets: never printed, logged or reported.
 SECRET_VARS = frozenset(

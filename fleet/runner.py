@@ -83,7 +83,7 @@ _BATCHES: dict[tuple[Any, ...], Batch] = {}
 
 
 def _rekey(output: StepOutput, key: str) -> StepOutput:
-    return StepOutput(key, output.exit_status, output.stdout, output.truncated)
+    return StepOutput(key, output.exit_status, output.stdout, output.truncated, output.read)
 
 
 def _results_for_all(

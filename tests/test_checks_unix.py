@@ -21,13 +21,16 @@ from pathlib import Path
 
 import pytest
 
-from fleet.checks import unix, unix_smtp_probe
-from fleet.checks.base import Platform, Step, StepOutput, get_check
+from fleet import causes
+from fleet.checks.base import CHECKS, Platform, Step, StepOutput, get_check
 from fleet.checks.batch import compose_sh, new_nonce, split_sections
 from fleet.checks.binding import BindingCheck
 from fleet.checks.ipconfig import IpconfigCheck
+from fleet.checks.net import unix as net_unix
 from fleet.checks.ping import PingCheck
-from fleet.checks.smtp import SmtpCheck
+from fleet.checks.ping import unix as ping_unix
+from fleet.checks.smtp import SmtpCheck, unix_probe
+from fleet.checks.smtp import unix as smtp_unix
 from fleet.errors import ParseError
 from fleet.model import Status
 
@@ -41,7 +44,7 @@ def sample(name: str) -> str:
 
 def labelled(**outputs: str) -> str:
     """A net step's output assembled from separately recorded command outputs."""
-    return "".join(f"\n{unix.NET_LABEL}{label}\n{text}" for label, text in outputs.items())
+    return "".join(f"\n{net_unix.NET_LABEL}{label}\n{text}" for label, text in outputs.items())
 
 
 def out(key: str, text: str | bytes, status: int | None = 0, truncated: bool = False):
@@ -57,6 +60,11 @@ def run_steps(steps: Sequence[Step], env: Mapping[str, str] | None = None, timeo
         ["sh", "-c", script], capture_output=True, timeout=timeout + 10, env=env, check=False
     )
     return split_sections(done.stdout, nonce, steps)
+
+
+def test_every_registered_check_imports_and_is_named_as_registered():
+    for name in CHECKS:
+        assert get_check(name).name == name
 
 
 def test_checks_are_registered_under_their_names():
@@ -75,7 +83,7 @@ def test_checks_are_registered_under_their_names():
 
 class TestNetParsing:
     def test_iproute2_json_recorded_in_a_namespace(self):
-        net = unix.parse_net(sample("local-net-ip-json.out"))
+        net = net_unix.parse_net(sample("local-net-ip-json.out"))
         lo, rec0 = net.interfaces
         assert (lo.name, lo.up, lo.loopback, lo.ipv4[0].address) == ("lo", True, True, "127.0.0.1")
         assert (rec0.name, rec0.up, rec0.loopback) == ("rec0", True, False)
@@ -96,8 +104,8 @@ class TestNetParsing:
                 "/etc/resolv.conf": "nameserver 198.18.0.53\n",
             }
         )
-        from_text = unix.parse_net(text)
-        from_json = unix.parse_net(sample("local-net-ip-json.out"))
+        from_text = net_unix.parse_net(text)
+        from_json = net_unix.parse_net(sample("local-net-ip-json.out"))
         assert from_text.interfaces == from_json.interfaces
         assert from_text.default_gateways == from_json.default_gateways
         assert from_text.source == "ip addr + ip route + /etc/resolv.conf"
@@ -109,7 +117,7 @@ class TestNetParsing:
                 "netstat -rn": sample("local-netstat-rn.out"),
             }
         )
-        net = unix.parse_net(text)
+        net = net_unix.parse_net(text)
         rec0 = next(i for i in net.interfaces if i.name == "rec0")
         assert rec0.up and (rec0.ipv4[0].address, rec0.ipv4[0].prefix) == ("198.18.0.250", 24)
         # ifconfig does not show the dynamic flag: DHCP stays unknown, never guessed.
@@ -118,7 +126,7 @@ class TestNetParsing:
         assert net.default_gateways == ("198.18.0.249",)
 
     def test_centos_ifconfig_interface_without_running_is_not_up(self):
-        net = unix.parse_net(labelled(**{"ifconfig -a": sample("jc-centos-7.7-ifconfig.out")}))
+        net = net_unix.parse_net(labelled(**{"ifconfig -a": sample("jc-centos-7.7-ifconfig.out")}))
         by_name = {i.name: i for i in net.interfaces}
         assert by_name["docker0"].up is False  # UP but not RUNNING: no carrier
         assert by_name["ens33"].up is True
@@ -132,17 +140,14 @@ class TestNetParsing:
                 "netstat -rn": sample("jc-freebsd12-netstat-r.out"),
             }
         )
-        net = unix.parse_net(text)
+        net = net_unix.parse_net(text)
         en0 = next(i for i in net.interfaces if i.name == "en0")
         assert (en0.ipv4[0].address, en0.ipv4[0].prefix) == ("192.168.1.72", 24)
         assert next(i for i in net.interfaces if i.name == "lo0").loopback
         assert net.default_gateways == ("192.168.71.2",)
 
     def test_apipa_namespace_fails_ipconfig_and_binding(self):
-        outputs = {
-            unix.IPCONFIG_KEY: out(unix.IPCONFIG_KEY, sample("local-net-apipa-ip-json.out")),
-            unix.BINDING_KEY: out(unix.BINDING_KEY, sample("local-net-apipa-ip-json.out")),
-        }
+        outputs = {net_unix.KEY: out(net_unix.KEY, sample("local-net-apipa-ip-json.out"))}
         [ipconfig] = IpconfigCheck().evaluate("mx1", UNIX, {}, outputs)
         assert ipconfig.status is Status.FAIL
         assert ipconfig.summary == (
@@ -150,14 +155,13 @@ class TestNetParsing:
         )
         assert ipconfig.facts["dns_servers"] == ("198.18.0.53",)
         assert "rec0 up 169.254.10.3/16" in ipconfig.evidence
+        assert ipconfig.cause == causes.APIPA  # the first of the worst findings
         [binding] = BindingCheck().evaluate("mx1", UNIX, {}, outputs)
         assert binding.status is Status.FAIL
+        assert binding.cause == causes.NO_INTERFACE_UP
 
     def test_healthy_namespace_passes_both(self):
-        outputs = {
-            k: out(k, sample("local-net-ip-json.out"))
-            for k in (unix.IPCONFIG_KEY, unix.BINDING_KEY)
-        }
+        outputs = {net_unix.KEY: out(net_unix.KEY, sample("local-net-ip-json.out"))}
         [ipconfig] = IpconfigCheck().evaluate("mx1", UNIX, {}, outputs)
         assert ipconfig.status is Status.OK, ipconfig.summary
         assert ipconfig.summary == (
@@ -165,6 +169,28 @@ class TestNetParsing:
         )
         [binding] = BindingCheck().evaluate("mx1", UNIX, {}, outputs)
         assert (binding.status, binding.summary) == (Status.OK, "TCP/IP bound to rec0")
+        assert binding.cause == ipconfig.cause == ""
+
+    def test_binding_and_ipconfig_parse_the_shared_net_output_once(self, monkeypatch):
+        text = sample("local-net-ip-json.out").encode()
+        # The two checks' outputs of one host: equal sections, so one Readings (batch.py).
+        [section] = split_sections(
+            b"\n@@fleet n0nce0000 begin 0\n" + text + b"\n@@fleet n0nce0000 end 0 0 0 raw\n",
+            "n0nce0000",
+            [Step(net_unix.KEY, "")],
+        ).values()
+        calls = []
+        real = net_unix.parse_net
+        monkeypatch.setattr(net_unix, "parse_net", lambda t: calls.append(t) or real(t))
+        outputs = {net_unix.KEY: section}
+        [binding] = BindingCheck().evaluate("mx1", UNIX, {}, outputs)
+        [ipconfig] = IpconfigCheck().evaluate("mx1", UNIX, {}, outputs)
+        assert binding.status is ipconfig.status is Status.OK
+        assert len(calls) == 1
+        # Another host's output is read afresh: nothing is cached beyond its outputs.
+        other = {net_unix.KEY: out(net_unix.KEY, text)}
+        BindingCheck().evaluate("mx2", UNIX, {}, other)
+        assert len(calls) == 2
 
 
 class TestNetGarbage:
@@ -179,32 +205,33 @@ class TestNetGarbage:
         ],
     )  # fmt: skip
     def test_unreadable_output_is_an_error_result_with_the_reason(self, text, reason):
-        outputs = {unix.BINDING_KEY: out(unix.BINDING_KEY, text)}
+        outputs = {net_unix.KEY: out(net_unix.KEY, text)}
         [result] = BindingCheck().evaluate("mx1", UNIX, {}, outputs)
         assert result.status is Status.ERROR
         assert reason in result.summary
+        assert result.cause == causes.UNPARSED
 
     def test_missing_section_is_an_error(self):
-        outputs = {unix.IPCONFIG_KEY: out(unix.IPCONFIG_KEY, "", status=None)}
+        outputs = {net_unix.KEY: out(net_unix.KEY, "", status=None)}
         [result] = IpconfigCheck().evaluate("mx1", UNIX, {}, outputs)
         assert result.status is Status.ERROR
         assert "no output came back" in result.summary
+        assert result.cause == causes.OUTPUT_LOST
         [result] = IpconfigCheck().evaluate("mx1", UNIX, {}, {})
-        assert result.status is Status.ERROR
+        assert (result.status, result.cause) == (Status.ERROR, causes.OUTPUT_LOST)
 
     def test_truncated_output_is_an_error_even_when_it_would_parse(self):
         text = sample("local-net-ip-json.out")
-        outputs = {unix.IPCONFIG_KEY: out(unix.IPCONFIG_KEY, text, truncated=True)}
+        outputs = {net_unix.KEY: out(net_unix.KEY, text, truncated=True)}
         [result] = IpconfigCheck().evaluate("mx1", UNIX, {}, outputs)
         assert result.status is Status.ERROR
         assert "truncated" in result.summary
+        assert result.cause == causes.OUTPUT_TRUNCATED
 
     def test_huge_garbage_is_an_error_with_short_evidence(self):
         huge = (b"\xff\xfe garbage \x00" * 400_000)[:4_000_000]
         started = time.monotonic()
-        [result] = BindingCheck().evaluate(
-            "mx1", UNIX, {}, {unix.BINDING_KEY: out(unix.BINDING_KEY, huge)}
-        )
+        [result] = BindingCheck().evaluate("mx1", UNIX, {}, {net_unix.KEY: out(net_unix.KEY, huge)})
         assert result.status is Status.ERROR
         assert len(result.evidence) < 1000 and len(result.summary) < 400
         assert time.monotonic() - started < 5
@@ -214,37 +241,41 @@ class TestNetGarbage:
 
 
 PING_SAMPLES = [
-    # file, transmitted, received, error, status
-    ("local-ping-success.out", 2, 2, "", Status.OK),
-    ("local-ping-gateway.out", 2, 2, "", Status.OK),
-    ("local-ping-loss-100.out", 2, 0, "", Status.FAIL),
-    ("local-ping-host-unreachable.out", 5, 0, "destination host unreachable", Status.FAIL),
-    ("local-ping-unknown-host.out", 0, 0, "unknown host", Status.FAIL),
-    ("local-ping-network-unreachable.out", 0, 0, "network unreachable", Status.FAIL),
-    ("local-ping-gateway-none.out", 0, 0, "no default gateway", Status.FAIL),
-    ("public-amzn2-ping-partial-loss.out", 4, 2, "", Status.WARN),
-    ("jc-ubuntu-18.04-ping-ip-O.out", 20, 20, "", Status.OK),
-    ("jc-freebsd12-ping-ip.out", 3, 3, "", Status.OK),
-    ("jc-osx-10.14.6-ping-ip.out", 3, 3, "", Status.OK),
-    ("jc-osx-10.14.6-ping-ip-unreachable.out", 8, 0, "destination host unreachable", Status.FAIL),
-]
+    # file, transmitted, received, error, status, cause
+    ("local-ping-success.out", 2, 2, "", Status.OK, ""),
+    ("local-ping-gateway.out", 2, 2, "", Status.OK, ""),
+    ("local-ping-loss-100.out", 2, 0, "", Status.FAIL, causes.NO_REPLY),
+    ("local-ping-host-unreachable.out", 5, 0, "destination host unreachable", Status.FAIL,
+     causes.UNREACHABLE),
+    ("local-ping-unknown-host.out", 0, 0, "unknown host", Status.FAIL, causes.NAME_UNRESOLVED),
+    ("local-ping-network-unreachable.out", 0, 0, "network unreachable", Status.FAIL,
+     causes.UNREACHABLE),
+    ("local-ping-gateway-none.out", 0, 0, "no default gateway", Status.FAIL, causes.NO_GATEWAY),
+    ("public-amzn2-ping-partial-loss.out", 4, 2, "", Status.WARN, causes.PACKET_LOSS),
+    ("jc-ubuntu-18.04-ping-ip-O.out", 20, 20, "", Status.OK, ""),
+    ("jc-freebsd12-ping-ip.out", 3, 3, "", Status.OK, ""),
+    ("jc-osx-10.14.6-ping-ip.out", 3, 3, "", Status.OK, ""),
+    ("jc-osx-10.14.6-ping-ip-unreachable.out", 8, 0, "destination host unreachable", Status.FAIL,
+     causes.UNREACHABLE),
+]  # fmt: skip
 
 
 class TestPingParsing:
-    @pytest.mark.parametrize(("name", "sent", "got", "error", "status"), PING_SAMPLES)
-    def test_recorded_ping_output(self, name, sent, got, error, status):
+    @pytest.mark.parametrize(("name", "sent", "got", "error", "status", "cause"), PING_SAMPLES)
+    def test_recorded_ping_output(self, name, sent, got, error, status, cause):
         target = "gateway" if "gateway" in name else "mx2"
         key = f"ping:{target}"
         raw = (DATA / name).read_bytes()
-        ping = unix.parse_ping(out(key, raw, status=0 if got else 1), target)
+        ping = ping_unix.parse(out(key, raw, status=0 if got else 1), target)
         assert (ping.transmitted, ping.received, ping.error) == (sent, got, error)
         params = PingCheck().validate({"targets": [] if target == "gateway" else [target]})
         [*_, result] = PingCheck().evaluate("mx1", UNIX, params, {key: out(key, raw)})
         assert result.status is status, result.summary
         assert result.target == target
+        assert result.cause == cause
 
     def test_rtt_and_gateway_address_are_kept(self):
-        ping = unix.parse_ping(out("ping:gateway", sample("local-ping-gateway.out")), "gateway")
+        ping = ping_unix.parse(out("ping:gateway", sample("local-ping-gateway.out")), "gateway")
         assert ping.address == "198.18.0.249"
         assert (ping.rtt_min_ms, ping.rtt_avg_ms, ping.rtt_max_ms) == (0.05, 0.333, 0.616)
 
@@ -258,20 +289,22 @@ class TestPingParsing:
         )
 
     @pytest.mark.parametrize(
-        ("text", "status"),
+        ("text", "status", "cause"),
         [
-            ("sh: 1: exec: ping: not found\n", 127),
-            ("ping: socket: Operation not permitted\n", 2),
-            ("Segmentation fault\n", 139),
-            ("PING x\n--- x ping statistics ---\n2 packets transmitted, many received\n", 1),
+            ("sh: 1: exec: ping: not found\n", 127, causes.TOOL_MISSING),
+            ("ping: socket: Operation not permitted\n", 2, causes.TOOL_MISSING),
+            ("Segmentation fault\n", 139, causes.UNPARSED),
+            ("PING x\n--- x ping statistics ---\n2 packets transmitted, many received\n", 1,
+             causes.UNPARSED),
         ],
-    )
-    def test_ping_that_cannot_run_or_makes_no_sense_is_an_error(self, text, status):
+    )  # fmt: skip
+    def test_ping_that_cannot_run_or_makes_no_sense_is_an_error(self, text, status, cause):
         with pytest.raises(ParseError):
-            unix.parse_ping(out("ping:mx2", text, status=status), "mx2")
+            ping_unix.parse(out("ping:mx2", text, status=status), "mx2")
         params = PingCheck().validate({"targets": ["mx2"], "gateway": False})
-        [result] = PingCheck().evaluate("mx1", UNIX, params, {"ping:mx2": out("ping:mx2", text)})
-        assert result.status is Status.ERROR
+        output = out("ping:mx2", text, status=status)
+        [result] = PingCheck().evaluate("mx1", UNIX, params, {"ping:mx2": output})
+        assert (result.status, result.cause) == (Status.ERROR, cause)
 
 
 class TestPingCheck:
@@ -285,7 +318,7 @@ class TestPingCheck:
             ({"count": 0}, "ping: count must be between 1 and 100"),
             ({"count": 2.5}, "ping: count must be a whole number"),
             ({"targets": [1, 2]}, "ping: targets must be a list of host names"),
-            ({"gateway": "maybe"}, "ping: gateway must be true or false"),
+            ({"gateway": "maybe"}, "ping: gateway must be one of true/false"),
         ]:
             with pytest.raises(ValueError, match=message):
                 check.validate(bad)
@@ -311,11 +344,12 @@ class TestPingCheck:
             ("mx1; touch /tmp/pwned", Status.ERROR),
         ]
         assert "not a valid host name" in results[2].summary
+        assert [r.cause for r in results] == ["", "", causes.INVALID_TARGET]
 
     def test_nothing_to_ping_is_skipped(self):
         params = PingCheck().validate({"gateway": False})
         [result] = PingCheck().evaluate("mx1", UNIX, params, {})
-        assert result.status is Status.SKIPPED
+        assert (result.status, result.cause) == (Status.SKIPPED, causes.NO_TARGETS)
 
 
 # ---------------------------------------------------------------- the scripts, run for real
@@ -327,10 +361,10 @@ needs_ip = pytest.mark.skipif(shutil.which("ip") is None, reason="no iproute2 he
 
 @needs_ip
 def test_net_step_runs_and_parses_on_this_machine():
-    outputs = run_steps(unix.ipconfig_steps({}) + unix.binding_steps({}))
-    net = unix.parse_ipconfig(outputs)
-    assert net.source.startswith("ip -j addr + ip -j route")
-    lo = next(i for i in net.interfaces if i.loopback)
+    outputs = run_steps(IpconfigCheck().steps(UNIX, {}))
+    config = net_unix.parse(outputs)
+    assert config.source.startswith("ip -j addr + ip -j route")
+    lo = next(i for i in config.interfaces if i.loopback)
     assert lo.up and any(a.address == "127.0.0.1" for a in lo.ipv4)
     [binding] = BindingCheck().evaluate("here", UNIX, {}, outputs)
     assert binding.status in (Status.OK, Status.WARN, Status.FAIL)  # judged, not an error
@@ -378,9 +412,9 @@ def test_hostile_targets_run_nothing_even_without_validation(tmp_path):
     ]
     # Straight to the script builders: the checks' validation would have dropped these.
     steps = [
-        Step(f"ping:{i}", unix.ping_script(t, 1, 1), target=t) for i, t in enumerate(targets)
+        Step(f"ping:{i}", ping_unix.ping_script(t, 1, 1), target=t) for i, t in enumerate(targets)
     ] + [
-        Step(f"smtp:{i}", unix.smtp_script(t, 25, 1, "fleet.invalid"), target=t)
+        Step(f"smtp:{i}", smtp_unix.smtp_script(t, 25, 1, "fleet.invalid"), target=t)
         for i, t in enumerate(targets)
     ]
     outputs = run_steps(steps, env=env)
@@ -493,6 +527,7 @@ def test_probe_against_aiosmtpd_is_ok():
         Status.WARN,
         f"127.0.0.1: no STARTTLS offered on port {port}",
     )
+    assert (result.cause, warned.cause) == ("", causes.NO_STARTTLS)
 
 
 def test_probe_reads_a_multi_line_greeting_before_speaking():
@@ -515,15 +550,19 @@ def test_probe_421_greeting_fails_and_still_quits():
         "127.0.0.1: greeting 421 4.3.2 Service not available",
     )
     assert result.facts["outcome"] == "bad-greeting"
+    assert result.cause == causes.BAD_GREETING
     assert server.received == ["QUIT"]
 
 
-def test_probe_silent_server_times_out():
+def test_probe_silent_server_times_out_waiting_for_the_greeting():
     with scripted([]) as server:
         started = time.monotonic()
         result = smtp_through_sh(server.port, timeout=1)
     assert result.status is Status.FAIL
     assert result.facts["outcome"] == "timeout"
+    # Connected (a connect time), then nothing: the greeting timed out, not the connect.
+    assert result.facts["connect_ms"] is not None
+    assert result.cause == causes.GREETING_TIMEOUT
     assert result.summary.startswith(f"127.0.0.1: timed out on port {server.port}")
     assert time.monotonic() - started < 8
 
@@ -535,12 +574,13 @@ def test_probe_closed_port_is_refused():
         Status.FAIL,
         f"127.0.0.1: connection refused on port {port}",
     )
+    assert result.cause == causes.REFUSED
 
 
 def probe_main(monkeypatch, capsys, **patches) -> dict:
     for name, fake in patches.items():
-        monkeypatch.setattr(unix_smtp_probe.socket, name, fake)
-    unix_smtp_probe.main(["probe", "mx9.lab.invalid", "25", "1", "fleet.invalid"])
+        monkeypatch.setattr(unix_probe.socket, name, fake)
+    unix_probe.main(["probe", "mx9.lab.invalid", "25", "1", "fleet.invalid"])
     return json.loads(capsys.readouterr().out)
 
 
@@ -578,12 +618,13 @@ def test_probe_classifies_no_route_to_host(monkeypatch, capsys):
 class TestSmtpParsing:
     def test_missing_python_is_an_error_not_a_mail_failure(self):
         params = SmtpCheck().validate({"targets": ["mx2"]})
-        outputs = {"smtp:mx2": out("smtp:mx2", unix.NO_PYTHON + "\n", status=127)}
+        outputs = {"smtp:mx2": out("smtp:mx2", smtp_unix.NO_PYTHON + "\n", status=127)}
         [result] = SmtpCheck().evaluate("mx1", UNIX, params, outputs)
         assert (result.status, result.summary) == (
             Status.ERROR,
             "mx2: smtp probe needs python3 on the host",
         )
+        assert result.cause == causes.TOOL_MISSING
 
     @pytest.mark.parametrize(
         "text",
@@ -599,7 +640,7 @@ class TestSmtpParsing:
     def test_garbage_from_the_probe_is_an_error(self, text):
         params = SmtpCheck().validate({"targets": ["mx2"]})
         [result] = SmtpCheck().evaluate("mx1", UNIX, params, {"smtp:mx2": out("smtp:mx2", text)})
-        assert result.status is Status.ERROR
+        assert (result.status, result.cause) == (Status.ERROR, causes.UNPARSED)
         assert result.target == "mx2"
 
     def test_validation(self):
@@ -621,7 +662,7 @@ class TestSmtpParsing:
 
     def test_probe_program_has_no_single_quote(self):
         # It is sent inside sh single quotes; one there would cost escaping on every host.
-        assert "'" not in unix.smtp_probe_program()
+        assert "'" not in smtp_unix.PROBE_PROGRAM
 
 
 @pytest.mark.parametrize(
@@ -636,6 +677,6 @@ class TestSmtpParsing:
 )
 def test_probe_json_writer_round_trips(value):
     # The probe writes its own JSON (importing json costs every host a regex engine).
-    text = unix_smtp_probe.to_json(value)
+    text = unix_probe.to_json(value)
     assert text.isascii()
     assert json.loads(text) == value

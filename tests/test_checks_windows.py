@@ -14,13 +14,24 @@ from pathlib import Path
 
 import pytest
 
+from fleet import causes
 from fleet.checks import windows
-from fleet.checks.base import Step, StepOutput
+from fleet.checks.base import Platform, Step, StepOutput
 from fleet.checks.batch import split_sections
+from fleet.checks.binding import BindingCheck
+from fleet.checks.binding import windows as binding_win
+from fleet.checks.ipconfig import IpconfigCheck
+from fleet.checks.ipconfig import windows as ipconfig_win
+from fleet.checks.ping import PingCheck
+from fleet.checks.ping import windows as ping_win
+from fleet.checks.smtp import SmtpCheck
+from fleet.checks.smtp import windows as smtp_win
 from fleet.errors import ParseError
+from fleet.model import Status
 
 DATA = Path(__file__).parent / "data" / "windows"
 NONCE = "0123456789abcdef"
+WINDOWS = Platform.WINDOWS
 
 
 def out(key: str, payload: object, exit_status: int | None = 0) -> StepOutput:
@@ -28,19 +39,30 @@ def out(key: str, payload: object, exit_status: int | None = 0) -> StepOutput:
     return StepOutput(key=key, exit_status=exit_status, stdout=text.encode("utf-8"))
 
 
+def steps(check, **params) -> list[Step]:
+    return list(check.steps(WINDOWS, check.validate(params)))
+
+
+def test_every_step_script_beside_a_check_is_shipped():
+    assert {"binding/binding.ps1", "ipconfig/ipconfig.ps1", "ping/ping.ps1",
+            "smtp/smtp.ps1"} <= set(windows.SCRIPTS)  # fmt: skip
+
+
 def all_steps() -> list[Step]:
     return (
-        windows.binding_steps({})
-        + windows.ipconfig_steps({})
-        + windows.ping_steps({"targets": ["mx1", "mx2", "mx3"]})
-        + windows.smtp_steps({"targets": ["mx1", "mx2", "mx3"]})
+        steps(BindingCheck())
+        + steps(IpconfigCheck())
+        + steps(PingCheck(), targets=["mx1", "mx2", "mx3"])
+        + steps(SmtpCheck(), targets=["mx1", "mx2", "mx3"])
     )
 
 
 class TestCompose:
     def test_parameters_travel_as_base64_data_not_code(self):
         hostile = "mx1'; Remove-Item -Recurse C:\\ ; '"
-        script = windows.compose(windows.smtp_steps({"targets": [hostile]}), NONCE, 30)
+        # Straight to the step builder: the check's validation would have dropped it.
+        step = smtp_win.step("smtp:x", hostile, SmtpCheck().validate({}))
+        script = windows.compose([step], NONCE, 30)
         assert hostile not in script
         assert "Remove-Item" not in script
         encoded = re.findall(r"target = \(fleetArg '([A-Za-z0-9+/=]+)'\)", script)
@@ -48,9 +70,9 @@ class TestCompose:
 
     def test_every_script_is_carried_once_and_the_whole_fits_one_command_line(self):
         script = windows.compose(all_steps(), NONCE, 60)
-        for name in windows.SCRIPTS:
+        for name in {step.script for step in all_steps()}:
             assert script.count(f"$fleetCode['{name}'] = @'") == 1
-        assert script.count(", @('ping.ps1'") == 4  # the gateway and three peers
+        assert script.count(", @('ping/ping.ps1'") == 4  # the gateway and three peers
         # powershell -EncodedCommand takes UTF-16LE base64; a command line holds ~32k chars.
         assert len(base64.b64encode(script.encode("utf-16-le"))) < 32_000
 
@@ -75,9 +97,11 @@ class TestCompose:
         with pytest.raises(ValueError):
             windows.compose([Step(key="x", script="..\\evil.ps1")], NONCE, 60)
         with pytest.raises(ValueError):
-            windows.compose([Step(key="x", script="ping.ps1", params={"a; b": "1"})], NONCE, 60)
+            windows.compose(
+                [Step(key="x", script="ping/ping.ps1", params={"a; b": "1"})], NONCE, 60
+            )
         with pytest.raises(ValueError):
-            windows.compose([Step(key="x", script="ping.ps1", params={"t": ["a"]})], NONCE, 60)
+            windows.compose([Step("x", "ping/ping.ps1", params={"t": ["a"]})], NONCE, 60)
 
     def test_the_frame_the_prelude_prints_is_what_batch_splits(self):
         # Render fleetSection's Write() exactly as PowerShell expands it.
@@ -85,7 +109,7 @@ class TestCompose:
         template = re.search(r'\[Console\]::Out\.Write\("(.*)"\)', prelude).group(1)
         payload = json.dumps({"source": "x", "caf\u00e9": "\u2713"})
         b64 = base64.b64encode(payload.encode("utf-8")).decode()
-        steps = windows.binding_steps({}) + windows.ipconfig_steps({})
+        both = steps(BindingCheck()) + steps(IpconfigCheck())
         printed = "".join(
             template.replace("`n", "\n")
             .replace("$nonce", NONCE)
@@ -94,22 +118,22 @@ class TestCompose:
             .replace("$b64", b64)
             for i, rc in ((0, 0), (1, 124))
         )
-        sections = split_sections(printed.encode(), NONCE, steps)
+        sections = split_sections(printed.encode(), NONCE, both)
         assert sections["binding"].exit_status == 0
         assert sections["ipconfig"].exit_status == 124
         assert json.loads(sections["binding"].stdout) == json.loads(payload)
 
     def test_ping_targets_start_with_the_gateway_unless_told_not_to(self):
-        keys = [s.key for s in windows.ping_steps({"targets": ["mx1", "mx1"], "count": 3})]
+        keys = [s.key for s in steps(PingCheck(), targets=["mx1", "mx1"], count=3)]
         assert keys == ["ping:gateway", "ping:mx1"]
-        assert windows.ping_steps({"targets": ["mx1"], "gateway": False})[0].params == {
+        assert steps(PingCheck(), targets=["mx1"], gateway=False)[0].params == {
             "target": "mx1",
             "echoes": 2,
             "timeout_ms": 2000,
         }
 
     def test_ping_never_trusts_ping_exe(self):
-        text = windows.script_text("ping.ps1")
+        text = windows.script_text("ping/ping.ps1")
         assert "Win32_PingStatus" in text
         # ping.exe only as the broken-WMI fallback, its text parsed, its exit code never read
         assert text.index("Win32_PingStatus") < text.index("& ping.exe")
@@ -138,7 +162,7 @@ NETADAPTER_BINDING_ONE_ADAPTER = {
 
 
 def test_binding_reads_one_adapter_object_and_componentids():
-    facts = windows.parse_binding({"binding": out("binding", NETADAPTER_BINDING_ONE_ADAPTER)})
+    facts = binding_win.parse({"binding": out("binding", NETADAPTER_BINDING_ONE_ADAPTER)})
     (eth,) = facts.interfaces
     assert eth.name == "Ethernet0" and eth.up
     assert dict(eth.bindings) == {"ms_msclient": True, "ms_tcpip": False, "ms_tcpip6": True}
@@ -147,7 +171,7 @@ def test_binding_reads_one_adapter_object_and_componentids():
 def test_binding_status_as_an_integer_is_understood():
     data = json.loads(json.dumps(NETADAPTER_BINDING_ONE_ADAPTER))
     data["adapters"]["Status"] = 2  # ifOperStatus down
-    (eth,) = windows.parse_binding({"binding": out("binding", data)}).interfaces
+    (eth,) = binding_win.parse({"binding": out("binding", data)}).interfaces
     assert eth.up is False
 
 
@@ -162,7 +186,7 @@ def test_binding_from_the_registry_on_powershell_2():
         '"ms_msclient":["\\\\Device\\\\Tcpip_{f856fdb3-ce70-489d-a231-704790dc1351}"],'
         '"ms_server":[]}}'
     )
-    (lan,) = windows.parse_binding({"binding": out("binding", text)}).interfaces
+    (lan,) = binding_win.parse({"binding": out("binding", text)}).interfaces
     assert lan.up and lan.mac == "00:0C:29:76:C8:D0"
     assert dict(lan.bindings) == {"ms_msclient": True, "ms_server": False, "ms_tcpip": False}
 
@@ -216,7 +240,7 @@ NETTCPIP = {
 
 
 def test_ipconfig_apipa_with_dhcp_as_an_integer_enum():
-    facts = windows.parse_ipconfig({"ipconfig": out("ipconfig", NETTCPIP)})
+    facts = ipconfig_win.parse({"ipconfig": out("ipconfig", NETTCPIP)})
     loopback, eth = facts.interfaces
     assert loopback.loopback and not eth.loopback
     assert eth.ipv4[0].address == "169.254.47.112" and eth.ipv4[0].prefix == 16
@@ -229,7 +253,7 @@ def test_ipconfig_survives_depth_truncation_of_arrays_and_single_rows():
     # an array past -Depth is written as its items joined by spaces
     data["dns"] = {"InterfaceIndex": 6, "ServerAddresses": "198.18.0.1 198.18.0.2"}
     data["interfaces"][0]["Dhcp"] = "Disabled"
-    eth = windows.parse_ipconfig({"ipconfig": out("ipconfig", data)}).interfaces[1]
+    eth = ipconfig_win.parse({"ipconfig": out("ipconfig", data)}).interfaces[1]
     assert eth.gateways == ("198.18.0.1",)
     assert eth.dns == ("198.18.0.1", "198.18.0.2")
     assert eth.dhcp is False
@@ -238,7 +262,7 @@ def test_ipconfig_survives_depth_truncation_of_arrays_and_single_rows():
 def test_ipconfig_rows_truncated_to_type_names_are_a_parse_error():
     data = dict(NETTCPIP, addresses=["Microsoft.Management.Infrastructure.CimInstance"])
     with pytest.raises(ParseError, match="truncated"):
-        windows.parse_ipconfig({"ipconfig": out("ipconfig", data)})
+        ipconfig_win.parse({"ipconfig": out("ipconfig", data)})
 
 
 def test_ipconfig_from_wmi_skips_ipv6_and_joins_adapters_by_guid():
@@ -274,7 +298,7 @@ def test_ipconfig_from_wmi_skips_ipv6_and_joins_adapters_by_guid():
             "DNSServerSearchOrder": ["192.168.23.151"],
         },
     }
-    facts = windows.parse_ipconfig({"ipconfig": out("ipconfig", data)})
+    facts = ipconfig_win.parse({"ipconfig": out("ipconfig", data)})
     lan, lan2 = facts.interfaces
     assert [(a.address, a.prefix) for a in lan.ipv4] == [("192.168.23.154", 24)]
     assert lan.dhcp is False and lan.gateways == ("192.168.23.1",)
@@ -283,21 +307,30 @@ def test_ipconfig_from_wmi_skips_ipv6_and_joins_adapters_by_guid():
 
 
 @pytest.mark.parametrize(
-    ("payload", "exit_status", "message"),
+    ("payload", "exit_status", "message", "cause"),
     [
-        ('{"source": "NetTCPIP", "adapters": [', 0, "not JSON"),
-        ("[1, 2]", 0, "expected a JSON object"),
-        ('{"error": "Access is denied"}', 1, "Access is denied"),
-        ('{"source": "ipconfig.exe"}', 0, "unknown source"),
-        ("", None, "no output"),
-        (b"\xff\xfe{}", 0, "not JSON"),
+        ('{"source": "NetTCPIP", "adapters": [', 0, "not JSON", causes.UNPARSED),
+        ("[1, 2]", 0, "expected a JSON object", causes.UNPARSED),
+        ('{"error": "Access is denied"}', 1, "Access is denied", causes.UNPARSED),
+        ('{"error": "step did not finish within 9 s"}', 124, "did not finish",
+         causes.COMMAND_TIMEOUT),
+        ('{"source": "ipconfig.exe"}', 0, "unknown source", causes.UNPARSED),
+        ("", None, "no output", causes.OUTPUT_LOST),
+        (b"\xff\xfe{}", 0, "not JSON", causes.UNPARSED),
     ],
-)
-def test_ipconfig_output_not_as_promised_is_a_parse_error(payload, exit_status, message):
+)  # fmt: skip
+def test_ipconfig_output_not_as_promised_is_a_parse_error(payload, exit_status, message, cause):
     stdout = payload if isinstance(payload, bytes) else payload.encode()
     output = StepOutput(key="ipconfig", exit_status=exit_status, stdout=stdout)
-    with pytest.raises(ParseError, match=message):
-        windows.parse_ipconfig({"ipconfig": output})
+    with pytest.raises(ParseError, match=message) as raised:
+        ipconfig_win.parse({"ipconfig": output})
+    assert raised.value.cause == cause
+
+
+def test_a_step_that_ran_out_of_time_on_the_host_says_so_in_its_cause():
+    output = out("ipconfig", {"error": "step did not finish within 9 s"}, exit_status=124)
+    [result] = IpconfigCheck().evaluate("win1", WINDOWS, {}, {"ipconfig": output})
+    assert (result.status, result.cause) == (Status.ERROR, causes.COMMAND_TIMEOUT)
 
 
 # --------------------------------------------------------------------------- ping / smtp
@@ -313,7 +346,7 @@ def test_ping_counts_only_statuscode_zero_as_a_reply():
             {"status": 0, "time": 5, "resolution": 0, "address": "198.18.0.12"},
         ],
     }
-    result = windows.parse_ping(out("ping:mx2", data), "mx2")
+    result = ping_win.parse(out("ping:mx2", data), "mx2")
     assert (result.transmitted, result.received) == (3, 2)
     assert (result.rtt_min_ms, result.rtt_avg_ms, result.rtt_max_ms) == (3.0, 4.0, 5.0)
     assert result.address == "198.18.0.12" and result.error == ""
@@ -329,14 +362,14 @@ def test_ping_counts_only_statuscode_zero_as_a_reply():
 )
 def test_ping_names_why_nothing_came_back(reply, error):
     # One reply serialised alone: still a list here, as the script builds it with +=.
-    result = windows.parse_ping(out("ping:x", {"target": "x", "replies": reply}), "x")
+    result = ping_win.parse(out("ping:x", {"target": "x", "replies": reply}), "x")
     assert result.received == 0 and result.loss_percent == 100.0
     assert result.error.startswith(error)
 
 
 def test_ping_gateway_missing_is_a_result_not_an_error():
     data = {"target": "gateway", "error": "no default gateway"}
-    result = windows.parse_ping(out("ping:gateway", data), "gateway")
+    result = ping_win.parse(out("ping:gateway", data), "gateway")
     assert result.error == "no default gateway" and result.transmitted == 0
 
 
@@ -352,7 +385,7 @@ def test_smtp_multi_line_greeting_and_starttls():
         "starttls": True,
         "connect_ms": 0.8312,
     }
-    probe = windows.parse_smtp(out("smtp:mx3", data), "mx3")
+    probe = smtp_win.parse(out("smtp:mx3", data), "mx3")
     assert probe.outcome == "ok" and probe.greeting_code == 220
     assert probe.greeting == ("220-mx3.lab ESMTP", "220 mx3.lab ready")
     assert probe.starttls and probe.connect_ms == 0.831
@@ -367,10 +400,10 @@ def test_smtp_single_line_as_a_string_and_unknown_outcomes():
         "greeting": "421 4.3.2 Service not available",
         "ehlo": None,
     }
-    probe = windows.parse_smtp(out("smtp:mx", data), "mx")
+    probe = smtp_win.parse(out("smtp:mx", data), "mx")
     assert probe.greeting == ("421 4.3.2 Service not available",) and probe.ehlo == ()
     with pytest.raises(ParseError, match="outcome"):
-        windows.parse_smtp(out("smtp:mx", dict(data, outcome="maybe")), "mx")
+        smtp_win.parse(out("smtp:mx", dict(data, outcome="maybe")), "mx")
 
 
 # --------------------------------------------------------------------------- text fallbacks
@@ -402,7 +435,7 @@ def test_smtp_single_line_as_a_string_and_unknown_outcomes():
 def test_ipconfig_all_text_from_several_windows_versions(
     sample, adapter, address, prefix, gateway, dhcp
 ):
-    facts = windows.parse_ipconfig_text((DATA / sample).read_text(encoding="utf-8"))
+    facts = ipconfig_win.parse_ipconfig_text((DATA / sample).read_text(encoding="utf-8"))
     by_name = {i.name: i for i in facts.interfaces}
     iface = by_name[adapter]
     assert [(a.address, a.prefix) for a in iface.ipv4] == [(address, prefix)]
@@ -411,7 +444,7 @@ def test_ipconfig_all_text_from_several_windows_versions(
 
 
 def test_ipconfig_all_text_disconnected_adapters_are_down():
-    facts = windows.parse_ipconfig_text((DATA / "ipconfig-all-win10.out").read_text())
+    facts = ipconfig_win.parse_ipconfig_text((DATA / "ipconfig-all-win10.out").read_text())
     by_name = {i.name: i for i in facts.interfaces}
     assert by_name["Bluetooth Network Connection"].up is False
     assert by_name["Tailscale"].dns == ()  # IPv6-only DNS servers are not IPv4 facts
@@ -426,7 +459,7 @@ def test_ipconfig_all_text_disconnected_adapters_are_down():
     ],
 )
 def test_ipconfig_text_in_french_even_garbled_by_the_code_page(sample, address, gateway):
-    facts = windows.parse_ipconfig_text((DATA / sample).read_text(encoding="utf-8"))
+    facts = ipconfig_win.parse_ipconfig_text((DATA / sample).read_text(encoding="utf-8"))
     first = facts.interfaces[0]
     assert [(a.address, a.prefix) for a in first.ipv4] == [(address, 24)]
     assert first.gateways == (gateway,)
@@ -435,7 +468,7 @@ def test_ipconfig_text_in_french_even_garbled_by_the_code_page(sample, address, 
 
 def test_ipconfig_text_without_adapters_is_a_parse_error():
     with pytest.raises(ParseError):
-        windows.parse_ipconfig_text("Windows IP Configuration\n\n")
+        ipconfig_win.parse_ipconfig_text("Windows IP Configuration\n\n")
 
 
 @pytest.mark.parametrize(
@@ -450,7 +483,7 @@ def test_ipconfig_text_without_adapters_is_a_parse_error():
     ],
 )
 def test_ping_exe_text(sample, sent, received, error, rtt):
-    result = windows.parse_ping_text((DATA / sample).read_text(encoding="utf-8"), "t")
+    result = ping_win.parse_ping_text((DATA / sample).read_text(encoding="utf-8"), "t")
     assert (result.transmitted, result.received, result.error) == (sent, received, error)
     if rtt:
         assert (result.rtt_min_ms, result.rtt_avg_ms, result.rtt_max_ms) == rtt
@@ -459,12 +492,12 @@ def test_ping_exe_text(sample, sent, received, error, rtt):
 def test_ping_exe_text_without_statistics_is_a_parse_error():
     text = "Pinging 192.168.207.100 with 32 bytes of data:\nRequest timed out.\n"
     with pytest.raises(ParseError):
-        windows.parse_ping_text(text, "t")
+        ping_win.parse_ping_text(text, "t")
 
 
 def test_ipconfig_falls_back_to_ipconfig_all_text_when_wmi_is_broken():
     text = (DATA / "ipconfig-all-server2016.out").read_text(encoding="utf-8", errors="replace")
-    net = windows.parse_ipconfig(
+    net = ipconfig_win.parse(
         {"ipconfig": out("ipconfig", {"source": "ipconfig /all", "text": text})}
     )
     assert net.source == "ipconfig /all"
@@ -474,5 +507,5 @@ def test_ipconfig_falls_back_to_ipconfig_all_text_when_wmi_is_broken():
 def test_ping_falls_back_to_ping_exe_text_counting_only_real_replies():
     text = (DATA / "ping-win-host-unreachable.out").read_text(encoding="utf-8", errors="replace")
     payload = {"target": "mx2", "address": "mx2", "source": "ping.exe", "text": text}
-    result = windows.parse_ping(out("ping:mx2", payload), "mx2")
+    result = ping_win.parse(out("ping:mx2", payload), "mx2")
     assert result.received == 0 and result.transmitted > 0  # ping.exe says "Received = N"

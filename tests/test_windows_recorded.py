@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 import tomllib
 
-from fleet.checks import windows
 from fleet.checks.base import StepOutput
+from fleet.checks.binding import windows as binding_win
 from fleet.checks.facts import Address, Interface, NetConfig
+from fleet.checks.ipconfig import windows as ipconfig_win
 from fleet.errors import ParseError
 
 RECORDED = Path(__file__).parent / "data" / "windows" / "recorded"
@@ -85,7 +86,7 @@ class TestServer2019GetNetAdapter:
             "adapters": pipeline([adapter]),  # stays a bare object
             "bindings": None,  # Get-NetAdapterBinding was not recorded on this host
         }
-        config = windows.parse_binding({"binding": out("binding", payload)})
+        config = binding_win.parse({"binding": out("binding", payload)})
         assert config.interfaces == (
             Interface(
                 name="Ethernet",
@@ -99,7 +100,7 @@ class TestServer2019GetNetAdapter:
     def test_extra_properties_of_the_raw_object_do_not_matter(self, server2019_adapter):
         # The recorded object as-is (InterfaceType, State, LinkSpeed, Virtual... left in).
         payload = {"source": "Get-NetAdapterBinding", "adapters": server2019_adapter}
-        (ethernet,) = windows.parse_binding({"binding": out("binding", payload)}).interfaces
+        (ethernet,) = binding_win.parse({"binding": out("binding", payload)}).interfaces
         assert (ethernet.name, ethernet.up, ethernet.mac) == ("Ethernet", True, "00-15-5D-F2-3B-1D")
 
     def test_ipconfig_keeps_the_adapter_and_invents_no_address(self, server2019_adapter):
@@ -119,7 +120,7 @@ class TestServer2019GetNetAdapter:
             "adapters": select(server2019_adapter, ADAPTER_FIELDS),
             "addresses": rows,
         }
-        config = windows.parse_ipconfig({"ipconfig": out("ipconfig", payload)})
+        config = ipconfig_win.parse({"ipconfig": out("ipconfig", payload)})
         (ethernet,) = config.interfaces
         assert ethernet.name == "Ethernet" and ethernet.up
         assert ethernet.ipv4 == ()
@@ -177,7 +178,7 @@ class TestServer2016GetNetIPInterface:
         assert {r["ConnectionState"] for r in server2016_ipinterfaces} == {0, 1}  # enum as int
 
     def test_addresses_prefixes_and_the_gateway_come_through(self, server2016_ipinterfaces):
-        config = windows.parse_ipconfig(
+        config = ipconfig_win.parse(
             {"ipconfig": out("ipconfig", server2016_payload(server2016_ipinterfaces))}
         )
         interfaces = by_name(config)
@@ -204,9 +205,9 @@ class TestServer2016GetNetIPInterface:
             "routes": [r["DefaultGateway"] for r in ipv4],  # "192.168.5.1" is no object...
         }
         with pytest.raises(ParseError, match="routes: expected objects"):
-            windows.parse_ipconfig({"ipconfig": out("ipconfig", payload)})
+            ipconfig_win.parse({"ipconfig": out("ipconfig", payload)})
         payload["routes"] = [{}, {"InterfaceIndex": 5, "NextHop": "192.168.5.1"}]
-        config = windows.parse_ipconfig({"ipconfig": out("ipconfig", payload)})
+        config = ipconfig_win.parse({"ipconfig": out("ipconfig", payload)})
         assert by_name(config)["Ethernet0"].gateways == ("192.168.5.1",)
         assert by_name(config)["Loopback Pseudo-Interface 1"].gateways == ()
 
@@ -239,9 +240,7 @@ class TestGetNetRoute:
             for r in route_table
             if r["AddressFamily"] == AF_INET and r["DestinationPrefix"] == "0.0.0.0/0"
         ]
-        config = windows.parse_ipconfig(
-            {"ipconfig": out("ipconfig", route_payload(pipeline(default)))}
-        )
+        config = ipconfig_win.parse({"ipconfig": out("ipconfig", route_payload(pipeline(default)))})
         assert by_name(config)["Ethernet"].gateways == ("192.168.64.1",)
         assert by_name(config)["Loopback Pseudo-Interface 1"].gateways == ()
         assert config.default_gateways == ("192.168.64.1",)
@@ -249,7 +248,7 @@ class TestGetNetRoute:
     def test_on_link_routes_are_not_mistaken_for_gateways(self, route_table):
         # Had the prefix filter been lost, every IPv4 route comes back: on-link ones carry
         # NextHop 0.0.0.0 and IPv6 ones "::"; only the real next hop is a gateway.
-        config = windows.parse_ipconfig({"ipconfig": out("ipconfig", route_payload(route_table))})
+        config = ipconfig_win.parse({"ipconfig": out("ipconfig", route_payload(route_table))})
         assert config.default_gateways == ("192.168.64.1",)
 
 
@@ -294,7 +293,7 @@ class TestNetAdapterBindingTable:
             "adapters": [{"Name": r["Name"]} for r in rows],
             "bindings": bindings,
         }
-        config = windows.parse_binding({"binding": out("binding", payload)})
+        config = binding_win.parse({"binding": out("binding", payload)})
         assert [i.name for i in config.interfaces] == ["Ethernet", "Ethernet 3", "Ethernet 2"]
         for interface in config.interfaces:
             assert interface.bindings == (("ms_tcpip6", False),)

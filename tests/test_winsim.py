@@ -18,8 +18,16 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from fleet.checks import windows
-from fleet.checks.base import Step, StepOutput
+from fleet.checks.base import Platform, Step, StepOutput
 from fleet.checks.batch import split_sections
+from fleet.checks.binding import BindingCheck
+from fleet.checks.binding import windows as binding_win
+from fleet.checks.ipconfig import IpconfigCheck
+from fleet.checks.ipconfig import windows as ipconfig_win
+from fleet.checks.ping import PingCheck
+from fleet.checks.ping import windows as ping_win
+from fleet.checks.smtp import SmtpCheck
+from fleet.checks.smtp import windows as smtp_win
 from fleet.errors import ParseError
 from tests.lab import winsim
 
@@ -80,18 +88,23 @@ def scripted_server(lines: list[bytes]) -> tuple[int, threading.Event]:
     return port, done
 
 
+def check_steps(check, **params) -> list[Step]:
+    return list(check.steps(Platform.WINDOWS, check.validate(params)))
+
+
 def smtp_step(target: str, port: int, timeout: float = 3) -> Step:
-    (step,) = windows.smtp_steps({"targets": [target], "port": port, "timeout": timeout})
-    return step
+    # Straight to the step builder: a hostile target must reach the host as data.
+    params = SmtpCheck().validate({"port": port, "timeout": timeout})
+    return smtp_win.step(f"smtp:{target}", target, params)
 
 
 # --------------------------------------------------------------------------- every profile
 
 
 AUDIT = (
-    windows.binding_steps({})
-    + windows.ipconfig_steps({})
-    + windows.ping_steps({"targets": ["127.0.0.1"], "count": 2, "timeout": 1})
+    check_steps(BindingCheck())
+    + check_steps(IpconfigCheck())
+    + check_steps(PingCheck(), targets=["127.0.0.1"], count=2, timeout=1)
 )
 
 
@@ -99,9 +112,9 @@ AUDIT = (
 def test_every_profile_round_trips_through_the_real_parsers(name):
     profile = winsim.PROFILES[name]
     outputs = run(profile, AUDIT)
-    binding = windows.parse_binding(outputs)
-    ipconfig = windows.parse_ipconfig(outputs)
-    loop = windows.parse_ping(outputs["ping:127.0.0.1"], "127.0.0.1")
+    binding = binding_win.parse(outputs)
+    ipconfig = ipconfig_win.parse(outputs)
+    loop = ping_win.parse(outputs["ping:127.0.0.1"], "127.0.0.1")
     assert binding.interfaces and ipconfig.interfaces
     assert (loop.transmitted, loop.received) == (2, 2)  # a real ICMP echo on loopback
     assert all(o.exit_status == 0 for o in outputs.values())
@@ -114,57 +127,57 @@ def nic(facts, loopback=False):
 
 def test_ok_is_a_healthy_server_2019():
     outputs = run(winsim.PROFILES["ok"], AUDIT)
-    eth = nic(windows.parse_binding(outputs))
+    eth = nic(binding_win.parse(outputs))
     assert dict(eth.bindings)["ms_tcpip"] is True and dict(eth.bindings)["ms_msclient"]
-    ipconfig = windows.parse_ipconfig(outputs)
+    ipconfig = ipconfig_win.parse(outputs)
     assert [(a.address, a.prefix) for a in nic(ipconfig).ipv4] == [(LAB_ADDRESS, 24)]
     assert ipconfig.default_gateways == ("198.18.0.1",) and nic(ipconfig).dhcp is False
     assert ipconfig.source == "NetTCPIP"
 
 
 def test_one_adapter_comes_back_as_an_object_like_convertto_json_writes_it():
-    outputs = run(winsim.PROFILES["ok"], windows.binding_steps({}))
+    outputs = run(winsim.PROFILES["ok"], check_steps(BindingCheck()))
     raw = json.loads(outputs["binding"].stdout)
     assert isinstance(raw["adapters"], dict) and isinstance(raw["bindings"], list)
 
 
 def test_unbound_has_tcpip_unchecked_and_no_ipv4():
     outputs = run(winsim.PROFILES["unbound"], AUDIT)
-    assert dict(nic(windows.parse_binding(outputs)).bindings)["ms_tcpip"] is False
-    ipconfig = windows.parse_ipconfig(outputs)
+    assert dict(nic(binding_win.parse(outputs)).bindings)["ms_tcpip"] is False
+    ipconfig = ipconfig_win.parse(outputs)
     assert nic(ipconfig).ipv4 == () and ipconfig.default_gateways == ()
 
 
 def test_unbound_host_reaches_nothing_and_sends_nothing():
-    steps = windows.ping_steps({"targets": ["198.18.0.11"], "gateway": True, "count": 1})
+    steps = check_steps(PingCheck(), targets=["198.18.0.11"], gateway=True, count=1)
     steps.append(smtp_step("198.18.0.11", 25))
     outputs = run(winsim.PROFILES["unbound"], steps)
-    gateway = windows.parse_ping(outputs["ping:gateway"], "gateway")
+    gateway = ping_win.parse(outputs["ping:gateway"], "gateway")
     assert gateway.error == "no default gateway"
-    peer = windows.parse_ping(outputs["ping:198.18.0.11"], "198.18.0.11")
+    peer = ping_win.parse(outputs["ping:198.18.0.11"], "198.18.0.11")
     assert peer.received == 0 and peer.error.startswith("general failure")
-    smtp = windows.parse_smtp(outputs["smtp:198.18.0.11"], "198.18.0.11")
+    smtp = smtp_win.parse(outputs["smtp:198.18.0.11"], "198.18.0.11")
     assert smtp.outcome == "unreachable"
 
 
 def test_apipa_reports_169_254_with_dhcp_on_and_no_gateway():
     outputs = run(winsim.PROFILES["apipa"], AUDIT)
-    eth = nic(windows.parse_ipconfig(outputs))
+    eth = nic(ipconfig_win.parse(outputs))
     assert eth.ipv4[0].address.startswith("169.254.") and eth.ipv4[0].prefix == 16
     assert eth.dhcp is True and eth.gateways == ()
 
 
 def test_nogw_is_static_without_gateway():
-    steps = list(AUDIT) + windows.ping_steps({"count": 1})
+    steps = list(AUDIT) + check_steps(PingCheck(), count=1)
     outputs = run(winsim.PROFILES["nogw"], steps)
-    ipconfig = windows.parse_ipconfig(outputs)
+    ipconfig = ipconfig_win.parse(outputs)
     assert nic(ipconfig).ipv4[0].address == LAB_ADDRESS and ipconfig.default_gateways == ()
-    assert windows.parse_ping(outputs["ping:gateway"], "gateway").error == "no default gateway"
+    assert ping_win.parse(outputs["ping:gateway"], "gateway").error == "no default gateway"
 
 
 def test_2008_takes_the_powershell_2_fallbacks():
     outputs = run(winsim.PROFILES["2008"], AUDIT)
-    binding, ipconfig = windows.parse_binding(outputs), windows.parse_ipconfig(outputs)
+    binding, ipconfig = binding_win.parse(outputs), ipconfig_win.parse(outputs)
     assert binding.source == "registry Linkage\\Bind"
     assert ipconfig.source == "Win32_NetworkAdapterConfiguration"
     (lan,) = binding.interfaces
@@ -186,14 +199,14 @@ def test_badpass_host_keeps_the_lab_credentials():
 def test_gateway_is_resolved_on_the_host_and_pinged_for_real():
     adapter = dataclasses.replace(winsim.PROFILES["ok"].adapters[0], gateway="127.0.0.1")
     profile = dataclasses.replace(winsim.PROFILES["ok"], adapters=(adapter,))
-    outputs = run(profile, windows.ping_steps({"count": 2}))
-    result = windows.parse_ping(outputs["ping:gateway"], "gateway")
+    outputs = run(profile, check_steps(PingCheck(), count=2))
+    result = ping_win.parse(outputs["ping:gateway"], "gateway")
     assert (result.received, result.address) == (2, "127.0.0.1")
 
 
 def test_smtp_against_a_real_server(smtp_port):
     outputs = run(winsim.PROFILES["ok"], [smtp_step("127.0.0.1", smtp_port)])
-    probe = windows.parse_smtp(outputs["smtp:127.0.0.1"], "127.0.0.1")
+    probe = smtp_win.parse(outputs["smtp:127.0.0.1"], "127.0.0.1")
     assert probe.outcome == "ok" and probe.greeting_code == 220
     assert probe.ehlo[-1].startswith("250 ") and probe.connect_ms is not None
 
@@ -201,7 +214,7 @@ def test_smtp_against_a_real_server(smtp_port):
 def test_smtp_multi_line_greeting_is_read_whole_before_ehlo():
     port, done = scripted_server([b"220-mx3.lab ESMTP\r\n", b"220-no UCE\r\n", b"220 mx3.lab\r\n"])
     outputs = run(winsim.PROFILES["2008"], [smtp_step("127.0.0.1", port)])
-    probe = windows.parse_smtp(outputs["smtp:127.0.0.1"], "127.0.0.1")
+    probe = smtp_win.parse(outputs["smtp:127.0.0.1"], "127.0.0.1")
     assert probe.greeting == ("220-mx3.lab ESMTP", "220-no UCE", "220 mx3.lab")
     assert probe.outcome == "ok" and probe.starttls
     assert done.wait(5)
@@ -210,7 +223,7 @@ def test_smtp_multi_line_greeting_is_read_whole_before_ehlo():
 def test_smtp_421_is_a_bad_greeting():
     port, _ = scripted_server([b"421 4.3.2 Service not available\r\n"])
     outputs = run(winsim.PROFILES["ok"], [smtp_step("127.0.0.1", port)])
-    probe = windows.parse_smtp(outputs["smtp:127.0.0.1"], "127.0.0.1")
+    probe = smtp_win.parse(outputs["smtp:127.0.0.1"], "127.0.0.1")
     assert (probe.outcome, probe.greeting_code) == ("bad-greeting", 421)
 
 
@@ -222,28 +235,28 @@ def test_smtp_refused_and_silent_servers():
             smtp_step("localhost", silent.getsockname()[1], 0.5),
         ]
         outputs = run(winsim.PROFILES["ok"], steps)
-    refused = windows.parse_smtp(outputs[steps[0].key], "127.0.0.1")
+    refused = smtp_win.parse(outputs[steps[0].key], "127.0.0.1")
     assert refused.outcome == "refused"
-    quiet = windows.parse_smtp(outputs[steps[1].key], "localhost")
+    quiet = smtp_win.parse(outputs[steps[1].key], "localhost")
     assert quiet.outcome == "timeout" and quiet.error == "greeting failed: TimedOut"
 
 
 def test_names_that_do_not_resolve(monkeypatch):
     # The resolver is stubbed so no DNS query leaves the machine.
     monkeypatch.setattr(winsim, "_resolve", lambda name: None)
-    steps = windows.ping_steps({"targets": ["mx9"], "gateway": False, "count": 1})
+    steps = check_steps(PingCheck(), targets=["mx9"], gateway=False, count=1)
     steps.append(smtp_step("mx9", 25))
     outputs = run(winsim.PROFILES["ok"], steps)
-    assert windows.parse_ping(outputs["ping:mx9"], "mx9").error == "unknown host"
-    assert windows.parse_smtp(outputs["smtp:mx9"], "mx9").outcome == "unresolved"
+    assert ping_win.parse(outputs["ping:mx9"], "mx9").error == "unknown host"
+    assert smtp_win.parse(outputs["smtp:mx9"], "mx9").outcome == "unresolved"
 
 
 def test_targets_outside_the_lab_are_never_probed():
-    steps = windows.ping_steps({"targets": ["192.0.2.99"], "gateway": False, "count": 1})
+    steps = check_steps(PingCheck(), targets=["192.0.2.99"], gateway=False, count=1)
     outputs = run(winsim.PROFILES["ok"], steps)
     assert outputs["ping:192.0.2.99"].exit_status == 1
     with pytest.raises(ParseError, match="outside the lab"):
-        windows.parse_ping(outputs["ping:192.0.2.99"], "192.0.2.99")
+        ping_win.parse(outputs["ping:192.0.2.99"], "192.0.2.99")
 
 
 def test_a_stuck_step_times_out_alone(monkeypatch):
@@ -251,8 +264,8 @@ def test_a_stuck_step_times_out_alone(monkeypatch):
         time.sleep(3)
         return {}
 
-    monkeypatch.setitem(winsim.EMULATORS, "smtp.ps1", slow)
-    steps = [*windows.binding_steps({}), smtp_step("127.0.0.1", 25)]
+    monkeypatch.setitem(winsim.EMULATORS, "smtp/smtp.ps1", slow)
+    steps = [*check_steps(BindingCheck()), smtp_step("127.0.0.1", 25)]
     started = time.monotonic()
     outputs = run(winsim.PROFILES["ok"], steps, timeout=1)
     assert time.monotonic() - started < 2.5
@@ -262,6 +275,11 @@ def test_a_stuck_step_times_out_alone(monkeypatch):
 
 
 # --------------------------------------------------------------------------- only fleet's scripts
+
+
+def test_the_simulator_answers_every_step_script_fleet_ships():
+    # A check's Windows script needs exactly one answer here (winsim's @answers).
+    assert set(winsim.EMULATORS) == set(windows.SCRIPTS)
 
 
 def test_anything_but_a_composed_script_is_refused():

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import itertools
 import re
 import secrets
 import shlex
 from collections.abc import Mapping, Sequence
 
-from fleet.checks.base import Step, StepOutput
+from fleet.checks.base import Readings, Step, StepOutput
 
 STEP_OUTPUT_CAP = 256 * 1024  # bytes kept from one step
 
@@ -48,8 +47,6 @@ def compose_sh(steps: Sequence[Step], nonce: str, step_timeout: float = 60.0) ->
     output) run once and share their output.  A section longer than
     STEP_OUTPUT_CAP is cut, and marked truncated, by ``split_sections``.
     """
-    # Hosts of one group get the same steps: the part that runs them is composed once;
-    # only the last lines, which frame the sections, carry this host's nonce.
     head, pairs = _sh_steps(tuple(step.script for step in steps), max(1, int(step_timeout)))
     begin = f"printf '\\n@@fleet {nonce} begin %s\\n' \"$i\""
     end = f'printf \'\\n@@fleet {nonce} end %s %s 0 raw\\n\' "$i" "${{r:-255}}"'
@@ -69,7 +66,6 @@ def compose_sh(steps: Sequence[Step], nonce: str, step_timeout: float = 60.0) ->
     return head + "\n".join(tail) + "\n"
 
 
-@functools.lru_cache(maxsize=256)
 def _sh_steps(scripts: tuple[str, ...], secs: int) -> tuple[str, str]:
     """The script up to the framing (steps run, statuses kept), and the
     "section:run" pairs: each section's index and the run whose output it prints."""
@@ -122,11 +118,14 @@ def split_sections(stdout: bytes, nonce: str, steps: Sequence[Step]) -> Mapping[
     """
     chunks = stdout.split(b"@@fleet " + nonce.encode() + b" ")
     found: dict[int, StepOutput] = {}
+    # Equal outputs (steps sharing a run) share what the checks read from them.
+    readings: dict[tuple[int, bool, bytes], Readings] = {}
     for begin, end in itertools.pairwise(chunks[1:]):
         output = _section(begin, end, len(steps))
         if output is not None and output[0] not in found:
             index, status, body, truncated = output
-            found[index] = StepOutput(steps[index].key, status, body, truncated)
+            read = readings.setdefault((status, truncated, body), Readings())
+            found[index] = StepOutput(steps[index].key, status, body, truncated, read)
     return {
         step.key: found.get(i, StepOutput(key=step.key, exit_status=None, stdout=b""))
         for i, step in enumerate(steps)

@@ -51,7 +51,7 @@ from typing import Any
 import yaml
 from tabulate import tabulate
 
-from fleet.checks.base import Step
+from fleet.checks.base import Platform, Step
 from fleet.checks.batch import new_nonce, split_sections
 from fleet.plan import HostPlan, RunOptions
 from fleet.runner import host_checks, host_script
@@ -667,12 +667,14 @@ class OnHost:
 def on_host_concurrency(bench: BenchLab, host: HostPlan) -> list[OnHost]:
     """One host pings 1 then 3 targets in one batch: side by side, 3 cost about 1."""
     from fleet.checks import unix
+    from fleet.checks.ping import PingCheck
     from fleet.transports.base import open_transport
 
     options = RunOptions(known_hosts=str(bench.known_hosts))
     figures = []
     for targets in (["gateway"], ["gateway", topology.BENCH_HUB, "runner"]):
-        steps = unix.ping_steps({"targets": targets, "gateway": False, "count": 2})
+        params = PingCheck().validate({"targets": targets, "gateway": False, "count": 2})
+        steps = list(PingCheck().steps(Platform.UNIX, params))
         nonce = new_nonce()
         transport = open_transport(host, options)
         try:

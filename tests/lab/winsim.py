@@ -35,7 +35,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fleet.checks.base import Step
-from fleet.checks.windows import GATEWAY, compose
+from fleet.checks.ping import GATEWAY
+from fleet.checks.windows import compose
 
 LAB_USER = "fleet"
 LAB_PASSWORD = "Lab-Passw0rd"
@@ -241,10 +242,28 @@ def _wmi_adapters(profile: Profile) -> Any:
     )
 
 
-# --------------------------------------------------------------------------- binding / ipconfig
+# --------------------------------------------------------------------------- the answers
+
+# What each step script answers on a simulated host, by the script's name:
+# a check's Windows script adds exactly one answer here, with ``@answers``.
+Emulator = Callable[[Profile, str, Mapping[str, str]], dict[str, Any]]
+EMULATORS: dict[str, Emulator] = {}
 
 
-def binding_report(profile: Profile, address: str) -> dict[str, Any]:
+def answers(script: str) -> Callable[[Emulator], Emulator]:
+    """Register what ``script`` (``"<check>/<file>.ps1"``) prints on a simulated host."""
+
+    def register(emulator: Emulator) -> Emulator:
+        EMULATORS[script] = emulator
+        return emulator
+
+    return register
+
+
+@answers("binding/binding.ps1")
+def binding_report(
+    profile: Profile, address: str, params: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """What binding.ps1 returns on this host."""
     if profile.legacy:
         return _binding_registry(profile)
@@ -292,7 +311,10 @@ def _binding_registry(profile: Profile) -> dict[str, Any]:
     return {"source": "registry", "adapters": _wmi_adapters(profile), "bind": bind}
 
 
-def ipconfig_report(profile: Profile, address: str) -> dict[str, Any]:
+@answers("ipconfig/ipconfig.ps1")
+def ipconfig_report(
+    profile: Profile, address: str, params: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """What ipconfig.ps1 returns on this host."""
     if profile.legacy:
         return _ipconfig_wmi(profile, address)
@@ -427,6 +449,7 @@ def _echo(ip: str, timeout_ms: int) -> tuple[int, int | None]:
     return PING_GENERAL_FAILURE, None
 
 
+@answers("ping/ping.ps1")
 def ping_report(profile: Profile, address: str, params: Mapping[str, str]) -> dict[str, Any]:
     """What ping.ps1 returns: one Win32_PingStatus query per echo, done for real."""
     target = params["target"]
@@ -512,6 +535,7 @@ class _Conversation:
             raise _SocketError(_SOCKET_ERROR.get(exc.errno or 0, "SocketError")) from None
 
 
+@answers("smtp/smtp.ps1")
 def smtp_report(profile: Profile, address: str, params: Mapping[str, str]) -> dict[str, Any]:
     """What smtp.ps1 returns: a real, polite SMTP conversation (greeting, EHLO, QUIT)."""
     report: dict[str, Any] = {
@@ -643,7 +667,7 @@ class AuditScript:
 
 _HEADER = re.compile(r"# fleet audit (?P<nonce>[0-9A-Za-z]{8,64})\n")
 _RUN = re.compile(r"\nfleetRun \$fleetCode \$fleetSteps '(?P<nonce>[0-9A-Za-z]+)' (?P<ms>\d+)\n\Z")
-_STEP = re.compile(r", @\('(?P<script>[a-z]+\.ps1)', @\{(?P<params>.*)\}\)")
+_STEP = re.compile(r", @\('(?P<script>[a-z_]+/[a-z_]+\.ps1)', @\{(?P<params>.*)\}\)")
 _PARAM = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*) = \(fleetArg '(?P<b64>[A-Za-z0-9+/=]*)'\)")
 
 
@@ -693,15 +717,6 @@ def _refusal(script: str) -> tuple[bytes, bytes, int]:
         "    + FullyQualifiedErrorId : CommandNotFoundException\r\n"
     )
     return b"", message.encode("utf-8"), 1
-
-
-Emulator = Callable[[Profile, str, Mapping[str, str]], dict[str, Any]]
-EMULATORS: dict[str, Emulator] = {
-    "binding.ps1": lambda profile, address, params: binding_report(profile, address),
-    "ipconfig.ps1": lambda profile, address, params: ipconfig_report(profile, address),
-    "ping.ps1": ping_report,
-    "smtp.ps1": smtp_report,
-}
 
 
 def _run_step(profile: Profile, address: str, step: Step) -> tuple[int, Any]:

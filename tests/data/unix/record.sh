@@ -29,8 +29,8 @@ ip -n "$B" addr add 198.18.0.249/24 dev rec1
 sleep 1
 
 inA() { ip netns exec "$A" "$@"; }
-step() { python3 -c "import sys, fleet.checks.unix as u; print(getattr(u, sys.argv[1]), end='')" "$@"; }
-ping_step() { python3 -c "import sys, fleet.checks.unix as u; print(u.ping_script(sys.argv[1], int(sys.argv[2]), 1), end='')" "$@"; }
+step() { python3 -c "import sys, fleet.checks.net.unix as u; print(getattr(u, sys.argv[1]), end='')" "$@"; }
+ping_step() { python3 -c "import sys, fleet.checks.ping.unix as u; print(u.ping_script(sys.argv[1], int(sys.argv[2]), 1), end='')" "$@"; }
 
 # 1. A host whose configuration is broken: only an APIPA address, no default route.
 ip -n "$A" addr add 169.254.10.3/16 dev rec0

@@ -1,0 +1,99 @@
+"""ipconfig's verdict: is the IP configuration sane (KB Q128961, step 2)?"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+
+from fleet import causes
+from fleet.checks.facts import Interface, NetConfig, as_facts
+from fleet.checks.harness import Finding, with_findings
+from fleet.checks.net import APIPA, global_v4, render_net, v4
+from fleet.model import CheckResult, Status
+
+
+def _address_findings(interfaces: Sequence[Interface]) -> list[Finding]:
+    findings: list[Finding] = []
+    for i in interfaces:
+        usable = global_v4(i)
+        for a in i.ipv4:
+            ip = v4(a.address)
+            if ip is None:
+                findings.append(
+                    (Status.FAIL, causes.UNPARSED, f"unreadable address {a.address!r} on {i.name}")
+                )
+            elif ip.is_unspecified:
+                findings.append((Status.FAIL, causes.ZERO_ADDRESS, f"address 0.0.0.0 on {i.name}"))
+            elif ip in APIPA:
+                # An APIPA address next to a real one is a leftover, not an outage.
+                status = Status.WARN if usable else Status.FAIL
+                message = f"APIPA address {a.address} on {i.name}: DHCP failed"
+                findings.append((status, causes.APIPA, message))
+            elif a.prefix <= 0 or a.prefix > 32:
+                message = f"netmask /{a.prefix} on {i.name} ({a.address})"
+                findings.append((Status.FAIL, causes.NO_IPV4, message))
+    return findings
+
+
+def _networks(interfaces: Iterable[Interface]) -> list[ipaddress.IPv4Network]:
+    out = []
+    for i in interfaces:
+        for a in i.ipv4:
+            if v4(a.address) is not None and 0 < a.prefix <= 32:
+                out.append(ipaddress.IPv4Network(f"{a.address}/{a.prefix}", strict=False))
+    return out
+
+
+def _gateways(net: NetConfig) -> list[str]:
+    found = list(net.default_gateways)
+    found += [g for i in net.interfaces for g in i.gateways]
+    usable = []
+    for g in dict.fromkeys(found):
+        ip = v4(g)
+        if ip is not None and not ip.is_unspecified:
+            usable.append(g)
+    return usable
+
+
+def _gateway_findings(net: NetConfig, interfaces: Sequence[Interface]) -> list[Finding]:
+    gateways = _gateways(net)
+    if not gateways:
+        return [(Status.FAIL, causes.NO_GATEWAY, "no default gateway")]
+    networks = _networks(interfaces)
+    # A /32 address with an on-link gateway is normal in clouds (GCE, Hetzner):
+    # the route to the gateway is set explicitly, so it is not a misconfiguration.
+    host_routes = any(n.prefixlen == 32 for n in networks)
+    return [
+        (
+            Status.FAIL,
+            causes.GATEWAY_OFF_SUBNET,
+            f"default gateway {g} is outside every interface's subnet",
+        )
+        for g in gateways
+        if not host_routes and not any(ipaddress.IPv4Address(g) in n for n in networks)
+    ]
+
+
+def _ok(interfaces: Sequence[Interface], net: NetConfig) -> str:
+    parts = []
+    for i in interfaces:
+        if i.ipv4:
+            how = {True: " (DHCP)", False: " (static)", None: ""}[i.dhcp]
+            addresses = ", ".join(f"{a.address}/{a.prefix}" for a in i.ipv4)
+            parts.append(f"{i.name} {addresses}{how}")
+    gateways = ", ".join(_gateways(net))
+    return f"{'; '.join(parts)}, gateway {gateways}, DNS {', '.join(net.dns_servers) or '-'}"
+
+
+def judge_ipconfig(host: str, net: NetConfig, evidence: str = "") -> CheckResult:
+    """Fail on no IPv4, APIPA, 0.0.0.0, no default gateway, a gateway off every subnet."""
+    interfaces = [i for i in net.interfaces if i.up and not i.loopback]
+    findings: list[Finding] = []
+    if not any(i.ipv4 for i in interfaces):
+        findings.append((Status.FAIL, causes.NO_IPV4, "no IPv4 address on any up interface"))
+    findings += _address_findings(interfaces)
+    findings += _gateway_findings(net, interfaces)
+    if not net.dns_servers and not any(i.dns for i in interfaces):
+        findings.append((Status.WARN, causes.NO_DNS, "no DNS servers configured"))
+    ok = _ok(interfaces, net)
+    return with_findings(host, "ipconfig", findings, ok, as_facts(net), evidence or render_net(net))

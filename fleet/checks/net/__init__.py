@@ -1,0 +1,49 @@
+"""What binding and ipconfig share: the host's network configuration and how it reads.
+
+``unix`` is the one net step both checks run on Unix (parsed once per host);
+``windows`` the adapter fields both Windows scripts report.  Each check's
+judge stays in its own folder; the address rules and the evidence they both
+show are here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from fleet.checks.facts import Interface, NetConfig
+from fleet.checks.harness import excerpt
+
+APIPA = ipaddress.IPv4Network("169.254.0.0/16")
+LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
+
+
+def v4(address: str) -> ipaddress.IPv4Address | None:
+    try:
+        return ipaddress.IPv4Address(address)
+    except ValueError:
+        return None
+
+
+def global_v4(interface: Interface) -> list[str]:
+    """The interface's addresses a peer could reach it on (not loopback, APIPA or 0.0.0.0)."""
+    out = []
+    for a in interface.ipv4:
+        ip = v4(a.address)
+        if ip is not None and not (ip in LOOPBACK or ip in APIPA or ip.is_unspecified):
+            out.append(a.address)
+    return out
+
+
+def render_net(net: NetConfig) -> str:
+    """A few lines an operator reads as evidence for binding/ipconfig (like ``ip -br addr``)."""
+    lines = [f"source: {net.source}"] if net.source else []
+    for i in net.interfaces:
+        state = "up" if i.up else "down"
+        addresses = " ".join(f"{a.address}/{a.prefix}" for a in i.ipv4) or "-"
+        dhcp = {True: " dhcp", False: " static", None: ""}[i.dhcp]
+        bound = [c for c, enabled in i.bindings if enabled]
+        extra = f" bound: {','.join(bound)}" if i.bindings else ""
+        lines.append(f"{i.name} {state} {addresses}{dhcp}{extra}")
+    lines.append(f"default gateway: {', '.join(net.default_gateways) or '-'}")
+    lines.append(f"dns: {', '.join(net.dns_servers) or '-'}")
+    return excerpt("\n".join(lines))

@@ -1,0 +1,94 @@
+"""smtp on Unix: the probe program (``unix_probe.py``) run by the host's python3, and its parser.
+
+The program's TEXT is sent inside the step and its parameters as quoted
+argv; it prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from fleet import causes
+from fleet.checks.base import Step, StepOutput
+from fleet.checks.facts import SMTP_OUTCOMES, SmtpProbe
+from fleet.checks.harness import excerpt
+from fleet.errors import ParseError
+
+NO_PYTHON = "fleet: no python3"
+# -S: no site module (the probe needs only the standard library): less to start.
+SMTP_RUN = """for p in python3 /usr/libexec/platform-python; do
+  command -v "$p" >/dev/null 2>&1 && exec "$p" -S -c {program} {args}
+done
+echo '{no_python}'; exit 127
+"""
+# The probe that runs on the host, read with this module.
+PROBE_PROGRAM = Path(__file__).with_name("unix_probe.py").read_text(encoding="utf-8")
+_QUOTED_PROGRAM = shlex.quote(PROBE_PROGRAM)
+
+
+def step(key: str, target: str, params: Mapping[str, Any]) -> Step:
+    script = smtp_script(target, int(params["port"]), float(params["timeout"]), str(params["helo"]))
+    return Step(key, script, target)
+
+
+def smtp_script(target: str, port: int, timeout: float, helo: str) -> str:
+    """sh that runs the probe program with its parameters as quoted argv."""
+    args = " ".join(shlex.quote(str(v)) for v in (target, int(port), float(timeout), helo))
+    return SMTP_RUN.format(no_python=NO_PYTHON, program=_QUOTED_PROGRAM, args=args)
+
+
+def _excerpt(text: str) -> str:
+    """Enough of the output to recognise it in an error message."""
+    return excerpt(text, 200)
+
+
+def _strings(value: object, field: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ParseError(f"smtp probe: {field} is not a list of strings")
+    return tuple(value)
+
+
+def _optional_number(value: object, field: str) -> Any:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ParseError(f"smtp probe: {field} is not a number")
+    return value
+
+
+def _probe_json(text: str) -> Mapping[str, Any]:
+    for line in reversed(text.splitlines()):
+        if line.startswith("{"):
+            try:
+                data = json.loads(line)
+            except ValueError as exc:
+                raise ParseError(f"smtp probe printed broken JSON: {_excerpt(line)}") from exc
+            if isinstance(data, dict):
+                return data
+    raise ParseError(f"smtp probe printed no result: {_excerpt(text)}")
+
+
+def parse(output: StepOutput, target: str) -> SmtpProbe:
+    """The probe's one JSON object as an SmtpProbe."""
+    text = output.stdout.decode("utf-8", errors="replace")
+    if NO_PYTHON in text:
+        raise ParseError("smtp probe needs python3 on the host", cause=causes.TOOL_MISSING)
+    data = _probe_json(text)
+    outcome = data.get("outcome")
+    if outcome not in SMTP_OUTCOMES:
+        raise ParseError(f"smtp probe: unknown outcome {outcome!r}")
+    code = _optional_number(data.get("greeting_code"), "greeting_code")
+    return SmtpProbe(
+        target=target,
+        port=int(_optional_number(data.get("port"), "port") or 0),
+        outcome=str(outcome),
+        address=str(data.get("address") or ""),
+        greeting_code=int(code) if code is not None else None,
+        greeting=_strings(data.get("greeting", []), "greeting"),
+        ehlo=_strings(data.get("ehlo", []), "ehlo"),
+        starttls=data.get("starttls") is True,
+        error=str(data.get("error") or ""),
+        connect_ms=_optional_number(data.get("connect_ms"), "connect_ms"),
+    )
