@@ -13,8 +13,6 @@ import ast
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-import pytest
-
 import fleet
 
 ROOT = Path(fleet.__file__).parent
@@ -123,15 +121,6 @@ def cycles(graph: Graph) -> list[set[str]]:
     return found
 
 
-# fleet.plan imports Platform from fleet.checks.base, and checks.reach imports fleet.plan;
-# transports join that loop through plan.  Platform moving to fleet.model breaks it.
-_KNOWN = {"fleet.checks", "fleet.plan"}
-
-
-def _known(component: set[str]) -> bool:
-    return component >= _KNOWN
-
-
 def test_imports_inside_functions_count_and_those_for_type_checking_do_not():
     source = (
         "if TYPE_CHECKING:\n    import fleet.x\nelse:\n    import fleet.y\n"
@@ -159,12 +148,4 @@ def test_no_module_imports_another_that_imports_it_back():
 
 
 def test_no_package_imports_another_that_imports_it_back():
-    found = cycles(package_graph(module_graph()))
-    assert [c for c in found if not _known(c)] == []
-
-
-# fixed on the checks branch: remove this mark (and _KNOWN) when merging it
-@pytest.mark.xfail(strict=True, reason="checks <-> plan: Platform moves to fleet.model")
-def test_checks_and_plan_do_not_import_each_other():
-    found = cycles(package_graph(module_graph()))
-    assert [c for c in found if _known(c)] == []
+    assert cycles(package_graph(module_graph())) == []
