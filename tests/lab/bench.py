@@ -494,7 +494,9 @@ def paramiko_run(bench: BenchLab, plans: Sequence[HostPlan], forks: int) -> Meas
     than fleet's whole budget (why ``ssh`` runs on libssh2; ``paramiko`` stays for
     ``ansible_connection=paramiko``)."""
     with _fanout_dir(plans, "fleet-paramiko-") as (work, returned):
-        argv = [sys.executable, "-m", "tests.lab.paramiko_fanout", "--forks", str(forks)]
+        # By path: the fan-out runs in its work directory, where ``tests`` is no package.
+        script = Path(__file__).with_name("paramiko_fanout.py")
+        argv = [sys.executable, str(script), "--forks", str(forks)]
         argv += ["--key", str(bench.lab.key_file), "--known-hosts", str(bench.known_hosts)]
         argv += ["--user", sshd.LAB_USER, "hosts", "audit.sh", "out"]
         cost = run_measured(argv, timeout=900, cwd=work)
