@@ -30,7 +30,7 @@ if [ -z "$t" ]; then echo 'fleet: no default gateway'; exit 3; fi
 echo "fleet: gateway $t"
 """
 
-# ping's wait option differs by system (facts-unix-ssh.md): Linux and busybox
+# ping's wait option differs by system: Linux and busybox
 # -W seconds per reply; FreeBSD/macOS -t total seconds; OpenBSD/NetBSD -w.
 # Linux (the usual case) is known by its /proc without forking uname.
 PING_RUN = """[ -d /proc/sys/net ] && exec ping -n -c {count} -W {wait} -- "$t"
