@@ -432,3 +432,27 @@ def test_the_audit_shares_one_context_with_every_transport(monkeypatch) -> None:
     context = AuditContext()
     run_audit([host("a"), host("b")], RunOptions(forks=2), context=context)
     assert seen == [context, context]
+
+
+@pytest.mark.lab
+def test_lab_hosts_that_cannot_be_audited_carry_the_transports_cause(lab) -> None:
+    # Real failures over real SSH and WinRM: the cause is set where the login failed.
+    from pathlib import Path
+
+    from fleet.inventory import load_inventory
+    from fleet.playbook import build_plan, load_playbook
+
+    playbook = Path(__file__).resolve().parent.parent / "playbooks" / "mail-connectivity.yml"
+    inventory = load_inventory(lab.inventory.parent)
+    plan = build_plan(load_playbook(playbook), inventory, "mx-down,mx-badkey,win-badpass,mx1")
+    run = run_audit(plan, RunOptions(forks=4, connect_timeout=3))
+
+    def causes_of(name: str) -> set[tuple[str, str]]:
+        return {(r.status.value, r.cause) for r in run.host(name).results if r.check != "reach"}
+
+    down_reach = [r for r in run.host("mx-down").results if r.check == "reach" and r.target == "22"]
+    assert [r.cause for r in down_reach] == [causes.TIMEOUT]
+    assert causes_of("mx-down") == {("unreachable", causes.CONNECT_TIMEOUT)}
+    assert causes_of("mx-badkey") == {("unreachable", causes.HOST_KEY_CHANGED)}
+    assert causes_of("win-badpass") == {("unreachable", causes.AUTH_REFUSED)}
+    assert all(r.cause == "" for r in run.host("mx1").results if r.status is Status.OK)

@@ -1,8 +1,8 @@
 """The ``ssh`` connection on libssh2 (ssh2-python): the SSH protocol in C.
 
 paramiko runs the SSH protocol in Python, a thread per connection; libssh2
-does the same work in C at about a third of the client CPU, which makes it
-the default, as OpenSSH is Ansible's.  Everything around the protocol is
+does the same work in C for a fraction of the client CPU (the README's
+benchmark), which makes it the default, as OpenSSH is Ansible's.  Everything around the protocol is
 shared with the ``paramiko`` connection (fleet.transports.sshcommon): the
 inventory's settings and credentials, the known_hosts index, reach's
 handed-over connection, one budget for the whole login (the watchdog), the
@@ -44,8 +44,7 @@ from fleet.plan import HostPlan, RunOptions
 from fleet.transports import sshcommon
 from fleet.transports._io import WATCHDOG, CappedBuffer, sh_result
 from fleet.transports.base import AuditContext
-from fleet.transports.handoff import Handoff, give_up
-from fleet.transports.sshcommon import STDERR_CAP, NoGreeting, SshSettings
+from fleet.transports.sshcommon import STDERR_CAP, NoGreeting
 
 # libssh2's names for the host key algorithms a known_hosts key type can answer.
 _HOSTKEY_METHODS = {
@@ -62,32 +61,21 @@ _PATIENCE = 0.5
 _CLOSING_PATIENCE = 0.02
 
 
-class Libssh2Transport:
+class Libssh2Transport(sshcommon.SshTransport):
     """Runs sh scripts over one libssh2 session per host."""
-
-    shell = "sh"
-    login_port = staticmethod(SshSettings.login_port)
 
     def __init__(
         self, host: HostPlan, options: RunOptions, context: AuditContext | None = None
     ) -> None:
-        self.host = host
-        self.settings = SshSettings.from_host(host, options)
-        self.port: int | None = self.settings.port
-        self._context = context or AuditContext()
-        # Read now, before any host is contacted: a missing key file or a wrong
-        # passphrase is the inventory's fault (exit 5), not a failed login per host.
-        self._credentials = sshcommon.credentials(self.settings, self._context)
+        super().__init__(host, options, context)
         self._session: Session | None = None
         self._sock: socket.socket | None = None
 
     # -- connecting --------------------------------------------------------
 
-    def connect(self, handoff: Handoff | None = None) -> None:
-        if self._session is None:
-            sshcommon.log_in(self.settings, handoff, self._login)
-        else:
-            give_up(handoff)
+    @property
+    def connected(self) -> bool:
+        return self._session is not None
 
     def _login(self, sock: socket.socket, started: float, handed_over: bool) -> None:
         s = self.settings

@@ -33,8 +33,7 @@ from fleet.plan import HostPlan, RunOptions
 from fleet.transports import sshcommon
 from fleet.transports._io import WATCHDOG, CappedBuffer, sh_result
 from fleet.transports.base import AuditContext
-from fleet.transports.handoff import Handoff, give_up
-from fleet.transports.sshcommon import STDERR_CAP, NoGreeting, PrivateKey, SshSettings
+from fleet.transports.sshcommon import STDERR_CAP, NoGreeting, PrivateKey
 
 IDLE_WAKEUP = 5.0  # seconds: paramiko's thread's socket timeout once logged in
 _KEY_CLASSES: dict[str, type[paramiko.PKey]] = {
@@ -43,26 +42,19 @@ _KEY_CLASSES: dict[str, type[paramiko.PKey]] = {
 }
 
 
-class ParamikoTransport:
+class ParamikoTransport(sshcommon.SshTransport):
     """Runs sh scripts over one paramiko SSH connection per host."""
-
-    shell = "sh"
-    login_port = staticmethod(SshSettings.login_port)
 
     def __init__(
         self, host: HostPlan, options: RunOptions, context: AuditContext | None = None
     ) -> None:
-        self.host = host
-        self.settings = SshSettings.from_host(host, options)
-        self.port: int | None = self.settings.port
-        self._context = context or AuditContext()
-        # Read now, before any host is contacted (ConfigError): see Libssh2Transport.
+        super().__init__(host, options, context)
         self._auth = self._auth_arguments()
         self._client: paramiko.SSHClient | None = None
         self._sock: socket.socket | None = None
 
     def _auth_arguments(self) -> dict[str, Any]:
-        found = sshcommon.credentials(self.settings, self._context)
+        found = self._credentials
         args: dict[str, Any] = {
             # A broken agent can hang connect: only consult it when nothing was given.
             "allow_agent": not found.explicit,
@@ -77,11 +69,9 @@ class ParamikoTransport:
 
     # -- connecting --------------------------------------------------------
 
-    def connect(self, handoff: Handoff | None = None) -> None:
-        if self._client is None:
-            sshcommon.log_in(self.settings, handoff, self._login)
-        else:
-            give_up(handoff)
+    @property
+    def connected(self) -> bool:
+        return self._client is not None
 
     def _login(self, sock: socket.socket, started: float, handed_over: bool) -> None:
         s = self.settings

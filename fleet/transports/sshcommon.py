@@ -36,7 +36,7 @@ from fleet.errors import (
 )
 from fleet.plan import HostPlan, RunOptions
 from fleet.transports.base import AuditContext
-from fleet.transports.handoff import Handoff
+from fleet.transports.handoff import Handoff, give_up
 from fleet.truth import as_bool
 
 STDERR_CAP = 64 * 1024
@@ -347,6 +347,37 @@ def closed_by_peer(exc: BaseException | None) -> bool:
             return True
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return False
+
+
+class SshTransport:
+    """What both SSH transports do alike: read the host's settings and credentials when
+    built (a bad key file is a ConfigError before any host is contacted), and log in
+    through ``log_in``.  Each library's transport supplies ``_login`` and ``connected``."""
+
+    shell = "sh"
+    login_port = staticmethod(SshSettings.login_port)
+
+    def __init__(
+        self, host: HostPlan, options: RunOptions, context: AuditContext | None = None
+    ) -> None:
+        self.host = host
+        self.settings = SshSettings.from_host(host, options)
+        self.port: int | None = self.settings.port
+        self._context = context or AuditContext()
+        self._credentials = credentials(self.settings, self._context)
+
+    @property
+    def connected(self) -> bool:
+        raise NotImplementedError
+
+    def _login(self, sock: socket.socket, started: float, handed_over: bool) -> None:
+        raise NotImplementedError
+
+    def connect(self, handoff: Handoff | None = None) -> None:
+        if self.connected:
+            give_up(handoff)
+        else:
+            log_in(self.settings, handoff, self._login)
 
 
 # -- what an operator reads ------------------------------------------------

@@ -25,7 +25,6 @@ import ssl
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import requests
 from winrm.exceptions import (
@@ -48,6 +47,7 @@ from fleet.errors import (
 )
 from fleet.model import CommandResult
 from fleet.plan import HostPlan, RunOptions
+from fleet.transports._io import CappedBuffer
 from fleet.transports.base import AuditContext
 from fleet.transports.handoff import Handoff, give_up
 from fleet.transports.powershell import decode_invocation, encode_invocation, reads_stdin
@@ -268,21 +268,15 @@ def _scrubbed(error: FleetError, secret: str | None) -> FleetError:
 # The transport
 
 
-@dataclass
 class _Output:
     """stdout/stderr gathered across Receives, capped."""
 
-    stdout_cap: int
-    stdout: bytearray = field(default_factory=bytearray)
-    stderr: bytearray = field(default_factory=bytearray)
-    truncated: bool = False
+    def __init__(self, stdout_cap: int) -> None:
+        self.out, self.err = CappedBuffer(stdout_cap), CappedBuffer(STDERR_CAP)
 
     def add(self, stdout: bytes, stderr: bytes) -> None:
-        room = self.stdout_cap - len(self.stdout)
-        if len(stdout) > room:
-            self.truncated = True
-        self.stdout += stdout[: max(room, 0)]
-        self.stderr += stderr[: max(STDERR_CAP - len(self.stderr), 0)]
+        self.out.write(stdout)
+        self.err.write(stderr)
 
 
 class WinRMTransport:
@@ -398,7 +392,7 @@ class WinRMTransport:
         except requests.exceptions.Timeout as exc:
             self._discard()
             if time.monotonic() >= deadline:
-                raise CommandTimeout(timeout, bytes(output.stdout)) from exc
+                raise CommandTimeout(timeout, output.out.getvalue()) from exc
             raise translate(exc, self.settings, connecting=False) from _cause(
                 exc, self.settings.password
             )
@@ -411,16 +405,16 @@ class WinRMTransport:
             protocol.operation_timeout_sec = self.settings.operation_timeout
             self._limit_read(protocol, self.settings.read_timeout)
         if exit_status is None:
-            raise CommandTimeout(timeout, bytes(output.stdout))
+            raise CommandTimeout(timeout, output.out.getvalue())
         exe, args, stdin = invocation
         return CommandResult(
             # As the others say "/bin/sh -s": what ran, not the whole script.
             command=" ".join([exe, *args[:-1]]) + (" (script on stdin)" if stdin else " ..."),
             exit_status=exit_status,
-            stdout=bytes(output.stdout),
-            stderr=bytes(output.stderr),
+            stdout=output.out.getvalue(),
+            stderr=output.err.getvalue(),
             duration=time.monotonic() - started,
-            truncated=output.truncated,
+            truncated=output.out.truncated,
         )
 
     def _execute(
