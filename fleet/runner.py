@@ -1,5 +1,7 @@
 """The runner: every host of the plan audited in a bounded pool, under hard deadlines.
 
+(Over 500 lines: one host's audit and the pool share its slot, deadline and result rules.)
+
 Per host: the runner-side checks (``reach``), one login, ONE batched command
 carrying every host check's steps, parse and judge.  Whatever happens on one
 host becomes that host's results (``error``/``unreachable``); it never ends
@@ -21,14 +23,7 @@ from datetime import datetime, timezone
 from typing import Any, Protocol, cast, runtime_checkable
 
 from fleet import __version__, causes
-from fleet.checks.base import (
-    HostCheck,
-    RunnerCheck,
-    Step,
-    StepOutput,
-    get_check,
-    platform_probes,
-)
+from fleet.checks.base import HostCheck, RunnerCheck, Step, StepOutput, get_check, platform_probes
 from fleet.checks.batch import new_nonce, split_sections
 from fleet.errors import CommandTimeout, FleetError, TransportError, UnreachableError
 from fleet.model import CheckResult, CommandResult, HostResult, RunResult, Status
@@ -141,23 +136,16 @@ def _results_for_all(
     evidence: str = "",
 ) -> list[CheckResult]:
     return [
-        CheckResult(
-            host=host.name,
-            check=p.name,
-            status=status,
-            summary=summary,
-            evidence=evidence,
-            cause=cause,
-        )
+        CheckResult(host.name, p.name, status, summary, evidence=evidence, cause=cause)
         for p in plans
     ]
 
 
 def _runner_checks(
-    host: HostPlan, options: RunOptions, audit: Audit, login_port: int | None
+    host: HostPlan, options: RunOptions, audit: Audit, login_port: int | None, keep: bool
 ) -> tuple[list[CheckResult], Handoff | None]:
-    """The runner-side checks' results, and reach's connection to the login port when
-    the host's transport can take it over."""
+    """The runner-side checks' results, and (with ``keep``) reach's connection to the
+    login port, for the login to take over."""
     results: list[CheckResult] = []
     handoff: Handoff | None = None
     for plan in host.checks:
@@ -165,9 +153,8 @@ def _runner_checks(
         if check is None:
             continue
         if opens_login:
-            keep = handoff is None and host.connection in TAKERS
             found, kept = cast(OpensLogin, check).reach(
-                host, plan.params, options.connect_timeout, login_port, keep
+                host, plan.params, options.connect_timeout, login_port, keep and handoff is None
             )
             results.extend(found)
             handoff = handoff or kept
@@ -234,10 +221,12 @@ def audit_host(
     handoff: Handoff | None = None
     try:
         transport = open_transport(host, options, audit.context)
-        reached, handoff = _runner_checks(host, options, audit, transport.port)
+        host_plans = host_checks(host, audit)
+        # reach's connection is worth keeping when a login will take it over.
+        keep = bool(host_plans) and host.connection in TAKERS
+        reached, handoff = _runner_checks(host, options, audit, transport.port, keep)
         results.extend(reached)
         gathered(tuple(results))
-        host_plans = host_checks(host, audit)
         down = _management_down(transport.port, results) if host_plans else None
         if down is not None:  # no login to wait for
             cause = _NOT_LOGGED_IN.get(down.cause, causes.TRANSPORT_ERROR)

@@ -250,6 +250,19 @@ def test_changed_host_key_is_refused(
     assert caught.value.cause == causes.HOST_KEY_CHANGED
 
 
+def test_known_hosts_lines_of_other_key_types_are_no_obstacle(
+    sshd: Sshd, tmp_path: Path, transport_cls: type[SSHTransport]
+) -> None:
+    known = tmp_path / "known_hosts"
+    name = f"[127.0.0.1]:{sshd.port}"
+    known.write_text(
+        f"{name} ssh-dss AAAAB3NzaC1kc3MAAACBAP8=\n"  # a type neither library checks any more
+        f"{name} x-unknown-type AAAA\n" + sshd.known_hosts.read_text()
+    )
+    host = host_for(sshd, fleet_known_hosts=str(known))
+    assert run_once(transport_cls, host, "echo known").stdout == b"known\n"
+
+
 def test_host_key_checking_can_be_turned_off_explicitly(
     sshd: Sshd, tmp_path: Path, transport_cls: type[SSHTransport]
 ) -> None:

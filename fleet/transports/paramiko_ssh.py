@@ -78,7 +78,8 @@ class ParamikoTransport(sshcommon.SshTransport):
         client = paramiko.SSHClient()
         if s.host_key_checking:
             for keytype, blob in sshcommon.known_keys(s, self._context).items():
-                with contextlib.suppress(paramiko.SSHException):  # a type paramiko lacks
+                # A key paramiko cannot read (a type it lacks) cannot match: skipped.
+                with contextlib.suppress(paramiko.SSHException, paramiko.pkey.UnknownKeyType):
                     key = paramiko.PKey.from_type_string(keytype, blob)
                     client.get_host_keys().add(s.host_key_name, keytype, key)
             client.set_missing_host_key_policy(paramiko.RejectPolicy())

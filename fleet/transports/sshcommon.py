@@ -272,7 +272,7 @@ def known_keys(settings: SshSettings, context: AuditContext) -> dict[str, bytes]
     name = settings.host_key_name
     user_file = Path(USER_KNOWN_HOSTS).expanduser()
     # No ~/.ssh/known_hosts is fine: then only the inventory's file counts.
-    user = context.memo(("known_hosts", user_file), lambda: _parse_if_there(user_file))
+    user = context.memo(("user known_hosts", user_file), lambda: _parse_if_there(user_file))
     keys = user.lookup(name) if user is not None else {}
     if settings.known_hosts is not None and not keys:
         try:
