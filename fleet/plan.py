@@ -67,18 +67,6 @@ class HostPlan:
             return Platform(declared)
         return Platform.WINDOWS if self.connection == "winrm" else Platform.UNIX
 
-    @property
-    def management_port(self) -> int | None:
-        """The port fleet logs in on (None for ``local``: nothing to log into)."""
-        if self.connection == "local":
-            return None
-        if self.port:
-            return int(self.port)
-        if self.connection == "winrm":
-            scheme = str(self.vars.get("ansible_winrm_scheme", "https")).lower()
-            return 5985 if scheme == "http" else 5986
-        return 22
-
 
 @dataclass(frozen=True)
 class RunOptions:

@@ -1,5 +1,7 @@
 """The runner: every host of the plan audited in a bounded pool, under hard deadlines.
 
+(Over 500 lines: one host's audit and the pool share its slot, deadline and result rules.)
+
 Per host: the runner-side checks (``reach``), one login, ONE batched command
 carrying every host check's steps, parse and judge.  Whatever happens on one
 host becomes that host's results (``error``/``unreachable``); it never ends
@@ -18,31 +20,85 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol, cast, runtime_checkable
 
-from fleet import __version__
-from fleet.checks.base import (
-    HostCheck,
-    RunnerCheck,
-    Step,
-    StepOutput,
-    get_check,
-    platform_probes,
-)
+from fleet import __version__, causes
+from fleet.checks.base import HostCheck, RunnerCheck, Step, StepOutput, get_check, platform_probes
 from fleet.checks.batch import new_nonce, split_sections
-from fleet.errors import CommandTimeout, TransportError, UnreachableError
+from fleet.errors import CommandTimeout, FleetError, TransportError, UnreachableError
 from fleet.model import CheckResult, CommandResult, HostResult, RunResult, Status
 from fleet.plan import CheckPlan, HostPlan, RunOptions
-from fleet.transports import handoff
-from fleet.transports.base import Transport, open_transport
+from fleet.transports.base import AuditContext, Transport, open_transport
+from fleet.transports.handoff import TAKERS, Handoff, give_up
 
 HostObserver = Callable[[HostResult], None]
+# What audit_host waits in for a login slot: given what to give up before waiting,
+# it yields True holding a slot, False when the run is stopping.
+Slot = Callable[[Callable[[], None]], AbstractContextManager[bool]]
 # Threads per login slot: how far the runner-side reach probes run ahead of the logins.
 REACH_AHEAD = 4
+# The cause of a host check that never ran because reach found the login port down.
+_NOT_LOGGED_IN = {
+    causes.REFUSED: causes.CONNECT_REFUSED,
+    causes.TIMEOUT: causes.CONNECT_TIMEOUT,
+    causes.UNREACHABLE: causes.HOST_UNREACHABLE,
+    causes.NAME_UNRESOLVED: causes.NAME_UNRESOLVED,
+}
 
 
 class Interrupted(Exception):
     """Raised in the main thread by the SIGTERM handler (Ctrl-C is KeyboardInterrupt)."""
+
+
+@runtime_checkable
+class OpensLogin(Protocol):
+    """A runner check that may leave its connection to the login port open for the
+    login to take over (``reach``): its results, and that connection if it kept one."""
+
+    def reach(
+        self,
+        host: HostPlan,
+        params: Mapping[str, Any],
+        timeout: float,
+        login_port: int | None,
+        keep: bool,
+    ) -> tuple[list[CheckResult], Handoff | None]: ...
+
+
+class Audit:
+    """What one audit's hosts share, dropped with the audit: the transports' files
+    (``context``: known_hosts, keys), the checks by name, and the batches."""
+
+    def __init__(self, context: AuditContext | None = None) -> None:
+        self.context = context or AuditContext()
+        self._kinds: dict[str, tuple[HostCheck | None, RunnerCheck | None, bool]] = {}
+        self._batches: dict[tuple[Any, ...], Batch] = {}
+
+    def kind(self, name: str) -> tuple[HostCheck | None, RunnerCheck | None, bool]:
+        """The check named ``name`` as (host check, runner check, whether it opens the
+        login), one of the first two None.  Kept: an isinstance against a runtime
+        Protocol costs more than a host's whole plan."""
+        kind = self._kinds.get(name)
+        if kind is None:
+            check = get_check(name)
+            if isinstance(check, HostCheck):
+                kind = (check, None, False)
+            elif isinstance(check, RunnerCheck):
+                kind = (None, check, isinstance(check, OpensLogin))
+            else:
+                kind = (None, None, False)
+            self._kinds[name] = kind
+        return kind
+
+    def batch(self, host: HostPlan, plans: Sequence[tuple[CheckPlan, HostCheck]]) -> Batch:
+        """The batch for ``host``; hosts with the same platform and checks share one."""
+        key = (host.platform, tuple((plan.name, repr(plan.params)) for plan, _ in plans))
+        batch = self._batches.get(key)
+        if batch is None:
+            batch = Batch.build(host, plans)
+            if len(self._batches) < 1024:  # every host different: do not grow without bound
+                self._batches[key] = batch
+        return batch
 
 
 @dataclass(frozen=True)
@@ -54,18 +110,6 @@ class Batch:
 
     @classmethod
     def build(cls, host: HostPlan, plans: Iterable[tuple[CheckPlan, HostCheck]]) -> Batch:
-        """The batch for ``host``; hosts with the same platform and checks share one."""
-        plans = tuple(plans)
-        key = (host.platform, tuple((plan.name, repr(plan.params)) for plan, _ in plans))
-        batch = _BATCHES.get(key)
-        if batch is None:
-            if len(_BATCHES) > 1024:  # every host different: do not grow without bound
-                _BATCHES.clear()
-            batch = _BATCHES[key] = cls._build(host, plans)
-        return batch
-
-    @classmethod
-    def _build(cls, host: HostPlan, plans: Iterable[tuple[CheckPlan, HostCheck]]) -> Batch:
         checks = []
         steps: list[Step] = []
         for index, (plan, check) in enumerate(plans):
@@ -79,55 +123,60 @@ class Batch:
         return {s.key: _rekey(outputs[f"{index}/{s.key}"], s.key) for s in own}
 
 
-_BATCHES: dict[tuple[Any, ...], Batch] = {}
-
-
 def _rekey(output: StepOutput, key: str) -> StepOutput:
     return StepOutput(key, output.exit_status, output.stdout, output.truncated, output.read)
 
 
 def _results_for_all(
-    host: HostPlan, plans: Sequence[CheckPlan], status: Status, summary: str, evidence: str = ""
+    host: HostPlan,
+    plans: Sequence[CheckPlan],
+    status: Status,
+    summary: str,
+    cause: str,
+    evidence: str = "",
 ) -> list[CheckResult]:
     return [
-        CheckResult(host=host.name, check=p.name, status=status, summary=summary, evidence=evidence)
+        CheckResult(host.name, p.name, status, summary, evidence=evidence, cause=cause)
         for p in plans
     ]
 
 
-@functools.cache
-def _kind_of(name: str) -> tuple[HostCheck | None, RunnerCheck | None]:
-    """The check named ``name`` as (host check, runner check), one of them None.  Cached:
-    an isinstance against a runtime Protocol costs more than a host's whole plan."""
-    check = get_check(name)
-    if isinstance(check, HostCheck):
-        return check, None
-    return None, check if isinstance(check, RunnerCheck) else None
-
-
-def _runner_checks(host: HostPlan, options: RunOptions) -> list[CheckResult]:
+def _runner_checks(
+    host: HostPlan, options: RunOptions, audit: Audit, login_port: int | None, keep: bool
+) -> tuple[list[CheckResult], Handoff | None]:
+    """The runner-side checks' results, and (with ``keep``) reach's connection to the
+    login port, for the login to take over."""
     results: list[CheckResult] = []
+    handoff: Handoff | None = None
     for plan in host.checks:
-        check = _kind_of(plan.name)[1]
-        if check is not None:
+        _, check, opens_login = audit.kind(plan.name)
+        if check is None:
+            continue
+        if opens_login:
+            found, kept = cast(OpensLogin, check).reach(
+                host, plan.params, options.connect_timeout, login_port, keep and handoff is None
+            )
+            results.extend(found)
+            handoff = handoff or kept
+        else:
             results.extend(check.run(host, plan.params, options.connect_timeout))
-    return results
+    return results, handoff
 
 
-def _management_down(host: HostPlan, reach: Sequence[CheckResult]) -> CheckResult | None:
+def _management_down(port: int | None, reach: Sequence[CheckResult]) -> CheckResult | None:
     """The reach result saying the login port is closed or silent, if any."""
-    if host.management_port is None:
+    if port is None:
         return None
-    port = str(host.management_port)
     for result in reach:
-        if result.target == port and result.status is Status.FAIL:
+        if result.target == str(port) and result.status is Status.FAIL:
             return result
     return None
 
 
-def host_checks(host: HostPlan) -> list[tuple[CheckPlan, HostCheck]]:
+def host_checks(host: HostPlan, audit: Audit | None = None) -> list[tuple[CheckPlan, HostCheck]]:
     """The host's checks that run on the host (not the runner-side ``reach``)."""
-    return [(p, c) for p in host.checks if (c := _kind_of(p.name)[0]) is not None]
+    audit = audit or Audit()
+    return [(p, c) for p in host.checks if (c := audit.kind(p.name)[0]) is not None]
 
 
 def host_script(
@@ -146,39 +195,57 @@ def _script_for(host: HostPlan, batch: Batch, budget: float) -> tuple[Batch, str
     return batch, nonce, platform_probes(host.platform).compose(batch.steps, nonce, step_timeout)
 
 
+def _no_wait(on_wait: Callable[[], None]) -> AbstractContextManager[bool]:
+    return contextlib.nullcontext(True)
+
+
 def audit_host(
     host: HostPlan,
     options: RunOptions,
-    slot: Callable[[], AbstractContextManager[bool]] = lambda: contextlib.nullcontext(True),
+    slot: Slot = _no_wait,
     gathered: Callable[[Sequence[CheckResult]], None] = lambda results: None,
+    audit: Audit | None = None,
 ) -> HostResult | None:
     """Every check of one host.  Never raises: failures become results.
 
     The runner-side checks (``reach``) run first and are handed to
     ``gathered`` (so a run that stops keeps them); then the host waits in
-    ``slot()`` for one of the ``--forks`` login slots.  A slot that yields
-    False (the run is stopping) makes this return None: the host never
-    logged in.  The host's deadline counts from the slot, plus reach's time.
+    ``slot()`` for one of the ``--forks`` login slots, giving up reach's
+    connection if it must wait.  A slot that yields False (the run is
+    stopping) makes this return None: the host never logged in.  The host's
+    deadline counts from the slot, plus reach's time.
     """
+    audit = audit or Audit()
     started = time.monotonic()
     results: list[CheckResult] = []
+    handoff: Handoff | None = None
     try:
-        results.extend(_runner_checks(host, options))
+        transport = open_transport(host, options, audit.context)
+        host_plans = host_checks(host, audit)
+        # reach's connection is worth keeping when a login will take it over.
+        keep = bool(host_plans) and host.connection in TAKERS
+        reached, handoff = _runner_checks(host, options, audit, transport.port, keep)
+        results.extend(reached)
         gathered(tuple(results))
-        host_plans = host_checks(host)
-        down = _management_down(host, results) if host_plans else None
+        down = _management_down(transport.port, results) if host_plans else None
         if down is not None:  # no login to wait for
+            cause = _NOT_LOGGED_IN.get(down.cause, causes.TRANSPORT_ERROR)
             plans = [p for p, _ in host_plans]
             results.extend(
-                _results_for_all(host, plans, Status.UNREACHABLE, down.summary, down.evidence)
+                _results_for_all(
+                    host, plans, Status.UNREACHABLE, down.summary, cause, down.evidence
+                )
             )
         elif host_plans:
             waited = time.monotonic()
-            with slot() as granted:
+            with slot(functools.partial(give_up, handoff)) as granted:
                 if not granted:
                     return None
                 started += time.monotonic() - waited
-                results.extend(_audit_on_host(host, options, host_plans, started))
+                handed, handoff = handoff, None  # the transport's from here
+                results.extend(
+                    _audit_on_host(host, options, audit, transport, host_plans, started, handed)
+                )
     except Exception as exc:  # noqa: BLE001 - one bad host never spoils the run
         done = {r.check for r in results}
         results.extend(
@@ -187,10 +254,11 @@ def audit_host(
                 [p for p in host.checks if p.name not in done],
                 Status.ERROR,
                 f"internal error: {type(exc).__name__}: {exc}",
+                exc.cause if isinstance(exc, FleetError) else causes.TRANSPORT_ERROR,
             )
         )
     finally:
-        handoff.discard()  # reach's connection, if no login took it
+        give_up(handoff)  # reach's connection, if no login took it
     return HostResult(
         host=host.name,
         address=host.address,
@@ -204,19 +272,22 @@ def audit_host(
 def _audit_on_host(
     host: HostPlan,
     options: RunOptions,
+    audit: Audit,
+    transport: Transport,
     host_plans: Sequence[tuple[CheckPlan, HostCheck]],
     started: float,
+    handoff: Handoff | None,
 ) -> list[CheckResult]:
     plans = [p for p, _ in host_plans]
-    missing = "no output from the host for this check"
-    planned = Batch.build(host, host_plans)
+    missing, lost = "no output from the host for this check", causes.OUTPUT_LOST
+    planned = audit.batch(host, host_plans)
     if not planned.steps:
         # Nothing to run there (e.g. no targets): no login, the checks say why.
-        return _evaluate(host, planned, {}, missing)
+        give_up(handoff)
+        return _evaluate(host, planned, {}, missing, lost)
     command: CommandResult | None = None
-    transport: Transport = open_transport(host, options)
     try:
-        transport.connect()
+        transport.connect(handoff)
         budget = max(
             1.0, min(options.command_timeout, options.host_deadline - (time.monotonic() - started))
         )
@@ -224,14 +295,20 @@ def _audit_on_host(
         command = transport.run(script, budget)
         stdout = command.stdout
     except UnreachableError as exc:
-        return _results_for_all(host, plans, Status.UNREACHABLE, str(exc))
+        return _results_for_all(host, plans, Status.UNREACHABLE, str(exc), exc.cause)
     except CommandTimeout as exc:
         # Keep every section that came back before the deadline.
-        stdout, missing = exc.partial_stdout, f"the audit command was abandoned: {exc}"
+        stdout, missing, lost = (
+            exc.partial_stdout,
+            f"the audit command was abandoned: {exc}",
+            exc.cause,
+        )
     except TransportError as exc:
-        return _results_for_all(host, plans, Status.ERROR, f"transport error: {exc}")
+        return _results_for_all(host, plans, Status.ERROR, f"transport error: {exc}", exc.cause)
     finally:
         transport.close()
+    if command is not None and command.truncated:
+        lost = causes.OUTPUT_TRUNCATED  # what is missing was cut at the output cap
     outputs = split_sections(stdout, nonce, batch.steps)
     if command is not None and all(o.exit_status is None for o in outputs.values()):
         stderr = command.stderr.decode("utf-8", "replace").strip()[:500]
@@ -240,9 +317,10 @@ def _audit_on_host(
             plans,
             Status.ERROR,
             f"the audit script produced no results (exit status {command.exit_status})",
+            lost,
             stderr,
         )
-    results = _evaluate(host, batch, outputs, missing)
+    results = _evaluate(host, batch, outputs, missing, lost)
     if command is None:
         return results
     # Every check's evidence came back in the one command: that is its duration.
@@ -250,14 +328,15 @@ def _audit_on_host(
 
 
 def _evaluate(
-    host: HostPlan, batch: Batch, outputs: Mapping[str, StepOutput], missing: str
+    host: HostPlan, batch: Batch, outputs: Mapping[str, StepOutput], missing: str, lost: str
 ) -> list[CheckResult]:
-    """Each check judges its own sections; one check's failure never costs another's result."""
+    """Each check judges its own sections; one check's failure never costs another's
+    result.  A check none of whose sections came back is ``missing`` (cause ``lost``)."""
     results: list[CheckResult] = []
     for index, (plan, check, _steps) in enumerate(batch.checks):
         own = batch.outputs_for(index, outputs)
         if own and all(o.exit_status is None for o in own.values()):
-            results.extend(_results_for_all(host, [plan], Status.ERROR, missing))
+            results.extend(_results_for_all(host, [plan], Status.ERROR, missing, lost))
             continue
         try:
             results.extend(check.evaluate(host.name, host.platform, plan.params, own))
@@ -268,6 +347,7 @@ def _evaluate(
                     [plan],
                     Status.ERROR,
                     f"could not read the host's output: {type(exc).__name__}: {str(exc)[:200]}",
+                    exc.cause if isinstance(exc, FleetError) else causes.UNPARSED,
                 )
             )
     return results
@@ -287,7 +367,7 @@ def _now() -> str:
 
 
 def _unfinished(
-    host: HostPlan, status: Status, why: str, gathered: Sequence[CheckResult] = ()
+    host: HostPlan, status: Status, why: str, cause: str, gathered: Sequence[CheckResult] = ()
 ) -> HostResult:
     """A host the run stopped for: what it had gathered (reach's results), and
     ``why`` for each check that had not finished."""
@@ -298,7 +378,7 @@ def _unfinished(
         address=host.address,
         connection=host.connection,
         platform=host.platform.value,
-        results=(*gathered, *_results_for_all(host, left, status, why)),
+        results=(*gathered, *_results_for_all(host, left, status, why, cause)),
     )
 
 
@@ -317,13 +397,13 @@ class LoginSlots:
             self._changed.notify_all()
 
     @contextlib.contextmanager
-    def claim(self) -> Iterator[bool]:
+    def claim(self, on_wait: Callable[[], None] = lambda: None) -> Iterator[bool]:
         """Yields True holding a slot, or False once the run is stopping.  A host that
-        must wait gives up reach's connection first (fleet.transports.handoff): held
-        through the wait, it would only sit on the host's sshd and go stale."""
+        must wait calls ``on_wait`` first: reach's connection, held through the wait,
+        would only sit on the host's sshd and go stale (fleet.transports.handoff)."""
         with self._changed:
             if not self._free and not self._stopped:
-                handoff.discard()
+                on_wait()
             while not self._free and not self._stopped:
                 self._changed.wait()
             granted = not self._stopped
@@ -365,8 +445,12 @@ def run_audit(
     inventory: str = "",
     playbook: str = "",
     observers: Sequence[HostObserver] = (),
+    context: AuditContext | None = None,
 ) -> RunResult:
     """Audit ``hosts`` with at most ``options.forks`` at once.
+
+    ``context``: the files ``check_transport_settings`` already read (known_hosts,
+    keys), else they are read during this audit.
 
     Returns when every host is done, at ``options.run_deadline``, or on
     KeyboardInterrupt/Interrupted (then ``interrupted`` is set); hosts that
@@ -383,6 +467,7 @@ def run_audit(
     finished = threading.Condition()
     stop = threading.Event()  # set at the deadline or on interrupt: start no new host
     slots = LoginSlots(options.forks)
+    audit = Audit(context)
 
     def keep(index: int, results: Sequence[CheckResult]) -> None:
         if results:
@@ -395,7 +480,9 @@ def run_audit(
                 index = todo.get_nowait()
             except queue.Empty:
                 return
-            result = audit_host(hosts[index], options, slots.claim, functools.partial(keep, index))
+            result = audit_host(
+                hosts[index], options, slots.claim, functools.partial(keep, index), audit
+            )
             if result is None:
                 return
             with finished:
@@ -421,11 +508,12 @@ def run_audit(
         snapshot, partial = dict(done), dict(gathered)
     if interrupted:
         status, why = Status.SKIPPED, "interrupted before this host finished"
+        cause = causes.INTERRUPTED
     else:  # the run deadline: the checks could not run, which is an error
-        status = Status.ERROR
+        status, cause = Status.ERROR, causes.DEADLINE
         why = f"run deadline of {options.run_deadline or 0:g}s reached before this host finished"
     results = tuple(
-        snapshot.get(i) or _unfinished(host, status, why, partial.get(i, ()))
+        snapshot.get(i) or _unfinished(host, status, why, cause, partial.get(i, ()))
         for i, host in enumerate(hosts)
     )
     return RunResult(

@@ -1,7 +1,8 @@
 """The benchmark's smoke test, and the speed-ups it led to.
 
 Fast: the tables and targets on canned figures, the bench topology as data,
-the shared runs of identical steps, the known_hosts index and the key cache.
+the shared runs of identical steps (the known_hosts index and the key cache:
+tests/test_transport_ssh.py).
 With root, one tiny real run (3 hosts, --quick): no timing is asserted, only
 that every tool's hosts came back and the figures are written.
 """
@@ -12,16 +13,12 @@ import argparse
 import ipaddress
 import json
 import subprocess
-import time
 from pathlib import Path
 
-import paramiko
 import pytest
 
 from fleet.checks.base import Step
 from fleet.checks.batch import compose_sh, new_nonce, shared_runs, split_sections
-from fleet.errors import AuthenticationError
-from fleet.transports.ssh import KnownHostsIndex, known_hosts_index, private_key
 from tests.lab import bench, control, topology
 from tests.lab.bench import Bounded, Figures, Measured, OnHost
 
@@ -158,53 +155,6 @@ def test_identical_steps_run_once_and_share_their_output(tmp_path: Path) -> None
     assert sections["ipconfig:net"].exit_status == 0
     assert sections["other"].stdout == b"other\n"
     assert counter.read_text() == "run\n"
-
-
-def known_hosts_line(name: str, key: paramiko.PKey) -> str:
-    return f"{name} {key.get_name()} {key.get_base64()}\n"
-
-
-def test_known_hosts_index_finds_plain_and_hashed_names(tmp_path: Path) -> None:
-    first, second = paramiko.ECDSAKey.generate(), paramiko.ECDSAKey.generate()
-    hashed = paramiko.HostKeys.hash_host("198.18.0.7")
-    path = tmp_path / "known_hosts"
-    path.write_text(
-        "# comment\n"
-        + known_hosts_line("mx1,198.18.0.11", first)
-        + known_hosts_line("mx1", second)  # a later line for the same name: the first wins
-        + known_hosts_line(hashed, second)
-        + "garbage line\n"
-    )
-    index = KnownHostsIndex.parse(path)
-    assert index.lookup("198.18.0.11") == {first.get_name(): first}
-    assert index.lookup("mx1")[first.get_name()] == first
-    assert index.lookup("198.18.0.7") == {second.get_name(): second}
-    assert index.lookup("198.18.0.99") == {}
-
-
-def test_known_hosts_are_parsed_once_and_again_when_the_file_changes(tmp_path: Path) -> None:
-    key = paramiko.ECDSAKey.generate()
-    path = tmp_path / "known_hosts"
-    path.write_text(known_hosts_line("a", key))
-    assert known_hosts_index(path) is known_hosts_index(path)
-    time.sleep(0.01)
-    path.write_text(known_hosts_line("a", key) + known_hosts_line("b", key))
-    assert known_hosts_index(path).lookup("b") == {key.get_name(): key}
-
-
-def test_private_keys_are_cached_and_a_bad_passphrase_is_an_authentication_error(
-    tmp_path: Path,
-) -> None:
-    path = tmp_path / "id"
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "s3cret", "-f", str(path)], check=True
-    )
-    key = private_key(path, "s3cret")
-    assert private_key(path, "s3cret") is key
-    for wrong in (None, "wrong"):
-        with pytest.raises(AuthenticationError) as caught:
-            private_key(path, wrong)
-        assert "s3cret" not in str(caught.value)
 
 
 # -- one tiny real run ------------------------------------------------------------

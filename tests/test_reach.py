@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from fleet import causes
 from fleet.checks.base import get_check
 from fleet.checks.reach import ReachCheck, probe_port
 from fleet.model import Status
@@ -40,17 +41,20 @@ def test_open_and_refused_ports_read_as_operators_expect(listening, closed_port)
         (str(closed_port), Status.FAIL, f"port {closed_port} refused"),
     ]
     assert results[0].facts["outcome"] == "open"
+    assert [r.cause for r in results] == ["", causes.REFUSED]
     assert results[0].facts["connect_ms"] is not None
     assert all(r.check == "reach" and r.host == "mx1" for r in results)
 
 
-def test_default_ports_are_the_management_port_and_25(listening):
+def test_default_ports_are_the_login_port_and_25(listening):
+    from fleet.transports.base import login_port
+
     check = ReachCheck()
-    assert check.ports(host(listening), check.validate({})) == [listening, 25]
-    assert check.ports(host(None), check.validate({})) == [22, 25]
+    assert check.ports(check.validate({}), login_port(host(listening))) == [listening, 25]
+    assert check.ports(check.validate({}), login_port(host(None))) == [22, 25]
     winrm = HostPlan("w", "winrm", "127.0.0.1", None, None, vars={"ansible_winrm_scheme": "http"})
-    assert check.ports(winrm, check.validate({})) == [5985, 25]
-    assert check.ports(host(None, connection="local"), check.validate({})) == [25]
+    assert check.ports(check.validate({}), login_port(winrm)) == [5985, 25]
+    assert check.ports(check.validate({}), login_port(host(None, connection="local"))) == [25]
 
 
 @contextlib.contextmanager
@@ -81,6 +85,7 @@ def test_a_port_that_never_answers_times_out():
     assert result.status is Status.FAIL
     assert result.summary == f"port {port} timed out (host down or filtered)"
     assert result.facts["outcome"] == "timeout"
+    assert result.cause == causes.TIMEOUT
 
 
 def test_ports_are_probed_side_by_side(closed_port):
@@ -97,13 +102,37 @@ def test_runner_timeout_caps_the_connect_timeout(monkeypatch, listening):
     seen = []
     import fleet.checks.reach as reach
 
-    def fake_probe(address, port, timeout, keep=False):
+    def fake_probe(address, port, timeout, keep):
         seen.append(timeout)
-        return reach.PortProbe(address, port, reach.OPEN)
+        return reach.PortProbe(address, port, reach.OPEN), None
 
-    monkeypatch.setattr(reach, "probe_port", fake_probe)
+    monkeypatch.setattr(reach, "probe_and_keep", fake_probe)
     ReachCheck().run(host(listening), {"ports": [listening], "timeout": 3}, timeout=0.25)
     assert seen == [0.25]
+
+
+def test_the_login_ports_connection_is_kept_as_a_value_only_when_asked(listening, closed_port):
+    check = ReachCheck()
+    params = check.validate({"ports": [closed_port, listening]})
+    results, kept = check.reach(host(listening), params, 5, login=listening, keep=True)
+    assert [r.status for r in results] == [Status.FAIL, Status.OK]
+    assert kept is not None and (kept.address, kept.port) == ("127.0.0.1", listening)
+    assert kept.take("127.0.0.1", listening) is kept.sock  # connected, for the login
+    kept.close()
+    _, none = check.reach(host(listening), params, 5, login=listening, keep=False)
+    assert none is None
+
+
+def test_an_unresolvable_name_is_said_so_with_its_cause(monkeypatch):
+    import fleet.checks.reach as reach
+
+    def no_such_name(address, timeout):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(reach.socket, "create_connection", no_such_name)
+    [result] = ReachCheck().run(host(22), {"ports": [22], "timeout": 1}, timeout=1)
+    assert (result.status, result.cause) == (Status.FAIL, causes.NAME_UNRESOLVED)
+    assert result.summary == "cannot resolve 127.0.0.1 on the runner"
 
 
 @pytest.mark.parametrize(

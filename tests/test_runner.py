@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from fleet import causes
 from fleet.checks import base
 from fleet.checks.base import Platform, Step, StepOutput
 from fleet.errors import CommandTimeout, UnreachableError
@@ -19,6 +20,7 @@ from fleet.model import CheckResult, CommandResult, Status
 from fleet.plan import CheckPlan, HostPlan, RunOptions
 from fleet.runner import audit_host, run_audit
 from fleet.transports import base as transports
+from fleet.transports.handoff import Handoff
 from fleet.transports.local import LocalTransport
 
 calls: list[str] = []
@@ -51,12 +53,17 @@ class EchoCheck:
 
 
 class FakeTransport(LocalTransport):
-    """Runs locally but behaves as the host's vars say: unreachable, hanging, crashing."""
+    """Runs locally but behaves as the host's vars say: unreachable, hanging, crashing.
+    Logs in on port 22, as SSH would."""
 
-    def connect(self) -> None:
+    port = 22
+
+    def connect(self, handoff: Handoff | None = None) -> None:
         calls.append(f"connect {self.host.name}")
         if self.host.vars.get("fake") == "unreachable":
-            raise UnreachableError("connection refused on port 22", "is sshd running?")
+            raise UnreachableError(
+                "connection refused on port 22", "is sshd running?", cause=causes.CONNECT_REFUSED
+            )
 
     def run(self, command: str, timeout: float) -> CommandResult:
         behaviour = self.host.vars.get("fake")
@@ -107,11 +114,13 @@ def test_unreachable_host_gives_unreachable_results_with_the_reason() -> None:
     [check] = audit_host(host("mx1", "unreachable"), RunOptions()).results
     assert check.status is Status.UNREACHABLE
     assert "connection refused on port 22" in check.summary
+    assert check.cause == causes.CONNECT_REFUSED  # the transport's, copied, not read from text
 
 
 def test_garbage_output_is_an_error_for_that_host_only() -> None:
     run = run_audit([host("bad", "garbage"), host("good")], RunOptions(forks=2))
     assert run.host("bad").results[0].status is Status.ERROR
+    assert run.host("bad").results[0].cause == causes.OUTPUT_LOST
     assert run.host("good").results[0].status is Status.OK
 
 
@@ -119,6 +128,7 @@ def test_a_crashing_host_never_spoils_the_run() -> None:
     run = run_audit([host("boom", "crash"), host("fine")], RunOptions(forks=1))
     assert run.host("boom").results[0].status is Status.ERROR
     assert "RuntimeError" in run.host("boom").results[0].summary
+    assert run.host("boom").results[0].cause == causes.TRANSPORT_ERROR
     assert run.host("fine").results[0].status is Status.OK
     assert run.exit_code() == 2
 
@@ -126,6 +136,7 @@ def test_a_crashing_host_never_spoils_the_run() -> None:
 def test_command_timeout_is_an_error_result() -> None:
     [check] = audit_host(host("slow", "timeout"), RunOptions()).results
     assert check.status is Status.ERROR and "abandoned" in check.summary
+    assert check.cause == causes.COMMAND_TIMEOUT
 
 
 def test_run_deadline_returns_with_what_finished() -> None:
@@ -136,6 +147,7 @@ def test_run_deadline_returns_with_what_finished() -> None:
     assert run.host("quick").results[0].status is Status.OK
     stuck = run.host("stuck").results[0]
     assert stuck.status is Status.ERROR and "deadline" in stuck.summary
+    assert stuck.cause == causes.DEADLINE
 
 
 def test_interrupt_keeps_finished_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -146,6 +158,7 @@ def test_interrupt_keeps_finished_hosts(monkeypatch: pytest.MonkeyPatch) -> None
     assert run.interrupted and run.exit_code() == 99
     assert run.host("quick").results[0].status is Status.OK
     assert run.host("stuck").results[0].status is Status.SKIPPED
+    assert run.host("stuck").results[0].cause == causes.INTERRUPTED
 
 
 def count_logins(monkeypatch: pytest.MonkeyPatch, pause: float = 0.0) -> list[int]:
@@ -210,6 +223,7 @@ def test_a_check_that_cannot_read_its_output_costs_only_itself() -> None:
     )
     first, second = audit_host(plan, RunOptions()).results
     assert first.status is Status.ERROR and "OverflowError" in first.summary
+    assert first.cause == causes.UNPARSED
     assert (second.status, second.summary) == (Status.OK, "fine")
 
 
@@ -302,16 +316,15 @@ def test_a_host_that_must_wait_for_a_login_slot_gives_up_reachs_connection() -> 
     import socket
 
     from fleet.runner import LoginSlots
-    from fleet.transports import handoff
 
     slots, waiting = LoginSlots(1), threading.Event()
     kept, other = socket.socketpair()
     seen: list[bool] = []
 
     def second_host() -> None:
-        handoff.offer("198.18.0.12", 22, kept)
+        handoff = Handoff("198.18.0.12", 22, kept)
         waiting.set()
-        with slots.claim() as granted:
+        with slots.claim(handoff.close) as granted:
             seen.append(granted)
 
     with slots.claim() as granted:
@@ -337,7 +350,16 @@ class DownReach:
         return dict(params)
 
     def run(self, host, params, timeout):
-        return [CheckResult(host.name, "reach", Status.FAIL, "port 22 timed out", target="22")]
+        return [
+            CheckResult(
+                host.name,
+                "reach",
+                Status.FAIL,
+                "port 22 timed out",
+                target="22",
+                cause=causes.TIMEOUT,
+            )
+        ]
 
 
 def test_a_host_whose_login_port_is_down_does_not_wait_for_a_login_slot(monkeypatch) -> None:
@@ -354,7 +376,7 @@ def test_a_host_whose_login_port_is_down_does_not_wait_for_a_login_slot(monkeypa
     down = replace(host("down"), checks=(CheckPlan("downreach", {}), *host("x").checks))
     finished: dict[str, float] = {}
     started = time.monotonic()
-    run_audit(
+    run = run_audit(
         [busy, down],
         RunOptions(forks=1),
         observers=[lambda h: finished.setdefault(h.host, time.monotonic() - started)],
@@ -362,6 +384,8 @@ def test_a_host_whose_login_port_is_down_does_not_wait_for_a_login_slot(monkeypa
     assert finished["down"] < 0.5  # reported at once, not after the busy host's login
     assert finished["busy"] >= 1.0
     assert calls.count("connect down") == 0
+    never_tried = run.host("down").results[1]
+    assert (never_tried.status, never_tried.cause) == (Status.UNREACHABLE, causes.CONNECT_TIMEOUT)
 
 
 class OpenReach(DownReach):
@@ -386,4 +410,49 @@ def test_a_run_deadline_keeps_what_a_host_waiting_for_a_login_slot_had_gathered(
     reach, echo = run.host("waiting").results
     assert (reach.check, reach.status, reach.summary) == ("openreach", Status.OK, "port 22 open")
     assert echo.check == "echo" and echo.status is Status.ERROR  # ...and says why
-    assert "run deadline" in echo.summary
+    assert "run deadline" in echo.summary and echo.cause == causes.DEADLINE
+
+
+def test_output_cut_at_the_cap_says_so() -> None:
+    [check] = audit_host(host("mx1"), RunOptions(max_output=10)).results
+    assert (check.status, check.cause) == (Status.ERROR, causes.OUTPUT_TRUNCATED)
+
+
+def test_the_audit_shares_one_context_with_every_transport(monkeypatch) -> None:
+    from fleet.transports.base import AuditContext
+
+    seen: list[object] = []
+    original = FakeTransport.__init__
+
+    def recording(self, host, options, context=None):
+        seen.append(context)
+        original(self, host, options, context)
+
+    monkeypatch.setattr(FakeTransport, "__init__", recording)
+    context = AuditContext()
+    run_audit([host("a"), host("b")], RunOptions(forks=2), context=context)
+    assert seen == [context, context]
+
+
+@pytest.mark.lab
+def test_lab_hosts_that_cannot_be_audited_carry_the_transports_cause(lab) -> None:
+    # Real failures over real SSH and WinRM: the cause is set where the login failed.
+    from pathlib import Path
+
+    from fleet.inventory import load_inventory
+    from fleet.playbook import build_plan, load_playbook
+
+    playbook = Path(__file__).resolve().parent.parent / "playbooks" / "mail-connectivity.yml"
+    inventory = load_inventory(lab.inventory.parent)
+    plan = build_plan(load_playbook(playbook), inventory, "mx-down,mx-badkey,win-badpass,mx1")
+    run = run_audit(plan, RunOptions(forks=4, connect_timeout=3))
+
+    def causes_of(name: str) -> set[tuple[str, str]]:
+        return {(r.status.value, r.cause) for r in run.host(name).results if r.check != "reach"}
+
+    down_reach = [r for r in run.host("mx-down").results if r.check == "reach" and r.target == "22"]
+    assert [r.cause for r in down_reach] == [causes.TIMEOUT]
+    assert causes_of("mx-down") == {("unreachable", causes.CONNECT_TIMEOUT)}
+    assert causes_of("mx-badkey") == {("unreachable", causes.HOST_KEY_CHANGED)}
+    assert causes_of("win-badpass") == {("unreachable", causes.AUTH_REFUSED)}
+    assert all(r.cause == "" for r in run.host("mx1").results if r.status is Status.OK)

@@ -18,26 +18,39 @@ from pathlib import Path
 
 import pytest
 
-from fleet.errors import AuthenticationError, CommandTimeout, HostKeyError, UnreachableError
+from fleet import causes
+from fleet.errors import (
+    AuthenticationError,
+    CommandTimeout,
+    ConfigError,
+    HostKeyError,
+    UnreachableError,
+)
 from fleet.model import CommandResult, Status
 from fleet.plan import CheckPlan, HostPlan, RunOptions
 from fleet.runner import audit_host
+from fleet.transports.base import AuditContext
+from fleet.transports.handoff import Handoff
 from fleet.transports.libssh2 import Libssh2Transport
-from fleet.transports.ssh import SSHTransport
+from fleet.transports.paramiko_ssh import ParamikoTransport
 from tests.sshd_fixture import Sshd, free_port, keygen, start_sshd
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="sshd needs root")
+SSHTransport = Libssh2Transport | ParamikoTransport
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="sshd needs root")
 
 
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory: pytest.TempPathFactory):
+    if os.geteuid() != 0:
+        pytest.skip("sshd needs root")
     server = start_sshd(tmp_path_factory.mktemp("sshd"))
     yield server
     server.proc.terminate()
     server.proc.wait()
 
 
-@pytest.fixture(params=[Libssh2Transport, SSHTransport], ids=["libssh2", "paramiko"])
+@pytest.fixture(params=[Libssh2Transport, ParamikoTransport], ids=["libssh2", "paramiko"])
 def transport_cls(request: pytest.FixtureRequest) -> type[SSHTransport]:
     return request.param
 
@@ -52,11 +65,18 @@ def host_for(sshd: Sshd, **extra: object) -> HostPlan:
 
 
 def run_once(
-    transport_cls: type[SSHTransport], host: HostPlan, script: str, timeout: float = 10, **options
+    transport_cls: type[SSHTransport],
+    host: HostPlan,
+    script: str,
+    timeout: float = 10,
+    context: AuditContext | None = None,
+    handoff: Handoff | None = None,
+    **options,
 ) -> CommandResult:
-    """Log in to ``host``, run ``script`` once, close."""
-    transport = transport_cls(host, RunOptions(connect_timeout=5, **options))
+    """Log in to ``host`` (over ``handoff`` if given), run ``script`` once, close."""
+    transport = transport_cls(host, RunOptions(connect_timeout=5, **options), context)
     try:
+        transport.connect(handoff)
         return transport.run(script, timeout)
     finally:
         transport.close()
@@ -73,10 +93,12 @@ def test_one_connection_serves_every_command(sshd: Sshd, transport_cls: type[SSH
     transport = transport_cls(host_for(sshd), RunOptions(connect_timeout=5))
     try:
         first = transport.run("echo $PPID", 10).stdout
-        client = transport._client or getattr(transport, "_session", None)
+        client = getattr(transport, "_client", None) or getattr(transport, "_session", None)
         second = transport.run("echo $PPID", 10).stdout
         assert client is not None
-        assert (transport._client or getattr(transport, "_session", None)) is client
+        assert (
+            getattr(transport, "_client", None) or getattr(transport, "_session", None)
+        ) is client
         assert first and second
     finally:
         transport.close()
@@ -94,6 +116,7 @@ def test_deadline_holds_while_the_command_keeps_printing(
         transport.close()
     assert time.monotonic() - started < 4
     assert b"tick" in caught.value.partial_stdout
+    assert caught.value.cause == causes.COMMAND_TIMEOUT
 
 
 def test_a_login_after_an_abandoned_command_is_unharmed(
@@ -141,17 +164,22 @@ def test_a_passphrase_protected_key_logs_in(
     )
     after: list[int] = []
     cpu: list[float] = []
+    audit = AuditContext()
     for _ in range(2):
         started = time.thread_time()
-        assert run_once(transport_cls, host, "echo in").stdout == b"in\n"
+        assert run_once(transport_cls, host, "echo in", context=audit).stdout == b"in\n"
         after.append(len(decrypted))
         cpu.append(time.thread_time() - started)
-    # The key's KDF (bcrypt, ~130 ms of CPU) runs once per process, not at every
-    # login: libssh2 left to itself runs it at each.
+    # The key's KDF (bcrypt) runs once per audit, not at every login: libssh2 left
+    # to itself runs it at each.
     assert after[1] == after[0]
     assert cpu[1] < 0.06, cpu
+    # A new audit reads the file again (it may have changed).
+    run_once(transport_cls, host, "echo in", context=AuditContext())
+    assert len(decrypted) > after[1]
 
 
+@needs_root
 def test_a_host_known_by_its_rsa_key_is_asked_for_that_key(
     tmp_path: Path, transport_cls: type[SSHTransport]
 ) -> None:
@@ -204,8 +232,9 @@ def test_unknown_host_key_is_refused(
     empty = tmp_path / "known_hosts"
     empty.write_text("")
     host = host_for(sshd, fleet_known_hosts=str(empty))
-    with pytest.raises(HostKeyError, match="unknown"):
+    with pytest.raises(HostKeyError, match="unknown") as caught:
         transport_cls(host, RunOptions(connect_timeout=5)).connect()
+    assert caught.value.cause == causes.HOST_KEY_UNKNOWN
 
 
 def test_changed_host_key_is_refused(
@@ -216,8 +245,22 @@ def test_changed_host_key_is_refused(
     wrong = tmp_path / "known_hosts"
     wrong.write_text(f"[127.0.0.1]:{sshd.port} {key_type} {key}\n")
     host = host_for(sshd, fleet_known_hosts=str(wrong))
-    with pytest.raises(HostKeyError, match="does not match"):
+    with pytest.raises(HostKeyError, match="does not match") as caught:
         transport_cls(host, RunOptions(connect_timeout=5)).connect()
+    assert caught.value.cause == causes.HOST_KEY_CHANGED
+
+
+def test_known_hosts_lines_of_other_key_types_are_no_obstacle(
+    sshd: Sshd, tmp_path: Path, transport_cls: type[SSHTransport]
+) -> None:
+    known = tmp_path / "known_hosts"
+    name = f"[127.0.0.1]:{sshd.port}"
+    known.write_text(
+        f"{name} ssh-dss AAAAB3NzaC1kc3MAAACBAP8=\n"  # a type neither library checks any more
+        f"{name} x-unknown-type AAAA\n" + sshd.known_hosts.read_text()
+    )
+    host = host_for(sshd, fleet_known_hosts=str(known))
+    assert run_once(transport_cls, host, "echo known").stdout == b"known\n"
 
 
 def test_host_key_checking_can_be_turned_off_explicitly(
@@ -234,14 +277,16 @@ def test_wrong_key_is_an_authentication_error(
 ) -> None:
     keygen(tmp_path / "stranger")
     host = host_for(sshd, ansible_ssh_private_key_file=str(tmp_path / "stranger"))
-    with pytest.raises(AuthenticationError, match="authentication refused"):
+    with pytest.raises(AuthenticationError, match="authentication refused") as caught:
         transport_cls(host, RunOptions(connect_timeout=5)).connect()
+    assert caught.value.cause == causes.AUTH_REFUSED
 
 
 def test_closed_port_is_connection_refused(transport_cls: type[SSHTransport]) -> None:
     host = HostPlan("gone", "ssh", "127.0.0.1", free_port(), "nobody", {})
-    with pytest.raises(UnreachableError, match="connection refused"):
+    with pytest.raises(UnreachableError, match="connection refused") as caught:
         transport_cls(host, RunOptions(connect_timeout=2)).connect()
+    assert caught.value.cause == causes.CONNECT_REFUSED
 
 
 def test_a_port_that_never_speaks_ssh_is_bounded(transport_cls: type[SSHTransport]) -> None:
@@ -253,13 +298,14 @@ def test_a_port_that_never_speaks_ssh_is_bounded(transport_cls: type[SSHTranspor
     host = HostPlan("mute", "ssh", "127.0.0.1", silent.getsockname()[1], "nobody", {})
     started = time.monotonic()
     try:
-        with pytest.raises(UnreachableError, match="no SSH greeting"):
+        with pytest.raises(UnreachableError, match="no SSH greeting") as caught:
             transport_cls(host, RunOptions(connect_timeout=1)).connect()
     finally:
         silent.close()
         for conn in accepted:
             conn.close()
     assert time.monotonic() - started < 5
+    assert caught.value.cause == causes.LOGIN_TIMEOUT
 
 
 def test_password_never_appears_in_errors(sshd: Sshd, transport_cls: type[SSHTransport]) -> None:
@@ -287,11 +333,12 @@ def test_the_whole_login_shares_one_budget(monkeypatch: pytest.MonkeyPatch) -> N
     host = HostPlan("slow", "ssh", "127.0.0.1", server.getsockname()[1], "nobody", {})
     started = time.monotonic()
     try:
-        with pytest.raises(UnreachableError, match="did not complete within 1s"):
-            SSHTransport(host, RunOptions(connect_timeout=1)).connect()
+        with pytest.raises(UnreachableError, match="did not complete within 1s") as caught:
+            ParamikoTransport(host, RunOptions(connect_timeout=1)).connect()
     finally:
         server.close()
     assert time.monotonic() - started < 4
+    assert caught.value.cause == causes.LOGIN_TIMEOUT
 
 
 def test_a_host_that_greets_then_stalls_the_key_exchange_says_so(
@@ -310,19 +357,18 @@ def test_a_host_that_greets_then_stalls_the_key_exchange_says_so(
     threading.Thread(target=greet_then_stall, daemon=True).start()
     host = HostPlan("mtu", "ssh", "127.0.0.1", server.getsockname()[1], "nobody", {})
     try:
-        with pytest.raises(UnreachableError, match="key exchange did not complete"):
+        with pytest.raises(UnreachableError, match="key exchange did not complete") as caught:
             transport_cls(host, RunOptions(connect_timeout=1)).connect()
     finally:
         server.close()
         for conn in held:
             conn.close()
+    assert caught.value.cause == causes.LOGIN_TIMEOUT
 
 
 def test_a_missing_key_file_is_the_inventorys_fault_before_any_contact(
     tmp_path: Path, transport_cls: type[SSHTransport]
 ) -> None:
-    from fleet.errors import ConfigError
-
     host = HostPlan(
         "mx1",
         "ssh",
@@ -331,8 +377,9 @@ def test_a_missing_key_file_is_the_inventorys_fault_before_any_contact(
         "audit",
         {"ansible_ssh_private_key_file": str(tmp_path / "no-such-key")},
     )
-    with pytest.raises(ConfigError, match="no-such-key cannot be used"):
+    with pytest.raises(ConfigError, match="no-such-key cannot be used") as caught:
         transport_cls(host, RunOptions())  # constructing opens no socket
+    assert caught.value.cause == causes.CONFIG_MISSING
 
 
 def test_the_watchdog_runs_due_actions_in_order_and_skips_cancelled_ones():
@@ -347,16 +394,23 @@ def test_the_watchdog_runs_due_actions_in_order_and_skips_cancelled_ones():
     assert ran == ["early", "late"]
 
 
-def test_paramiko_is_loaded_without_invoke_and_invoke_still_imports():
-    # paramiko imports invoke (for ssh_config's Match exec) when it is installed;
-    # fleet hides it while paramiko loads, which saves a third of the import.
+def test_the_ssh_connection_runs_without_paramiko(sshd: Sshd) -> None:
+    # ansible_connection=ssh (the default) is libssh2's: paramiko is not even imported.
     code = (
-        "import sys, fleet.transports.ssh, paramiko.config as c; "
-        "print('invoke' in sys.modules, c.invoke is None); "
-        "import invoke; print(bool(invoke.__version__))"
+        "import sys; sys.modules['paramiko'] = None\n"
+        "import fleet.cli, fleet.runner\n"
+        "from fleet.plan import HostPlan, RunOptions\n"
+        "from fleet.transports.base import open_transport\n"
+        f"host = HostPlan('mx', 'ssh', '127.0.0.1', {sshd.port}, {sshd.user!r}, "
+        f"{{'ansible_ssh_private_key_file': {str(sshd.client_key)!r}, "
+        f"'fleet_known_hosts': {str(sshd.known_hosts)!r}}})\n"
+        "transport = open_transport(host, RunOptions(connect_timeout=5))\n"
+        "print(transport.run('echo via libssh2', 10).stdout.decode().strip())\n"
+        "transport.close()\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.split() == ["False", "True", "True"]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "via libssh2"
 
 
 class CountingForwarder:
@@ -417,46 +471,35 @@ def forwarder_known_hosts(sshd: Sshd, forwarder: CountingForwarder) -> Path:
     return path
 
 
-def test_a_handed_over_socket_is_only_taken_fresh_and_for_its_own_address(monkeypatch) -> None:
-    from fleet.transports import handoff
-
+def test_a_handed_over_socket_is_only_taken_open_fresh_and_for_its_own_address() -> None:
     def pair() -> socket.socket:
         a, b = socket.socketpair()
         b.close()
         return a
 
-    first = pair()
-    handoff.offer("198.18.0.11", 22, first)
-    assert handoff.take("198.18.0.12", 22) is None  # another host: closed, not given
-    assert first.fileno() == -1
-    second = pair()
-    handoff.offer("198.18.0.11", 22, second)
-    monkeypatch.setattr(handoff, "MAX_AGE", -1.0)  # sshd's LoginGraceTime may be near
-    assert handoff.take("198.18.0.11", 22) is None
-    assert second.fileno() == -1
-    monkeypatch.setattr(handoff, "MAX_AGE", 15.0)
-    third = pair()
-    handoff.offer("198.18.0.11", 22, third)
-    assert handoff.take("198.18.0.11", 22) is third
-    handoff.offer("198.18.0.11", 22, pair())
-    handoff.discard()
-    assert handoff.take("198.18.0.11", 22) is None
-    third.close()
+    first = Handoff("198.18.0.11", 22, pair())
+    assert first.take("198.18.0.12", 22) is None  # another host: closed, not given
+    assert first.sock.fileno() == -1
+    stale = Handoff("198.18.0.11", 22, pair(), since=time.monotonic() - 6)
+    assert stale.take("198.18.0.11", 22) is None  # sshd's LoginGraceTime may be near
+    assert stale.sock.fileno() == -1
+    fresh = Handoff("198.18.0.11", 22, pair())
+    assert fresh.take("198.18.0.11", 22) is fresh.sock
+    fresh.close()  # given up (the host had to wait for a login slot)
+    assert fresh.take("198.18.0.11", 22) is None
 
 
 def test_a_handed_over_connection_that_sshd_dropped_is_replaced(
     sshd: Sshd, transport_cls: type[SSHTransport]
 ) -> None:
-    from fleet.transports import handoff
-
     forwarder = CountingForwarder(sshd.port, drop_first=True)
     plan = replace(
         host_for(sshd, fleet_known_hosts=str(forwarder_known_hosts(sshd, forwarder))),
         port=forwarder.port,
     )
     dropped = socket.create_connection(("127.0.0.1", forwarder.port))
-    handoff.offer("127.0.0.1", forwarder.port, dropped)
-    assert run_once(transport_cls, plan, "echo fresh").stdout == b"fresh\n"
+    handoff = Handoff("127.0.0.1", forwarder.port, dropped)
+    assert run_once(transport_cls, plan, "echo fresh", handoff=handoff).stdout == b"fresh\n"
     assert forwarder.accepted == 2
 
 
@@ -464,8 +507,6 @@ def test_a_handed_over_connection_to_a_silent_port_is_not_tried_twice(
     transport_cls: type[SSHTransport],
 ) -> None:
     # Only a connection the host closed is replaced; a silent one would just wait again.
-    from fleet.transports import handoff
-
     silent = socket.create_server(("127.0.0.1", 0))
     port = silent.getsockname()[1]
     accepted: list[socket.socket] = []
@@ -477,11 +518,11 @@ def test_a_handed_over_connection_to_a_silent_port_is_not_tried_twice(
 
     threading.Thread(target=accept_all, daemon=True).start()
     host = HostPlan("mute", "ssh", "127.0.0.1", port, "nobody", {})
-    handoff.offer("127.0.0.1", port, socket.create_connection(("127.0.0.1", port)))
+    handoff = Handoff("127.0.0.1", port, socket.create_connection(("127.0.0.1", port)))
     started = time.monotonic()
     try:
         with pytest.raises(UnreachableError, match="no SSH greeting"):
-            transport_cls(host, RunOptions(connect_timeout=1)).connect()
+            transport_cls(host, RunOptions(connect_timeout=1)).connect(handoff)
         elapsed = time.monotonic() - started
     finally:
         silent.close()
@@ -517,3 +558,144 @@ def test_a_call_libssh2_answers_again_is_retried_soon_on_a_quiet_socket() -> Non
     finally:
         quiet.close()
         other.close()
+
+
+# -- causes through the runner -------------------------------------------------
+
+
+def test_the_runner_reports_a_changed_host_key_with_its_cause(
+    sshd: Sshd, tmp_path: Path, transport_cls: type[SSHTransport]
+) -> None:
+    keygen(tmp_path / "other")
+    key_type, key = (tmp_path / "other.pub").read_text().split()[:2]
+    wrong = tmp_path / "known_hosts"
+    wrong.write_text(f"[127.0.0.1]:{sshd.port} {key_type} {key}\n")
+    connection = "ssh" if transport_cls is Libssh2Transport else "paramiko"
+    plan = replace(
+        host_for(sshd, fleet_known_hosts=str(wrong)),
+        connection=connection,
+        checks=(CheckPlan("reach", {"ports": [sshd.port]}), CheckPlan("binding", {})),
+    )
+    result = audit_host(plan, RunOptions(connect_timeout=5))
+    assert result is not None
+    reach, binding = result.results
+    assert (reach.status, reach.cause) == (Status.OK, "")
+    assert (binding.status, binding.cause) == (Status.UNREACHABLE, causes.HOST_KEY_CHANGED)
+
+
+def test_a_refused_login_port_is_reported_by_reach_and_never_tried() -> None:
+    port = free_port()
+    plan = HostPlan(
+        "gone",
+        "ssh",
+        "127.0.0.1",
+        port,
+        "nobody",
+        {},
+        checks=(CheckPlan("reach", {"ports": [port]}), CheckPlan("binding", {})),
+    )
+    result = audit_host(plan, RunOptions(connect_timeout=2))
+    assert result is not None
+    reach, binding = result.results
+    assert (reach.status, reach.cause) == (Status.FAIL, causes.REFUSED)
+    assert (binding.status, binding.cause) == (Status.UNREACHABLE, causes.CONNECT_REFUSED)
+
+
+@pytest.mark.parametrize(
+    ("error", "cause"),
+    [
+        (socket.gaierror(-2, "Name or service not known"), causes.NAME_UNRESOLVED),
+        (OSError(113, "No route to host"), causes.HOST_UNREACHABLE),
+        (TimeoutError("timed out"), causes.CONNECT_TIMEOUT),
+        (ConnectionRefusedError(111, "Connection refused"), causes.CONNECT_REFUSED),
+    ],
+)
+def test_socket_errors_carry_their_cause(error: OSError, cause: str) -> None:
+    from fleet.transports import sshcommon
+
+    settings = sshcommon.SshSettings.from_host(HostPlan("mx", "ssh", "mx1", 22, "u"), RunOptions())
+    assert sshcommon.translate(error, settings).cause == cause
+
+
+# -- settings, credentials and known_hosts (no SSH library) --------------------
+
+
+def test_host_key_checking_is_read_with_ansibles_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fleet.transports.sshcommon import SshSettings
+
+    monkeypatch.delenv("ANSIBLE_HOST_KEY_CHECKING", raising=False)
+    host = HostPlan("mx", "ssh", "198.18.0.11", None, "u", {"ansible_host_key_checking": "No"})
+    assert not SshSettings.from_host(host, RunOptions()).host_key_checking
+    assert SshSettings.from_host(replace(host, vars={}), RunOptions()).host_key_checking
+    monkeypatch.setenv("ANSIBLE_HOST_KEY_CHECKING", "off")
+    assert not SshSettings.from_host(replace(host, vars={}), RunOptions()).host_key_checking
+    bad = replace(host, vars={"ansible_ssh_host_key_checking": "sometimes"})
+    with pytest.raises(ConfigError, match="ansible_ssh_host_key_checking"):
+        SshSettings.from_host(bad, RunOptions())
+
+
+def known_hosts_line(name: str, pub: Path) -> str:
+    return f"{name} {' '.join(pub.read_text().split()[:2])}\n"
+
+
+def test_known_hosts_index_finds_plain_and_hashed_names(tmp_path: Path) -> None:
+    import paramiko  # the reference for hashed names
+
+    from fleet.transports.sshcommon import KnownHostsIndex
+
+    keygen(tmp_path / "first", "ecdsa")
+    keygen(tmp_path / "second", "ecdsa")
+    first, second = ((tmp_path / f"{n}.pub").read_text().split()[:2] for n in ("first", "second"))
+    path = tmp_path / "known_hosts"
+    path.write_text(
+        "# comment\n"
+        + known_hosts_line("mx1,198.18.0.11", tmp_path / "first.pub")
+        + known_hosts_line("mx1", tmp_path / "second.pub")  # a later line: the first wins
+        + known_hosts_line(paramiko.HostKeys.hash_host("198.18.0.7"), tmp_path / "second.pub")
+        + "@cert-authority *.example ssh-ed25519 AAAA\n"
+        + "garbage line\n"
+    )
+    index = KnownHostsIndex.parse(path)
+    blob = __import__("base64").b64decode
+    assert index.lookup("198.18.0.11") == {first[0]: blob(first[1])}
+    assert index.lookup("mx1") == {first[0]: blob(first[1])}
+    assert index.lookup("198.18.0.7") == {second[0]: blob(second[1])}
+    assert index.lookup("198.18.0.99") == {}
+
+
+def test_known_hosts_are_parsed_once_per_audit(tmp_path: Path) -> None:
+    from fleet.transports.sshcommon import known_hosts_index
+
+    keygen(tmp_path / "key")
+    path = tmp_path / "known_hosts"
+    path.write_text(known_hosts_line("a", tmp_path / "key.pub"))
+    audit = AuditContext()
+    assert known_hosts_index(audit, path) is known_hosts_index(audit, path)
+    path.write_text(
+        known_hosts_line("a", tmp_path / "key.pub") + known_hosts_line("b", tmp_path / "key.pub")
+    )
+    assert known_hosts_index(AuditContext(), path).lookup("b")  # the next audit reads it anew
+
+
+def test_keys_are_unlocked_once_per_audit_and_a_bad_passphrase_is_the_inventorys_fault(
+    tmp_path: Path,
+) -> None:
+    from fleet.transports.sshcommon import SshSettings, credentials
+
+    key = tmp_path / "id"
+    keygen(key, passphrase="s3cret")
+
+    def settings(passphrase: str | None) -> SshSettings:
+        variables = {"ansible_ssh_private_key_file": str(key)}
+        if passphrase:
+            variables["ansible_ssh_private_key_passphrase"] = passphrase
+        return SshSettings.from_host(HostPlan("mx", "ssh", "mx1", 22, "u", variables), RunOptions())
+
+    audit = AuditContext()
+    unlocked = credentials(settings("s3cret"), audit).key
+    assert unlocked is not None and unlocked.encrypted and unlocked.algorithm == "ssh-ed25519"
+    assert credentials(settings("s3cret"), audit).key is unlocked
+    for wrong in (None, "wrong"):
+        with pytest.raises(ConfigError, match="passphrase") as caught:
+            credentials(settings(wrong), audit)
+        assert "s3cret" not in str(caught.value)

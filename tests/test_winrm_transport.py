@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import requests
 
+from fleet import causes
 from fleet.errors import (
     AuthenticationError,
     CommandTimeout,
@@ -28,7 +29,8 @@ from fleet.errors import (
 )
 from fleet.plan import HostPlan, RunOptions
 from fleet.transports.base import open_transport
-from fleet.transports.winrm import WinRMTransport, _cause, settings_for, translate
+from fleet.transports.winrm import WinRMTransport, _cause, translate
+from fleet.transports.winrm_settings import WinRMSettings
 from tests.lab import pki
 from tests.test_wsman import PASSWORD, USER, WinLab, start_winlab
 
@@ -159,6 +161,7 @@ def test_untrusted_certificate_is_a_host_key_error(lab: WinLab, tmp_path: Path) 
     assert "certificate rejected" in caught.value.reason
     assert "unable to get local issuer certificate" in caught.value.reason
     assert "ansible_winrm_ca_trust_path" in caught.value.hint
+    assert caught.value.cause == causes.CERTIFICATE_REJECTED
 
 
 def test_default_trust_store_rejects_the_lab_certificate(lab: WinLab) -> None:
@@ -194,6 +197,7 @@ def test_wrong_password_is_an_authentication_error_that_never_shows_it(
         transport.run("x", 10)
     error = caught.value
     assert "authentication refused for user fleet" in error.reason
+    assert error.cause == causes.AUTH_REFUSED
     texts = [str(error), repr(error), error.hint, repr(transport), repr(transport.settings)]
     cause: BaseException | None = error
     while cause is not None:
@@ -210,6 +214,7 @@ def test_refused_port_is_unreachable(lab: WinLab) -> None:
         run_once(host, "x")
     assert caught.value.reason == f"connection refused on port {port}"
     assert "5985" in caught.value.hint and not isinstance(caught.value, AuthenticationError)
+    assert caught.value.cause == causes.CONNECT_REFUSED
 
 
 def test_basic_over_plain_http_is_refused_before_sending_anything(lab: WinLab) -> None:
@@ -218,6 +223,7 @@ def test_basic_over_plain_http_is_refused_before_sending_anything(lab: WinLab) -
         run_once(http_host(lab, ansible_winrm_transport="basic"), "x")
     assert "plain HTTP" in caught.value.reason
     assert "fleet_winrm_allow_insecure_basic" in caught.value.hint
+    assert caught.value.cause == causes.CONFIG_MISSING
     assert lab.counts().get("requests", 0) == requests_before
 
 
@@ -249,6 +255,7 @@ def test_https_against_the_http_port_is_unreachable_not_a_certificate_problem(
         run_once(host, "x")
     assert not isinstance(caught.value, HostKeyError)
     assert "TLS handshake" in caught.value.reason and "5986" in caught.value.hint
+    assert caught.value.cause == causes.PROTOCOL_ERROR
 
 
 # -- time
@@ -271,6 +278,7 @@ def test_command_that_never_finishes_times_out_within_the_deadline(lab: WinLab) 
             transport.run("hang", timeout=2)
         elapsed = time.monotonic() - started
         assert caught.value.timeout == 2
+        assert caught.value.cause == causes.COMMAND_TIMEOUT
         assert 2 <= elapsed < 4.5
         assert lab.counts()["signals"] == before.get("signals", 0) + 1
         # The stopped command leaves the shell usable for the rest of the audit.
@@ -299,9 +307,10 @@ def test_a_host_that_never_answers_is_unreachable_after_the_read_timeout() -> No
             },
         )
         started = time.monotonic()
-        with pytest.raises(UnreachableError, match=r"no answer from 127\.0\.0\.1"):
+        with pytest.raises(UnreachableError, match=r"no answer from 127\.0\.0\.1") as caught:
             run_once(host, "x")
         assert time.monotonic() - started < 4
+    assert caught.value.cause == causes.LOGIN_TIMEOUT
 
 
 # -- settings from the inventory
@@ -312,7 +321,7 @@ def plan(port: int | None = None, **variables: Any) -> HostPlan:
 
 
 def test_defaults_are_https_5986_ntlm_with_validation() -> None:
-    s = settings_for(plan(), RunOptions())
+    s = WinRMSettings.from_host(plan(), RunOptions())
     assert (s.scheme, s.port, s.auth, s.server_cert_validation, s.path) == (
         "https",
         5986,
@@ -324,16 +333,18 @@ def test_defaults_are_https_5986_ntlm_with_validation() -> None:
 
 
 def test_port_5985_without_a_scheme_means_http_as_in_ansible() -> None:
-    assert settings_for(plan(5985), RunOptions()).scheme == "http"
-    assert settings_for(plan(scheme_free := 15986), RunOptions()).port == scheme_free
+    assert WinRMSettings.from_host(plan(5985), RunOptions()).scheme == "http"
+    assert WinRMSettings.from_host(plan(scheme_free := 15986), RunOptions()).port == scheme_free
 
 
 def test_ansible_transport_list_takes_the_first() -> None:
     assert (
-        settings_for(plan(ansible_winrm_transport=["basic", "ntlm"]), RunOptions()).auth == "basic"
+        WinRMSettings.from_host(plan(ansible_winrm_transport=["basic", "ntlm"]), RunOptions()).auth
+        == "basic"
     )
     assert (
-        settings_for(plan(ansible_winrm_transport="kerberos,ntlm"), RunOptions()).auth == "kerberos"
+        WinRMSettings.from_host(plan(ansible_winrm_transport="kerberos,ntlm"), RunOptions()).auth
+        == "kerberos"
     )
 
 
@@ -349,22 +360,23 @@ def test_ansible_transport_list_takes_the_first() -> None:
 )
 def test_malformed_variables_are_config_errors_naming_the_host(variables: dict[str, Any]) -> None:
     with pytest.raises(ConfigError, match="host win1"):
-        settings_for(plan(**variables), RunOptions())
+        WinRMSettings.from_host(plan(**variables), RunOptions())
 
 
 def test_ipv6_endpoint_is_bracketed() -> None:
     host = HostPlan("w6", "winrm", "fd00::5", None, "fleet", {})
-    assert settings_for(host, RunOptions()).endpoint == "https://[fd00::5]:5986/wsman"
+    assert WinRMSettings.from_host(host, RunOptions()).endpoint == "https://[fd00::5]:5986/wsman"
 
 
 def test_missing_password_is_an_authentication_error(lab: WinLab) -> None:
     host = HostPlan("win1", "winrm", "127.0.0.1", lab.server.https_port, USER, {})
-    with pytest.raises(AuthenticationError, match="no password"):
+    with pytest.raises(AuthenticationError, match="no password") as caught:
         run_once(host, "x")
+    assert caught.value.cause == causes.CONFIG_MISSING
 
 
 def test_translated_errors_hide_the_password() -> None:
-    settings = settings_for(plan(ansible_password=WRONG_PASSWORD), RunOptions())
+    settings = WinRMSettings.from_host(plan(ansible_password=WRONG_PASSWORD), RunOptions())
     leaky = requests.exceptions.ConnectionError(f"proxy said {WRONG_PASSWORD}")
     error = translate(leaky, settings, connecting=True)
     assert isinstance(error, UnreachableError)
@@ -375,16 +387,59 @@ def test_translated_errors_hide_the_password() -> None:
 
 
 @pytest.mark.parametrize(
-    ("exc", "kind", "words"),
+    ("exc", "kind", "words", "cause"),
     [
-        (requests.exceptions.ConnectTimeout("slow"), UnreachableError, "timed out connecting"),
-        (requests.exceptions.ReadTimeout("slow"), TransportError, "no answer"),
-        (StopIteration(), TransportError, "malformed"),
-        (AssertionError(), TransportError, "malformed"),
+        (
+            requests.exceptions.ConnectTimeout("slow"),
+            UnreachableError,
+            "timed out connecting",
+            causes.CONNECT_TIMEOUT,
+        ),
+        (
+            requests.exceptions.ReadTimeout("slow"),
+            TransportError,
+            "no answer",
+            causes.SERVICE_ERROR,
+        ),
+        (StopIteration(), TransportError, "malformed", causes.PROTOCOL_ERROR),
+        (AssertionError(), TransportError, "malformed", causes.PROTOCOL_ERROR),
     ],
 )
 def test_library_errors_become_fleet_errors(
-    exc: Exception, kind: type[FleetError], words: str
+    exc: Exception, kind: type[FleetError], words: str, cause: str
 ) -> None:
-    error = translate(exc, settings_for(plan(), RunOptions()), connecting=False)
+    error = translate(exc, WinRMSettings.from_host(plan(), RunOptions()), connecting=False)
     assert isinstance(error, kind) and words in str(error)
+    assert error.cause == cause
+
+
+def test_a_wsman_fault_is_a_service_error(lab: WinLab) -> None:
+    from tests.test_wsman import protocol
+
+    transport = WinRMTransport(https_host(lab), RunOptions())
+    try:
+        transport.connect()
+        # The shell goes away under the transport (a WinRM service restart).
+        protocol(lab.https, lab, transport="basic").close_shell(transport._shell_id)
+        with pytest.raises(TransportError, match="WinRM fault") as caught:
+            transport.run("x", 10)
+    finally:
+        transport.close()
+    assert caught.value.cause == causes.SERVICE_ERROR
+
+
+def test_a_wrong_wsman_path_is_a_protocol_error(lab: WinLab) -> None:
+    with pytest.raises(TransportError, match="HTTP 404") as caught:
+        run_once(https_host(lab, ansible_winrm_path="/nowhere"), "x")
+    assert caught.value.cause == causes.PROTOCOL_ERROR
+
+
+def test_a_bad_insecure_basic_switch_is_a_config_error_naming_it() -> None:
+    with pytest.raises(ConfigError, match="fleet_winrm_allow_insecure_basic"):
+        WinRMSettings.from_host(plan(fleet_winrm_allow_insecure_basic="perhaps"), RunOptions())
+
+
+def test_the_login_port_follows_the_scheme_as_in_ansible() -> None:
+    assert WinRMTransport.login_port(plan()) == 5986
+    assert WinRMTransport.login_port(plan(ansible_winrm_scheme="HTTP")) == 5985
+    assert WinRMTransport.login_port(plan(15986)) == 15986

@@ -23,7 +23,7 @@ from cryptography import x509
 from winrm.exceptions import WinRMOperationTimeoutError, WinRMTransportError, WSManFaultError
 from winrm.protocol import Protocol
 
-from fleet.transports.winrm import (
+from fleet.transports.powershell import (
     MAX_COMMAND_LINE,
     POWERSHELL,
     decode_invocation,

@@ -3,7 +3,9 @@
 Runs on the runner, needs no login.  It connects to the host's management
 port (22 for SSH, 5985/5986 for WinRM) and to port 25, side by side, and
 tells "host down or filtered" (timed out) from "service down" (refused): the
-half of the diagnosis that no audited host can give about itself.
+half of the diagnosis that no audited host can give about itself.  Its
+connection to the login port may stay open for the login to take over
+(``ReachCheck.reach``, fleet.transports.handoff).
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from fleet import causes
 from fleet.checks import judge
 from fleet.checks.facts import as_facts
 from fleet.model import CheckResult, Status
 from fleet.plan import HostPlan
-from fleet.transports import handoff
+from fleet.transports.base import login_port
+from fleet.transports.handoff import Handoff
 
 DEFAULTS: dict[str, Any] = {"ports": None, "timeout": 3.0}
 
@@ -47,51 +51,69 @@ class PortProbe:
     error: str = ""
 
 
-def probe_port(address: str, port: int, timeout: float, keep: bool = False) -> PortProbe:
-    """Connect once (each resolved address in turn, within ``timeout``) and close;
-    with ``keep``, an open connection is offered to this thread's login instead."""
+def probe_port(address: str, port: int, timeout: float) -> PortProbe:
+    """Connect once (each resolved address in turn, within ``timeout``) and close."""
+    return probe_and_keep(address, port, timeout, keep=False)[0]
+
+
+def probe_and_keep(
+    address: str, port: int, timeout: float, keep: bool
+) -> tuple[PortProbe, Handoff | None]:
+    """``probe_port``; with ``keep``, an open connection is returned instead of closed."""
     started = time.monotonic()
-    probe = _connect(address, port, timeout, started, keep)
-    return replace(probe, elapsed_s=round(time.monotonic() - started, 6))
+    probe, kept = _connect(address, port, timeout, started, keep)
+    return replace(probe, elapsed_s=round(time.monotonic() - started, 6)), kept
 
 
-def _connect(address: str, port: int, timeout: float, started: float, keep: bool) -> PortProbe:
+def _connect(
+    address: str, port: int, timeout: float, started: float, keep: bool
+) -> tuple[PortProbe, Handoff | None]:
     try:
         sock = socket.create_connection((address, port), timeout=timeout)
         elapsed = round((time.monotonic() - started) * 1000, 3)
-        if keep:
-            handoff.offer(address, port, sock)
-        else:
+        kept = Handoff(address, port, sock) if keep else None
+        if kept is None:
             sock.close()
-        return PortProbe(address, port, OPEN, connect_ms=elapsed)
+        return PortProbe(address, port, OPEN, connect_ms=elapsed), kept
     except socket.gaierror as exc:
-        return PortProbe(address, port, UNRESOLVED, error=str(exc))
+        return PortProbe(address, port, UNRESOLVED, error=str(exc)), None
     except ConnectionRefusedError:
-        return PortProbe(address, port, REFUSED)
+        return PortProbe(address, port, REFUSED), None
     except TimeoutError:  # socket.timeout is TimeoutError from Python 3.10
-        return PortProbe(address, port, TIMEOUT)
+        return PortProbe(address, port, TIMEOUT), None
     except OSError as exc:
         if exc.errno == errno.ETIMEDOUT:  # the kernel gave up on its SYN retries first
-            return PortProbe(address, port, TIMEOUT)
+            return PortProbe(address, port, TIMEOUT), None
         outcome = UNREACHABLE if exc.errno in _UNREACHABLE_ERRNOS else ERROR
-        return PortProbe(address, port, outcome, error=exc.strerror or str(exc))
+        return PortProbe(address, port, outcome, error=exc.strerror or str(exc)), None
 
 
 def judge_port(host: str, probe: PortProbe) -> CheckResult:
     """The operator's sentence for one port."""
     port = f"port {probe.port}"
     summaries = {
-        OPEN: (Status.OK, f"{port} open"),
-        REFUSED: (Status.FAIL, f"{port} refused"),
-        TIMEOUT: (Status.FAIL, f"{port} timed out (host down or filtered)"),
-        UNREACHABLE: (Status.FAIL, f"{port} unreachable ({probe.error or 'no route to host'})"),
-        UNRESOLVED: (Status.FAIL, f"cannot resolve {probe.address} on the runner"),
+        OPEN: (Status.OK, f"{port} open", ""),
+        REFUSED: (Status.FAIL, f"{port} refused", causes.REFUSED),
+        TIMEOUT: (Status.FAIL, f"{port} timed out (host down or filtered)", causes.TIMEOUT),
+        UNREACHABLE: (
+            Status.FAIL,
+            f"{port} unreachable ({probe.error or 'no route to host'})",
+            causes.UNREACHABLE,
+        ),
+        UNRESOLVED: (
+            Status.FAIL,
+            f"cannot resolve {probe.address} on the runner",
+            causes.NAME_UNRESOLVED,
+        ),
     }
-    status, summary = summaries.get(probe.outcome, (Status.FAIL, f"{port}: {probe.error}"))
+    # Any other socket error: the runner cannot get there either.
+    other = (Status.FAIL, f"{port}: {probe.error}", causes.UNREACHABLE)
+    status, summary, cause = summaries.get(probe.outcome, other)
     return CheckResult(
         host=host,
         check="reach",
         status=status,
+        cause=cause,
         summary=summary,
         target=str(probe.port),
         facts=as_facts(probe),
@@ -117,35 +139,49 @@ class ReachCheck:
             "timeout": judge.as_number(self.name, "timeout", merged["timeout"], 0.1, 60),
         }
 
-    def ports(self, host: HostPlan, params: Mapping[str, Any]) -> Sequence[int]:
-        """The ports asked for, else the management port (none for ``local``) and 25."""
-        chosen = params.get("ports") or [host.management_port, 25]
+    def ports(self, params: Mapping[str, Any], login: int | None) -> Sequence[int]:
+        """The ports asked for, else the login port ``login`` (none for ``local``) and 25."""
+        chosen = params.get("ports") or [login, 25]
         return list(dict.fromkeys(int(p) for p in chosen if p is not None))
 
     def run(self, host: HostPlan, params: Mapping[str, Any], timeout: float) -> list[CheckResult]:
-        """Probe every port at once.  The login port gets the whole ``timeout`` (the
-        runner's connect budget): a timeout there means the login is not tried, so it
-        must not be shorter than the login would have had.  Other ports get the
-        check's own ``timeout`` (3 s), capped by the budget."""
+        """Probe every port at once (``reach``, keeping no connection)."""
+        results, _ = self.reach(host, params, timeout, login_port(host), keep=False)
+        return results
+
+    def reach(
+        self,
+        host: HostPlan,
+        params: Mapping[str, Any],
+        timeout: float,
+        login: int | None,
+        keep: bool,
+    ) -> tuple[list[CheckResult], Handoff | None]:
+        """Probe every port at once; with ``keep``, the connection to the login port
+        ``login`` stays open and is returned for the login to take over.
+
+        The login port gets the whole ``timeout`` (the runner's connect budget): a
+        timeout there means the login is not tried, so it must not be shorter than
+        the login would have had.  Other ports get the check's own ``timeout`` (3 s),
+        capped by the budget."""
         other = min(float(params.get("timeout", 3.0)), timeout)
-        ports = self.ports(host, params)
 
-        # The login port's connection goes on to the SSH login (fleet.transports.handoff).
-        # Only the first port is probed in this, the login's, thread.
-        login = host.management_port if host.connection in handoff.TAKERS else None
+        def probe(port: int) -> tuple[PortProbe, Handoff | None]:
+            wait = timeout if port == login else other
+            return probe_and_keep(host.address, port, wait, keep and port == login)
 
-        def probe(port: int) -> PortProbe:
-            wait = timeout if port == host.management_port else other
-            keep = port == login and port == ports[0]
-            return probe_port(host.address, port, wait, keep)
-
-        return [judge_port(host.name, p) for p in side_by_side(probe, ports)]
+        found = side_by_side(probe, self.ports(params, login))
+        kept = next((k for _, k in found if k is not None), None)
+        return [judge_port(host.name, p) for p, _ in found], kept
 
 
-def side_by_side(probe: Callable[[int], PortProbe], ports: Sequence[int]) -> list[PortProbe]:
+Probed = tuple[PortProbe, Handoff | None]
+
+
+def side_by_side(probe: Callable[[int], Probed], ports: Sequence[int]) -> list[Probed]:
     """``probe`` each port at once: the first in this thread, a thread for each other
     (a pool per host cost more CPU than the probes; most hosts probe one or two ports)."""
-    found: dict[int, PortProbe] = {}
+    found: dict[int, Probed] = {}
 
     def run(port: int) -> None:
         found[port] = probe(port)

@@ -1,1 +1,1 @@
-"""Transports: how fleet runs a command on a host (local, ssh, winrm)."""
+"""Transports: how fleet runs a command on a host (local, ssh, paramiko, winrm)."""

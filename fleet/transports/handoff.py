@@ -1,23 +1,23 @@
-"""The reach probe's connection to the login port, handed to the SSH login.
+"""The reach probe's connection to the login port, handed to the SSH login as a value.
 
 ``reach`` connects to every host's login port anyway (that is how a silent
 host is told from a refusing one without a login).  Handing that connected
-socket to the SSH login, in the same worker thread, saves each audited host
-a second TCP connection every night: one sshd process fewer, and no
-"Connection closed by ... [preauth]" line in its auth log.
+socket to the SSH login saves each audited host a second TCP connection: one
+sshd process fewer, and no "Connection closed by ... [preauth]" line in its
+auth log.
 
-A socket is only handed over to a host that gets a login slot at once
-(``fleet.runner.LoginSlots`` closes it before a host waits) and while it is
-fresh (sshd's LoginGraceTime runs from the accept); a stale or unclaimed one
-is closed, and the login opens its own.
+The runner carries the ``Handoff`` from reach to the transport's
+``connect``; whoever holds it last closes it.  A host that must wait for a
+login slot gives it up first (``fleet.runner.LoginSlots``), and a login only
+takes it while it is fresh (sshd's LoginGraceTime runs from the accept).
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
-import threading
 import time
+from dataclasses import dataclass, field
 
 # Connections that a transport takes over (WinRM's HTTP client makes its own).
 TAKERS = frozenset({"ssh", "paramiko"})
@@ -26,33 +26,31 @@ TAKERS = frozenset({"ssh", "paramiko"})
 # longer for a login slot gets a fresh connection instead.
 MAX_AGE = 5.0
 
-_HELD = threading.local()
 
+@dataclass(frozen=True)
+class Handoff:
+    """A TCP connection to ``address:port`` opened at ``since`` (time.monotonic)."""
 
-def offer(address: str, port: int, sock: socket.socket) -> None:
-    """Keep ``sock`` (connected to ``address:port``) for this thread's login."""
-    discard()
-    _HELD.value = (address, port, sock, time.monotonic())
+    address: str
+    port: int
+    sock: socket.socket = field(compare=False)
+    since: float = field(default_factory=time.monotonic)
 
-
-def take(address: str, port: int) -> socket.socket | None:
-    """The socket offered for ``address:port`` if it is still fresh, else None."""
-    held = getattr(_HELD, "value", None)
-    _HELD.value = None
-    if held is None:
+    def take(self, address: str, port: int, max_age: float = MAX_AGE) -> socket.socket | None:
+        """The socket, if it is open, leads to ``address:port`` and is fresh; else it is
+        closed: None."""
+        fresh = time.monotonic() - self.since <= max_age
+        if (self.address, self.port) == (address, port) and fresh and self.sock.fileno() >= 0:
+            return self.sock
+        self.close()
         return None
-    at_address, at_port, sock, since = held
-    if (at_address, at_port) == (address, port) and time.monotonic() - since <= MAX_AGE:
-        return sock
-    with contextlib.suppress(OSError):
-        sock.close()
-    return None
 
-
-def discard() -> None:
-    """Close whatever this thread still holds (the host needed no login after all)."""
-    held = getattr(_HELD, "value", None)
-    _HELD.value = None
-    if held is not None:
+    def close(self) -> None:
         with contextlib.suppress(OSError):
-            held[2].close()
+            self.sock.close()
+
+
+def give_up(handoff: Handoff | None) -> None:
+    """Close ``handoff`` if there is one (the host needed no login after all)."""
+    if handoff is not None:
+        handoff.close()

@@ -1,14 +1,12 @@
-"""The ``ssh`` connection on libssh2 (ssh2-python): the paramiko transport's contract
-at about a third of its client CPU.
+"""The ``ssh`` connection on libssh2 (ssh2-python): the SSH protocol in C.
 
-paramiko runs the SSH protocol in Python, a thread per connection: on the
-benchmark it costs 7-9 ms of client CPU per host by itself, more than fleet's
-whole budget.  libssh2 does the same work in C (~2.5 ms).  Everything around
-the protocol is the paramiko transport's, inherited: the inventory's
-credentials and host-key settings, the known_hosts index, reach's handed-over
-connection, one budget for the whole login (the watchdog), the hard command
-deadline, the output cap and the error messages.  ``ansible_connection=paramiko``
-keeps the paramiko transport, as in Ansible.
+paramiko runs the SSH protocol in Python, a thread per connection; libssh2
+does the same work in C for a fraction of the client CPU (the README's
+benchmark), which makes it the default, as OpenSSH is Ansible's.  Everything around the protocol is
+shared with the ``paramiko`` connection (fleet.transports.sshcommon): the
+inventory's settings and credentials, the known_hosts index, reach's
+handed-over connection, one budget for the whole login (the watchdog), the
+messages and their causes.
 
 The login runs in libssh2's blocking mode (the GIL is released while it
 waits) under the watchdog; the command runs non-blocking, sleeping in
@@ -39,25 +37,14 @@ from ssh2.session import (
     Session,
 )
 
-from fleet.errors import (
-    AuthenticationError,
-    CommandTimeout,
-    HostKeyError,
-    TransportError,
-    UnreachableError,
-)
+from fleet import causes
+from fleet.errors import CommandTimeout, TransportError
 from fleet.model import CommandResult
 from fleet.plan import HostPlan, RunOptions
+from fleet.transports import sshcommon
 from fleet.transports._io import WATCHDOG, CappedBuffer, sh_result
-from fleet.transports.ssh import (
-    STDERR_CAP,
-    SSHTransport,
-    _known_hosts_name,
-    _NoGreeting,
-    _shut,
-    host_key_checking,
-    key_file,
-)
+from fleet.transports.base import AuditContext
+from fleet.transports.sshcommon import STDERR_CAP, NoGreeting
 
 # libssh2's names for the host key algorithms a known_hosts key type can answer.
 _HOSTKEY_METHODS = {
@@ -74,32 +61,36 @@ _PATIENCE = 0.5
 _CLOSING_PATIENCE = 0.02
 
 
-class Libssh2Transport(SSHTransport):
+class Libssh2Transport(sshcommon.SshTransport):
     """Runs sh scripts over one libssh2 session per host."""
 
-    def __init__(self, host: HostPlan, options: RunOptions) -> None:
-        super().__init__(host, options)  # reads and checks the credentials (ConfigError)
+    def __init__(
+        self, host: HostPlan, options: RunOptions, context: AuditContext | None = None
+    ) -> None:
+        super().__init__(host, options, context)
         self._session: Session | None = None
+        self._sock: socket.socket | None = None
 
     # -- connecting --------------------------------------------------------
 
-    def connect(self) -> None:
-        if self._session is None:
-            super().connect()  # reach's connection if fresh, else a new one; then _login
+    @property
+    def connected(self) -> bool:
+        return self._session is not None
 
-    def _login(self, sock: socket.socket, started: float, handed_over: bool = False) -> None:
-        left = max(0.1, self.options.connect_timeout - (time.monotonic() - started))
+    def _login(self, sock: socket.socket, started: float, handed_over: bool) -> None:
+        s = self.settings
+        left = max(0.1, s.connect_timeout - (time.monotonic() - started))
         expired = threading.Event()
         # One budget for the greeting, the key exchange and authentication: at its
         # end the watchdog shuts the socket, which ends whatever libssh2 waits on.
-        watchdog = WATCHDOG.call_later(left + 1.0, functools.partial(_shut, sock, expired))
+        watchdog = WATCHDOG.call_later(left + 1.0, functools.partial(sshcommon.shut, sock, expired))
         session = Session()
         greeted, phase = False, "key exchange"
         try:
             sock.settimeout(None)
             greeted = self._greeting(sock, left, handed_over)
             session.set_timeout(int(1000 * (left + 1.0)))
-            known = self.known_keys() if host_key_checking(self.host, self.options) else None
+            known = sshcommon.known_keys(s, self._context) if s.host_key_checking else None
             if known:  # ask for a key type we can check first, as OpenSSH does
                 with contextlib.suppress(ssh2_errors.SSH2Error):
                     session.method_pref(LIBSSH2_METHOD_HOSTKEY, _hostkey_methods(session, known))
@@ -108,94 +99,71 @@ class Libssh2Transport(SSHTransport):
             if known is not None:
                 self._check_host_key(session, known)
             self._authenticate(session)
-        except (TransportError, _NoGreeting):
+        except (TransportError, NoGreeting):
             _close(session, sock)
             raise
         except Exception as exc:
             _close(session, sock)
             if expired.is_set() or isinstance(exc, ssh2_errors.Timeout):
                 if greeted:
-                    raise UnreachableError(
-                        f"{self.host.address}:{self.port} greeted but the {phase} did not "
-                        f"complete within {self.options.connect_timeout:g}s",
-                        "a path MTU black hole, or an overloaded sshd",
-                    ) from exc
-                raise UnreachableError(
-                    f"no SSH greeting from {self.host.address}:{self.port} within "
-                    f"{self.options.connect_timeout:g}s",
-                    "the port answers but is not sshd, or sshd is overloaded (MaxStartups)",
-                ) from exc
-            raise self._translate_ssh2(exc) from exc
+                    raise sshcommon.stalled(s, phase) from exc
+                raise sshcommon.no_greeting(s) from exc
+            raise self._translate(exc) from exc
         finally:
             watchdog.cancel()
         if expired.is_set():  # done just as the budget ran out: the socket is shut
             _close(session, sock)
-            raise self._login_too_slow()
+            raise sshcommon.login_too_slow(s)
         self._session, self._sock = session, sock
 
     def _greeting(self, sock: socket.socket, left: float, handed_over: bool) -> bool:
         """Wait (within ``left`` seconds) for the host's first bytes, without taking them:
         sshd speaks first.  True once it has; raises when it never does."""
-        where = f"{self.host.address}:{self.port}"
         if not _poll(sock, select.POLLIN, left):
-            raise UnreachableError(
-                f"no SSH greeting from {where} within {self.options.connect_timeout:g}s",
-                "the port answers but is not sshd, or sshd is overloaded (MaxStartups)",
-            )
+            raise sshcommon.no_greeting(self.settings)
         try:
             head = sock.recv(64, socket.MSG_PEEK)
         except (ConnectionResetError, BrokenPipeError) as exc:
             if handed_over:
-                raise _NoGreeting from exc
-            raise self._translate(exc) from exc
+                raise NoGreeting from exc
+            raise sshcommon.translate(exc, self.settings) from exc
         except OSError as exc:  # the watchdog shut it: handled as the budget running out
             raise ssh2_errors.Timeout(str(exc)) from exc
         if not head:
             if handed_over:  # sshd dropped reach's idle connection (LoginGraceTime)
-                raise _NoGreeting
-            raise UnreachableError(
-                f"{where} closed the connection before its SSH greeting",
-                "sshd refused this client (MaxStartups, a TCP wrapper, AllowUsers)",
-            )
+                raise NoGreeting
+            raise sshcommon.closed_early(self.settings)
         return True
 
-    def _check_host_key(self, session: Session, known: Mapping[str, Any]) -> None:
-        where = f"{self.host.address}:{self.port}"
+    def _check_host_key(self, session: Session, known: Mapping[str, bytes]) -> None:
         if not known:
-            raise HostKeyError(
-                f"host key for {where} is unknown (not in known_hosts)",
-                f"add it after verifying: ssh-keyscan -p {self.port} {self.host.address} "
-                ">> known_hosts (or set host_key_checking=false to opt out)",
-            )
+            raise sshcommon.host_key_unknown(self.settings)
         offered, _type = session.hostkey()
-        if not any(key.asbytes() == offered for key in known.values()):
-            raise HostKeyError(
-                f"host key for {where} does not match known_hosts (changed key: "
-                "possible man-in-the-middle, or the host was reinstalled)",
-                f"verify the new key, then: ssh-keygen -R {_known_hosts_name(self)}",
-            )
+        if offered not in known.values():
+            raise sshcommon.host_key_changed(self.settings)
 
     def _authenticate(self, session: Session) -> None:
         """The inventory's key or password; with neither, the agent, then ~/.ssh's keys."""
-        user = self.user
-        key, passphrase = key_file(self.host)
-        password = self._auth.get("password")
+        user, key = self.settings.user, self._credentials.key
+        password = self._credentials.password
         attempts: list[Callable[[], object]] = []
         if key is not None:
             # With <key>-cert.pub beside it, the certificate is offered (as paramiko does).
-            cert = key.with_name(key.name + "-cert.pub")
-            certificate = str(cert) if cert.is_file() else None
-            if passphrase:
-                unlocked = unlocked_key(key, passphrase)
+            cert = key.certificate
+            if key.encrypted:  # unlocked once per audit: libssh2 would run the KDF each time
                 attempts.append(
                     lambda: session.userauth_publickey_frommemory(
-                        user, unlocked, "", cert.read_bytes() if certificate else None
+                        user, key.unlocked, "", cert.read_bytes() if cert else None
                     )
                 )
             else:
                 attempts.append(
                     functools.partial(
-                        session.userauth_publickey_fromfile, user, str(key), "", certificate
+                        session.userauth_publickey_fromfile,
+                        user,
+                        str(key.path),
+                        "",
+                        str(cert) if cert else None,
                     )
                 )
         if password:
@@ -203,14 +171,7 @@ class Libssh2Transport(SSHTransport):
             # PasswordAuthentication no + KbdInteractiveAuthentication yes (paramiko's fallback)
             attempts.append(lambda: session.userauth_keyboardinteractive(user, password))
         if not attempts:
-            if os.environ.get("SSH_AUTH_SOCK"):
-                attempts.append(lambda: session.agent_auth(user))
-            for name in _DEFAULT_KEYS:
-                path = Path("~/.ssh").expanduser() / name
-                if path.is_file():
-                    attempts.append(
-                        functools.partial(session.userauth_publickey_fromfile, user, str(path))
-                    )
+            attempts = _default_attempts(session, user)
         for attempt in attempts:
             with contextlib.suppress(
                 ssh2_errors.AuthenticationError,
@@ -224,22 +185,15 @@ class Libssh2Transport(SSHTransport):
                 attempt()
             if session.userauth_authenticated():
                 return
-        raise AuthenticationError(
-            f"authentication refused for user {self.user} on {self.host.address}:{self.port}",
-            "check ansible_user and ansible_ssh_private_key_file / ansible_password",
-        )
+        raise sshcommon.auth_refused(self.settings)
 
-    def _translate_ssh2(self, exc: BaseException) -> TransportError:
+    def _translate(self, exc: BaseException) -> TransportError:
         if isinstance(exc, (TransportError, OSError)):
-            return self._translate(exc)
-        where = f"{self.host.address}:{self.port}"
+            return sshcommon.translate(exc, self.settings)
         reason = _reason(exc)
         if isinstance(exc, (ssh2_errors.SocketDisconnectError, ssh2_errors.BannerRecvError)):
-            return UnreachableError(
-                f"{where} closed the connection before the SSH login completed ({reason})",
-                "sshd refused this client (MaxStartups, a TCP wrapper, AllowUsers)",
-            )
-        return UnreachableError(f"SSH negotiation with {where} failed: {reason}")
+            return sshcommon.closed_early(self.settings, reason)
+        return sshcommon.negotiation_failed(self.settings, reason)
 
     # -- running -----------------------------------------------------------
 
@@ -249,7 +203,7 @@ class Libssh2Transport(SSHTransport):
         self.connect()
         session, sock = self._session, self._sock
         assert session is not None and sock is not None
-        io = _ChannelIO(session, sock, deadline, timeout, self.options.max_output)
+        io = _ChannelIO(session, sock, deadline, timeout, self.settings.max_output)
         try:
             # Non-blocking from here: every wait is a poll() bounded by the deadline.
             session.set_blocking(False)
@@ -275,7 +229,9 @@ class Libssh2Transport(SSHTransport):
                 raise
             if isinstance(exc, ssh2_errors.Timeout):
                 raise CommandTimeout(timeout, io.out.getvalue()) from exc
-            raise TransportError(f"the command's connection failed: {_reason(exc)}") from exc
+            raise TransportError(
+                f"the command's connection failed: {_reason(exc)}", cause=causes.TRANSPORT_ERROR
+            ) from exc
         session.set_blocking(True)
         return sh_result(status, io.out, io.err, started)
 
@@ -286,30 +242,16 @@ class Libssh2Transport(SSHTransport):
             _close(session, sock)
 
 
-_UNLOCKED: dict[tuple[Path, int, int, str], bytes] = {}
-_UNLOCKING = threading.Lock()
-
-
-def unlocked_key(path: Path, passphrase: str) -> bytes:
-    """The private key at ``path`` without its passphrase, in memory only; decrypted once
-    per process.  libssh2 would run the key's KDF (bcrypt, ~130 ms of CPU) at every
-    login: 200 hosts, half a minute of CPU.  (Whether the passphrase is right was
-    settled before any host was contacted: ``SSHTransport._load_auth``.)"""
-    from cryptography.hazmat.primitives import serialization as ser
-
-    stat = path.stat()
-    cache_key = (path, stat.st_mtime_ns, stat.st_size, passphrase)
-    with _UNLOCKING:
-        if cache_key not in _UNLOCKED:
-            data, secret = path.read_bytes(), passphrase.encode()
-            if b"BEGIN OPENSSH PRIVATE KEY" in data:
-                key: Any = ser.load_ssh_private_key(data, secret)
-            else:
-                key = ser.load_pem_private_key(data, secret)
-            _UNLOCKED[cache_key] = key.private_bytes(
-                ser.Encoding.PEM, ser.PrivateFormat.OpenSSH, ser.NoEncryption()
-            )
-        return _UNLOCKED[cache_key]
+def _default_attempts(session: Session, user: str) -> list[Callable[[], object]]:
+    """With no key or password in the inventory: the agent, then ~/.ssh's usual keys."""
+    attempts: list[Callable[[], object]] = []
+    if os.environ.get("SSH_AUTH_SOCK"):
+        attempts.append(lambda: session.agent_auth(user))
+    for name in _DEFAULT_KEYS:
+        path = Path("~/.ssh").expanduser() / name
+        if path.is_file():
+            attempts.append(functools.partial(session.userauth_publickey_fromfile, user, str(path)))
+    return attempts
 
 
 def _hostkey_methods(session: Session, known: Mapping[str, Any]) -> str:
@@ -403,7 +345,9 @@ class _ChannelIO:
                 self.read_ready(channel)  # a host printing before reading all its stdin
                 self.wait()
             else:
-                raise TransportError(f"cannot send the script (libssh2 error {rc})")
+                raise TransportError(
+                    f"cannot send the script (libssh2 error {rc})", cause=causes.TRANSPORT_ERROR
+                )
 
     def read_ready(self, channel: Any) -> None:
         """Whatever stdout and stderr the channel holds now, taken in turns; a host that

@@ -11,10 +11,13 @@ import subprocess
 import time
 from pathlib import Path
 
+from fleet import causes
 from fleet.errors import CommandTimeout, TransportError
 from fleet.model import CommandResult
 from fleet.plan import HostPlan, RunOptions
 from fleet.transports._io import CappedBuffer, sh_result
+from fleet.transports.base import AuditContext
+from fleet.transports.handoff import Handoff, give_up
 
 STDERR_CAP = 64 * 1024
 
@@ -52,13 +55,21 @@ class LocalTransport:
     """Runs sh scripts with ``/bin/sh -s`` in a new process group, under a hard deadline."""
 
     shell = "sh"
+    port: int | None = None  # nothing to log into
 
-    def __init__(self, host: HostPlan, options: RunOptions) -> None:
+    def __init__(
+        self, host: HostPlan, options: RunOptions, context: AuditContext | None = None
+    ) -> None:
         self.host = host
         self.options = options
 
-    def connect(self) -> None:
+    @staticmethod
+    def login_port(host: HostPlan) -> int | None:
+        return None
+
+    def connect(self, handoff: Handoff | None = None) -> None:
         """Nothing to open."""
+        give_up(handoff)
 
     def close(self) -> None:
         """Nothing to close."""
@@ -74,7 +85,9 @@ class LocalTransport:
                 start_new_session=True,  # so a timeout can kill every child
             )
         except OSError as exc:
-            raise TransportError(f"cannot start /bin/sh: {exc.strerror}") from exc
+            raise TransportError(
+                f"cannot start /bin/sh: {exc.strerror}", cause=causes.TRANSPORT_ERROR
+            ) from exc
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         _LIVE.add(proc)
         try:

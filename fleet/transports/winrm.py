@@ -1,40 +1,30 @@
 """Run one PowerShell script on a Windows host over WinRM (pywinrm), under a hard deadline.
 
-Configured by Ansible's inventory variables (``ansible_winrm_*``) so an
-inventory written for Ansible works unchanged, with safer defaults:
-
-* HTTPS (5986) with certificate validation unless told otherwise;
-* NTLM over plain HTTP only with message encryption;
-* Basic over plain HTTP refused unless ``fleet_winrm_allow_insecure_basic``.
-
 One ``Protocol`` and one shell per transport instance, i.e. per host per
 audit (pywinrm's sessions are not thread-safe: pywinrm #277).  The script
 runs as ``powershell.exe -NoProfile -NonInteractive -EncodedCommand ...``
 straight from WinRS (no cmd.exe and its 8,191-character line); a script too
-long for a Windows command line travels on stdin instead.
+long for a Windows command line travels on stdin instead
+(fleet.transports.powershell).  The settings come from the inventory
+(fleet.transports.winrm_settings).
 
 pywinrm retries WinRM operation timeouts forever, so the receive loop is
 ours: each Receive asks the host to answer within what is left of the
 deadline, and past the deadline the command is signalled to stop and
-``CommandTimeout`` raised.  Library errors are translated here; the password
-never appears in a message.
+``CommandTimeout`` raised.  Library errors are translated here, each with its
+cause; the password never appears in a message.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import errno
-import ipaddress
 import logging
 import socket
 import ssl
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterator
 
 import requests
 from winrm.exceptions import (
@@ -46,10 +36,10 @@ from winrm.exceptions import (
 )
 from winrm.protocol import Protocol
 
+from fleet import causes
 from fleet.errors import (
     AuthenticationError,
     CommandTimeout,
-    ConfigError,
     FleetError,
     HostKeyError,
     TransportError,
@@ -57,13 +47,22 @@ from fleet.errors import (
 )
 from fleet.model import CommandResult
 from fleet.plan import HostPlan, RunOptions
+from fleet.transports._io import CappedBuffer
+from fleet.transports.base import AuditContext
+from fleet.transports.handoff import Handoff, give_up
+from fleet.transports.powershell import decode_invocation, encode_invocation, reads_stdin
+from fleet.transports.winrm_settings import (
+    WinRMSettings,
+    pywinrm_encryption,
+    pywinrm_trust,
+    refusal,
+)
+
+# The lab's WS-Management server reads invocations with these.
+__all__ = ["WinRMTransport", "decode_invocation", "encode_invocation", "reads_stdin"]
 
 log = logging.getLogger(__name__)
 
-POWERSHELL = "powershell.exe"
-POWERSHELL_ARGS = ("-NoProfile", "-NonInteractive")
-# CreateProcess takes at most 32,767 characters; keep a margin for WinRS's quoting.
-MAX_COMMAND_LINE = 32_000
 # Bytes of script per Send: a Send envelope must stay under WinRM's
 # MaxEnvelopeSize (150 KiB) after two rounds of base64.
 STDIN_CHUNK = 48 * 1024
@@ -76,306 +75,6 @@ CLEANUP_TIMEOUT = 5
 REPLY_GRACE = 3
 # UTF-8 code page: WinRS starts shells in 437, which garbles non-ASCII output.
 UTF8_CODEPAGE = 65001
-
-# Reads the real script from stdin as base64 of UTF-8 (so the console code
-# page cannot touch it) and runs it.  ``$input`` is how Ansible's bootstrap
-# wrapper reads stdin too; ``-Command -`` would run stdin line by line and
-# break multi-line statements.  PowerShell 2.0 compatible.
-STDIN_BOOTSTRAP = (
-    "$fleet_b64 = ($input | Out-String)\n"
-    "$fleet_script = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($fleet_b64))\n"
-    "& ([ScriptBlock]::Create($fleet_script))\n"
-    "exit $LASTEXITCODE\n"
-)
-
-DEFAULT_OPERATION_TIMEOUT = 20  # Ansible's and pywinrm's defaults
-DEFAULT_READ_TIMEOUT = 30
-SCHEMES = ("http", "https")
-# Ansible's ansible_winrm_transport values -> pywinrm's transport names.
-AUTH_METHODS = {
-    "ntlm": "ntlm",
-    "kerberos": "kerberos",
-    "credssp": "credssp",
-    "basic": "basic",
-    "plaintext": "plaintext",
-    "ssl": "ssl",
-    "certificate": "certificate",
-}
-# Methods that send the password as-is (Basic): only ever inside TLS.
-CLEARTEXT_AUTH = frozenset({"basic", "plaintext", "ssl"})
-# Methods that can seal each message over plain HTTP.
-SEALING_AUTH = frozenset({"ntlm", "kerberos", "credssp"})
-TRUE_WORDS = frozenset({"1", "true", "yes", "on", "y"})
-
-
-# --------------------------------------------------------------------------
-# The invocation: what powershell.exe is asked to run
-
-
-def _encoded(script: str) -> str:
-    return base64.b64encode(script.encode("utf-16-le")).decode("ascii")
-
-
-def encode_invocation(script: str) -> tuple[str, list[str], bytes | None]:
-    """How to start ``script``: ``(command, arguments, stdin or None)``.
-
-    The script goes in ``-EncodedCommand`` (base64 of UTF-16LE) when the
-    command line fits; otherwise a small bootstrap goes there and the script
-    follows on stdin as base64 of UTF-8.
-    """
-    args = [*POWERSHELL_ARGS, "-EncodedCommand", _encoded(script)]
-    if len(" ".join([POWERSHELL, *args])) <= MAX_COMMAND_LINE:
-        return POWERSHELL, args, None
-    bootstrap = [*POWERSHELL_ARGS, "-EncodedCommand", _encoded(STDIN_BOOTSTRAP)]
-    return POWERSHELL, bootstrap, base64.b64encode(script.encode("utf-8"))
-
-
-def _is_powershell(command: str) -> bool:
-    name = command.replace("\\", "/").rsplit("/", 1)[-1].lower()
-    return name in ("powershell", "powershell.exe", "pwsh", "pwsh.exe")
-
-
-def _parameter_value(args: Sequence[str], full_name: str, shortest: int) -> str | None:
-    """The value after a PowerShell parameter given by any unambiguous prefix (``-enc``)."""
-    for i, arg in enumerate(args[:-1]):
-        if not arg.startswith(("-", "/")):
-            continue
-        name = arg[1:].lower()
-        if len(name) >= shortest and full_name.startswith(name):
-            return args[i + 1]
-    return None
-
-
-def reads_stdin(command: str, args: Sequence[str]) -> bool:
-    """Whether this invocation takes its script from stdin (the process waits for it to close)."""
-    if not _is_powershell(command):
-        return False
-    words = [word for arg in args for word in arg.split()]
-    encoded = _parameter_value(words, "encodedcommand", 1)
-    if encoded is not None:
-        with contextlib.suppress(binascii.Error, UnicodeDecodeError):
-            return base64.b64decode(encoded, validate=True).decode("utf-16-le") == STDIN_BOOTSTRAP
-        return False
-    return _parameter_value(words, "command", 1) == "-"
-
-
-def decode_invocation(command: str, args: Sequence[str], stdin: bytes | None) -> str:
-    """The PowerShell script that ``command args`` (with ``stdin``) would run.
-
-    The inverse of ``encode_invocation``; also reads ``-Command -`` (script
-    on stdin as text) and ``-Command <words>``.  ``args`` may hold several
-    arguments per item (WinRS sends them space-joined).  Raises ValueError
-    for anything else.
-    """
-    if not _is_powershell(command):
-        raise ValueError(f"not a PowerShell invocation: {command!r}")
-    words = [word for arg in args for word in arg.split()]
-    encoded = _parameter_value(words, "encodedcommand", 1)
-    if encoded is not None:
-        try:
-            script = base64.b64decode(encoded, validate=True).decode("utf-16-le")
-        except (binascii.Error, UnicodeDecodeError) as exc:
-            raise ValueError(f"-EncodedCommand is not base64 of UTF-16LE: {exc}") from exc
-        if script != STDIN_BOOTSTRAP:
-            return script
-        try:
-            return base64.b64decode(b"".join((stdin or b"").split())).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError) as exc:
-            raise ValueError(f"stdin is not base64 of UTF-8: {exc}") from exc
-    inline = _parameter_value(words, "command", 1)
-    if inline == "-":
-        return (stdin or b"").decode("utf-8", errors="replace")
-    if inline is not None:
-        start = words.index(inline)
-        return " ".join(words[start:])
-    raise ValueError("neither -EncodedCommand nor -Command in the arguments")
-
-
-# --------------------------------------------------------------------------
-# Settings from the inventory
-
-
-@dataclass(frozen=True)
-class WinRMSettings:
-    """How to reach one host, read from its Ansible variables."""
-
-    host: str
-    address: str
-    scheme: str
-    port: int
-    path: str
-    auth: str  # pywinrm's transport name
-    user: str | None
-    password: str | None = field(repr=False)
-    server_cert_validation: str = "validate"
-    ca_trust_path: str | None = None
-    cert_pem: str | None = None
-    cert_key_pem: str | None = None
-    operation_timeout: int = DEFAULT_OPERATION_TIMEOUT
-    read_timeout: int = DEFAULT_READ_TIMEOUT
-    connect_timeout: float = 10.0
-    message_encryption: str = "auto"
-    allow_insecure_basic: bool = False
-    proxy: str | None = None
-
-    @property
-    def endpoint(self) -> str:
-        host = self.address
-        with contextlib.suppress(ValueError):
-            if ipaddress.ip_address(host).version == 6:
-                host = f"[{host}]"
-        return f"{self.scheme}://{host}:{self.port}{self.path}"
-
-    @property
-    def where(self) -> str:
-        """``address:port`` for messages."""
-        return f"{self.address}:{self.port}"
-
-
-def _var(vars_: Mapping[str, Any], *names: str) -> Any:
-    for name in names:
-        value = vars_.get(name)
-        if value is not None and value != "":
-            return value
-    return None
-
-
-def _choice(host: str, name: str, value: Any, allowed: Sequence[str], default: str) -> str:
-    if value is None:
-        return default
-    text = str(value).strip().lower()
-    if text not in allowed:
-        raise ConfigError(f"host {host}: {name}={value!r} is not one of {', '.join(allowed)}")
-    return text
-
-
-def _seconds(host: str, name: str, value: Any, default: int) -> int:
-    if value is None:
-        return default
-    try:
-        seconds = int(float(value))
-    except (TypeError, ValueError):
-        raise ConfigError(f"host {host}: {name}={value!r} is not a number of seconds") from None
-    if seconds < 1:
-        raise ConfigError(f"host {host}: {name}={value!r} must be at least 1 second")
-    return seconds
-
-
-def _auth_method(host: str, value: Any) -> str:
-    # Ansible accepts a list (tried in order); pywinrm takes one: the first.
-    if isinstance(value, (list, tuple)):
-        value = value[0] if value else None
-    elif isinstance(value, str) and "," in value:
-        value = value.split(",")[0]
-    # NTLM is on by default on every Windows listener, Basic is not: a safer
-    # default than Ansible's ("ssl", i.e. Basic over TLS).
-    return AUTH_METHODS[
-        _choice(host, "ansible_winrm_transport", value, tuple(AUTH_METHODS), "ntlm")
-    ]
-
-
-def _scheme(host: HostPlan) -> str:
-    value = _var(host.vars, "ansible_winrm_scheme")
-    # As Ansible: without a scheme, port 5985 means http and anything else https.
-    default = "http" if host.port is not None and int(host.port) == 5985 else "https"
-    return _choice(host.name, "ansible_winrm_scheme", value, SCHEMES, default)
-
-
-def _is_true(value: Any) -> bool:
-    return str(value).strip().lower() in TRUE_WORDS if value is not None else False
-
-
-def settings_for(host: HostPlan, options: RunOptions) -> WinRMSettings:
-    """Read ``host``'s WinRM settings; ConfigError names a malformed variable."""
-    v = host.vars
-    scheme = _scheme(host)
-    port = int(host.port) if host.port else (5985 if scheme == "http" else 5986)
-    operation = _seconds(
-        host.name,
-        "ansible_winrm_operation_timeout_sec",
-        _var(v, "ansible_winrm_operation_timeout_sec"),
-        DEFAULT_OPERATION_TIMEOUT,
-    )
-    read = _seconds(
-        host.name,
-        "ansible_winrm_read_timeout_sec",
-        _var(v, "ansible_winrm_read_timeout_sec"),
-        max(DEFAULT_READ_TIMEOUT, operation + 10),
-    )
-    if read <= operation:
-        raise ConfigError(
-            f"host {host.name}: ansible_winrm_read_timeout_sec ({read}) must exceed "
-            f"ansible_winrm_operation_timeout_sec ({operation})"
-        )
-    path = str(_var(v, "ansible_winrm_path") or "/wsman")
-    return WinRMSettings(
-        host=host.name,
-        address=host.address,
-        scheme=scheme,
-        port=port,
-        path=path if path.startswith("/") else f"/{path}",
-        auth=_auth_method(host.name, _var(v, "ansible_winrm_transport")),
-        user=_var(v, "ansible_user", "ansible_winrm_user") or host.user,
-        password=_var(v, "ansible_password", "ansible_winrm_password", "ansible_winrm_pass"),
-        server_cert_validation=_choice(
-            host.name,
-            "ansible_winrm_server_cert_validation",
-            _var(v, "ansible_winrm_server_cert_validation"),
-            ("validate", "ignore"),
-            "validate",
-        ),
-        ca_trust_path=_var(v, "ansible_winrm_ca_trust_path"),
-        cert_pem=_var(v, "ansible_winrm_cert_pem"),
-        cert_key_pem=_var(v, "ansible_winrm_cert_key_pem"),
-        operation_timeout=operation,
-        read_timeout=read,
-        connect_timeout=options.connect_timeout,
-        message_encryption=_choice(
-            host.name,
-            "ansible_winrm_message_encryption",
-            _var(v, "ansible_winrm_message_encryption"),
-            ("auto", "always", "never"),
-            "auto",
-        ),
-        allow_insecure_basic=_is_true(_var(v, "fleet_winrm_allow_insecure_basic")),
-        proxy=_var(v, "ansible_winrm_proxy"),
-    )
-
-
-def refusal(settings: WinRMSettings) -> UnreachableError | None:
-    """Why these settings would put the password or the traffic in clear text, if they would."""
-    if settings.scheme == "https":
-        return None
-    if settings.auth in CLEARTEXT_AUTH and not settings.allow_insecure_basic:
-        return UnreachableError(
-            f"refused to send Basic credentials over plain HTTP to {settings.where}",
-            "use ansible_winrm_scheme=https (port 5986) or ansible_winrm_transport=ntlm; "
-            "set fleet_winrm_allow_insecure_basic=true only for a lab",
-        )
-    if settings.auth == "certificate":
-        return UnreachableError(
-            f"certificate authentication needs HTTPS, not plain HTTP to {settings.where}",
-            "set ansible_winrm_scheme=https (port 5986)",
-        )
-    if settings.auth in SEALING_AUTH and settings.message_encryption == "never":
-        return UnreachableError(
-            f"refused unencrypted WinRM over plain HTTP to {settings.where}",
-            "remove ansible_winrm_message_encryption=never, or use ansible_winrm_scheme=https",
-        )
-    return None
-
-
-def _message_encryption(settings: WinRMSettings) -> str:
-    # Over plain HTTP the messages must be sealed: "always" makes pywinrm fail
-    # rather than quietly fall back to clear text.
-    if settings.scheme == "http" and settings.auth in SEALING_AUTH:
-        return "always"
-    return settings.message_encryption
-
-
-def _ca_trust_path(settings: WinRMSettings) -> str:
-    # Unset: pywinrm's "legacy_requests" (REQUESTS_CA_BUNDLE, else certifi), as Ansible does.
-    return settings.ca_trust_path or "legacy_requests"
 
 
 # --------------------------------------------------------------------------
@@ -424,11 +123,13 @@ def _tls_error(exc: requests.exceptions.SSLError, s: WinRMSettings) -> FleetErro
             f"certificate rejected for {s.endpoint}: {root.verify_message or _short(root)}",
             "set ansible_winrm_ca_trust_path to the CA that issued the host's certificate "
             "(or, knowingly, ansible_winrm_server_cert_validation=ignore)",
+            cause=causes.CERTIFICATE_REJECTED,
         )
     return UnreachableError(
         f"TLS handshake with {s.where} failed: {_short(root or exc)}",
         "does this port speak HTTPS? 5985 is plain HTTP, 5986 is HTTPS "
         "(ansible_port, ansible_winrm_scheme)",
+        cause=causes.PROTOCOL_ERROR,
     )
 
 
@@ -438,16 +139,16 @@ def _network_error(
     if isinstance(exc, requests.exceptions.SSLError):
         return _tls_error(exc, s)
     if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return UnreachableError(
-            f"timed out connecting to {s.where}", "host down, or a firewall drops WinRM"
-        )
+        return _connect_timeout(s)
     if isinstance(exc, requests.exceptions.ReadTimeout):
         reason = f"no answer from {s.where} within {s.read_timeout}s"
         if connecting:
             return UnreachableError(
-                reason, "WinRM service hung? raise ansible_winrm_read_timeout_sec"
+                reason,
+                "WinRM service hung? raise ansible_winrm_read_timeout_sec",
+                cause=causes.LOGIN_TIMEOUT,
             )
-        return TransportError(reason)
+        return TransportError(reason, cause=causes.SERVICE_ERROR)
     root = _root_os_error(exc)
     if isinstance(root, ConnectionRefusedError) or (
         isinstance(root, OSError) and root.errno == errno.ECONNREFUSED
@@ -456,19 +157,36 @@ def _network_error(
             f"connection refused on port {s.port}",
             "WinRM listener not configured? 5985 is HTTP, 5986 is HTTPS "
             "(ansible_winrm_scheme, ansible_port)",
+            cause=causes.CONNECT_REFUSED,
         )
     if isinstance(root, socket.gaierror):
-        return UnreachableError(f"name not resolved: {s.address}", "check ansible_host")
-    if isinstance(root, OSError) and root.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
-        return UnreachableError(f"no route to {s.address}", "host down or network unreachable")
-    if isinstance(root, TimeoutError):
         return UnreachableError(
-            f"timed out connecting to {s.where}", "host down, or a firewall drops WinRM"
+            f"name not resolved: {s.address}", "check ansible_host", cause=causes.NAME_UNRESOLVED
         )
+    if isinstance(root, OSError) and root.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return UnreachableError(
+            f"no route to {s.address}",
+            "host down or network unreachable",
+            cause=causes.HOST_UNREACHABLE,
+        )
+    if isinstance(root, TimeoutError):
+        return _connect_timeout(s)
     reason = f"connection to {s.where} failed: {_short(root or exc)}"
     if connecting:
-        return UnreachableError(reason, "HTTP against an HTTPS port (or back)? 5985 vs 5986")
-    return TransportError(reason)
+        return UnreachableError(
+            reason,
+            "HTTP against an HTTPS port (or back)? 5985 vs 5986",
+            cause=causes.PROTOCOL_ERROR,
+        )
+    return TransportError(reason, cause=causes.TRANSPORT_ERROR)
+
+
+def _connect_timeout(s: WinRMSettings) -> UnreachableError:
+    return UnreachableError(
+        f"timed out connecting to {s.where}",
+        "host down, or a firewall drops WinRM",
+        cause=causes.CONNECT_TIMEOUT,
+    )
 
 
 def _fault_error(exc: WSManFaultError, s: WinRMSettings) -> FleetError:
@@ -477,8 +195,12 @@ def _fault_error(exc: WSManFaultError, s: WinRMSettings) -> FleetError:
         return AuthenticationError(
             f"access denied for user {s.user}",
             "the user must be in Administrators or Remote Management Users on the host",
+            cause=causes.AUTH_REFUSED,
         )
-    return TransportError(f"WinRM fault from {s.where}: {reason} (code {exc.wsman_fault_code})")
+    return TransportError(
+        f"WinRM fault from {s.where}: {reason} (code {exc.wsman_fault_code})",
+        cause=causes.SERVICE_ERROR,
+    )
 
 
 def translate(exc: BaseException, s: WinRMSettings, *, connecting: bool) -> FleetError:
@@ -490,23 +212,38 @@ def translate(exc: BaseException, s: WinRMSettings, *, connecting: bool) -> Flee
         error = AuthenticationError(
             f"authentication refused for user {s.user} ({s.auth})",
             "check ansible_user/ansible_password, NTLM vs Kerberos (ansible_winrm_transport)",
+            cause=causes.AUTH_REFUSED,
         )
     elif isinstance(exc, WSManFaultError):
         error = _fault_error(exc, s)
     elif isinstance(exc, WinRMOperationTimeoutError):
-        error = TransportError(f"WinRM operation timeout from {s.where}")
+        error = TransportError(
+            f"WinRM operation timeout from {s.where}", cause=causes.SERVICE_ERROR
+        )
     elif isinstance(exc, WinRMTransportError):
-        error = TransportError(f"HTTP {exc.code} from {s.endpoint}")
+        # 5xx: the service failed; anything else: it did not answer as WS-Management does.
+        failed = isinstance(exc.code, int) and exc.code >= 500
+        error = TransportError(
+            f"HTTP {exc.code} from {s.endpoint}",
+            cause=causes.SERVICE_ERROR if failed else causes.PROTOCOL_ERROR,
+        )
     elif isinstance(exc, requests.RequestException):
         error = _network_error(exc, s, connecting)
     elif isinstance(exc, WinRMError) and connecting:
         error = UnreachableError(
-            f"WinRM setup failed: {_short(exc)}", f"ansible_winrm_transport={s.auth}"
+            f"WinRM setup failed: {_short(exc)}",
+            f"ansible_winrm_transport={s.auth}",
+            cause=causes.TRANSPORT_ERROR,
         )
     elif isinstance(exc, (StopIteration, AssertionError, ET.ParseError, KeyError, ValueError)):
-        error = TransportError(f"malformed WinRM reply from {s.where}: {type(exc).__name__}")
+        error = TransportError(
+            f"malformed WinRM reply from {s.where}: {type(exc).__name__}",
+            cause=causes.PROTOCOL_ERROR,
+        )
     else:
-        error = TransportError(f"WinRM error talking to {s.where}: {_short(exc)}")
+        error = TransportError(
+            f"WinRM error talking to {s.where}: {_short(exc)}", cause=causes.TRANSPORT_ERROR
+        )
     return _scrubbed(error, s.password)
 
 
@@ -521,29 +258,25 @@ def _scrubbed(error: FleetError, secret: str | None) -> FleetError:
     if not secret or secret not in str(error):
         return error
     if isinstance(error, UnreachableError):
-        return type(error)(_scrub(error.reason, secret), _scrub(error.hint, secret))
-    return type(error)(_scrub(str(error), secret))
+        return type(error)(
+            _scrub(error.reason, secret), _scrub(error.hint, secret), cause=error.cause
+        )
+    return TransportError(_scrub(str(error), secret), cause=error.cause)
 
 
 # --------------------------------------------------------------------------
 # The transport
 
 
-@dataclass
 class _Output:
     """stdout/stderr gathered across Receives, capped."""
 
-    stdout_cap: int
-    stdout: bytearray = field(default_factory=bytearray)
-    stderr: bytearray = field(default_factory=bytearray)
-    truncated: bool = False
+    def __init__(self, stdout_cap: int) -> None:
+        self.out, self.err = CappedBuffer(stdout_cap), CappedBuffer(STDERR_CAP)
 
     def add(self, stdout: bytes, stderr: bytes) -> None:
-        room = self.stdout_cap - len(self.stdout)
-        if len(stdout) > room:
-            self.truncated = True
-        self.stdout += stdout[: max(room, 0)]
-        self.stderr += stderr[: max(STDERR_CAP - len(self.stderr), 0)]
+        self.out.write(stdout)
+        self.err.write(stderr)
 
 
 class WinRMTransport:
@@ -551,10 +284,15 @@ class WinRMTransport:
 
     shell = "powershell"
 
-    def __init__(self, host: HostPlan, options: RunOptions) -> None:
+    login_port = staticmethod(WinRMSettings.login_port)
+
+    def __init__(
+        self, host: HostPlan, options: RunOptions, context: AuditContext | None = None
+    ) -> None:
         self.host = host
         self.options = options
-        self.settings = settings_for(host, options)
+        self.settings = WinRMSettings.from_host(host, options)
+        self.port: int | None = self.settings.port
         self._protocol: Protocol | None = None
         self._shell_id: str | None = None
 
@@ -565,8 +303,10 @@ class WinRMTransport:
 
     # -- connection
 
-    def connect(self) -> None:
-        """Log in and open the shell (idempotent).  Raises UnreachableError."""
+    def connect(self, handoff: Handoff | None = None) -> None:
+        """Log in and open the shell (idempotent).  Raises UnreachableError.  (pywinrm
+        opens its own connections: a handed-over socket is closed.)"""
+        give_up(handoff)
         if self._shell_id is not None:
             return
         s = self.settings
@@ -579,6 +319,7 @@ class WinRMTransport:
             raise AuthenticationError(
                 f"no {'user' if not s.user else 'password'} for WinRM ({s.auth})",
                 "set ansible_user and ansible_password",
+                cause=causes.CONFIG_MISSING,
             )
         try:
             protocol = self._new_protocol()
@@ -596,12 +337,12 @@ class WinRMTransport:
             username=s.user,
             password=s.password,
             server_cert_validation=s.server_cert_validation,  # type: ignore[arg-type]
-            ca_trust_path=_ca_trust_path(s),
+            ca_trust_path=pywinrm_trust(s),
             cert_pem=s.cert_pem,
             cert_key_pem=s.cert_key_pem,
             read_timeout_sec=s.read_timeout,
             operation_timeout_sec=s.operation_timeout,
-            message_encryption=_message_encryption(s),  # type: ignore[arg-type]
+            message_encryption=pywinrm_encryption(s),  # type: ignore[arg-type]
             proxy=s.proxy,
         )
         self._protocol = protocol
@@ -651,7 +392,7 @@ class WinRMTransport:
         except requests.exceptions.Timeout as exc:
             self._discard()
             if time.monotonic() >= deadline:
-                raise CommandTimeout(timeout, bytes(output.stdout)) from exc
+                raise CommandTimeout(timeout, output.out.getvalue()) from exc
             raise translate(exc, self.settings, connecting=False) from _cause(
                 exc, self.settings.password
             )
@@ -664,16 +405,16 @@ class WinRMTransport:
             protocol.operation_timeout_sec = self.settings.operation_timeout
             self._limit_read(protocol, self.settings.read_timeout)
         if exit_status is None:
-            raise CommandTimeout(timeout, bytes(output.stdout))
+            raise CommandTimeout(timeout, output.out.getvalue())
         exe, args, stdin = invocation
         return CommandResult(
             # As the others say "/bin/sh -s": what ran, not the whole script.
             command=" ".join([exe, *args[:-1]]) + (" (script on stdin)" if stdin else " ..."),
             exit_status=exit_status,
-            stdout=bytes(output.stdout),
-            stderr=bytes(output.stderr),
+            stdout=output.out.getvalue(),
+            stderr=output.err.getvalue(),
             duration=time.monotonic() - started,
-            truncated=output.truncated,
+            truncated=output.out.truncated,
         )
 
     def _execute(

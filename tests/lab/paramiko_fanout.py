@@ -17,12 +17,9 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import fleet.transports._paramiko  # noqa: F401 - as fleet imports it
-
-# isort: split
 import paramiko
 
-from fleet.transports.ssh import KnownHostsIndex, known_hosts_index
+from fleet.transports.sshcommon import KnownHostsIndex
 
 
 def audit_one(
@@ -38,7 +35,8 @@ def audit_one(
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as fleet does
     client = paramiko.SSHClient()
     try:
-        for keytype, hostkey in known.lookup(address).items():
+        for keytype, blob in known.lookup(address).items():
+            hostkey = paramiko.PKey.from_type_string(keytype, blob)
             client.get_host_keys().add(address, keytype, hostkey)
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
         client.connect(
@@ -80,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     addresses = args.hosts.read_text().split()
     script = args.script.read_bytes()
     key = paramiko.Ed25519Key.from_private_key_file(str(args.key))
-    known = known_hosts_index(args.known_hosts)  # parsed once, as fleet does
+    known = KnownHostsIndex.parse(args.known_hosts)  # parsed once, as fleet does
 
     def one(address: str) -> bool:
         try:
