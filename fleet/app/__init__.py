@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from fleet.playbook import Playbook
 from fleet.model import RunResult
 from fleet.plan import HostPlan, RunOptions, check_route_guards
-from fleet.transports.base import check_transport_settings
+from fleet.transports.base import AuditContext, check_transport_settings
 
 __all__ = [
     "AUDIT_OPTIONS",
@@ -117,6 +117,7 @@ class _Prepared:
     hosts: list[HostPlan]
     options: RunOptions
     mail: MailSettings | None
+    context: AuditContext  # the key files and known_hosts read once for the whole audit
 
 
 def audit(request: AuditRequest) -> int:
@@ -170,8 +171,8 @@ def prepare(request: AuditRequest) -> _Prepared:
         host_key_checking=request.host_key_checking,
         known_hosts=_known_hosts(request.known_hosts),
     )
-    check_transport_settings(hosts, options)
-    return _Prepared(playbook, hosts, options, mail)
+    context = check_transport_settings(hosts, options)
+    return _Prepared(playbook, hosts, options, mail, context)
 
 
 def _run(prepared: _Prepared, request: AuditRequest, observers: Sequence[Any]) -> RunResult:
@@ -185,6 +186,7 @@ def _run(prepared: _Prepared, request: AuditRequest, observers: Sequence[Any]) -
             inventory=inventory_name(request.inventory),
             playbook=str(prepared.playbook.path),
             observers=observers,
+            context=prepared.context,
         )
     finally:
         signal.signal(signal.SIGTERM, previous)
