@@ -19,8 +19,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from fleet import causes
-from fleet.checks import judge
 from fleet.checks.facts import as_facts
+from fleet.checks.params import as_int, as_number, known_params
 from fleet.model import CheckResult, Status
 from fleet.plan import HostPlan
 from fleet.transports.base import login_port
@@ -127,16 +127,16 @@ class ReachCheck:
     name = "reach"
 
     def validate(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        judge.known_params(self.name, params, DEFAULTS)
+        known_params(self.name, params, DEFAULTS)
         merged = {**DEFAULTS, **params}
         ports = merged["ports"]
         if ports is not None:
             if not isinstance(ports, (list, tuple)):
                 raise ValueError(f"reach: ports must be a list of port numbers, not {ports!r}")
-            ports = [judge.as_int(self.name, "ports", p, 1, 65535) for p in ports]
+            ports = [as_int(self.name, "ports", p, 1, 65535) for p in ports]
         return {
             "ports": ports,
-            "timeout": judge.as_number(self.name, "timeout", merged["timeout"], 0.1, 60),
+            "timeout": as_number(self.name, "timeout", merged["timeout"], 0.1, 60),
         }
 
     def ports(self, params: Mapping[str, Any], login: int | None) -> Sequence[int]:
