@@ -222,7 +222,7 @@ class RunResult:
     @cached_property
     def _json(self) -> str:
         # Once per run (report.json and the history store the same text).  No indent:
-        # json's C encoder only runs without one (about 10x faster at fleet scale);
+        # json's C encoder only runs without one (much faster at fleet scale);
         # `jq . report.json` pretty-prints for a human.
         return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
 

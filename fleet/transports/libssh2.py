@@ -55,8 +55,8 @@ _CHUNK = 65536
 # The longest sleep between two looks at a non-blocking call.  libssh2 sometimes
 # answers EAGAIN after it has read the packet it was waiting for (seen on
 # channel close: the host's CLOSE came in with the call that said "again"), and
-# the socket then stays quiet: sleeping until the deadline cost one host in
-# ~200 its whole --command-timeout.  Closing, where that happens, looks often.
+# the socket then stays quiet: sleeping until the deadline cost the odd host its
+# whole --command-timeout.  Closing, where that happens, looks often.
 _PATIENCE = 0.5
 _CLOSING_PATIENCE = 0.02
 
