@@ -60,6 +60,15 @@ GREETING_TIMEOUT = "greeting-timeout"  # connected, no greeting within the timeo
 BAD_GREETING = "bad-greeting"  # a greeting that is not 220 (421, 554, ...)
 NO_STARTTLS = "no-starttls"  # STARTTLS required and not offered
 SMTP_ERROR = "smtp-error"  # the SMTP dialogue failed otherwise (reset, EHLO refused)
+SLOW_GREETING = "slow-greeting"  # the greeting came, late (postscreen, a banner delay) (warn)
+STARTTLS_FAILED = "starttls-failed"  # STARTTLS offered, the TLS handshake failed
+CERTIFICATE_EXPIRING = "certificate-expiring"  # the server's certificate expires soon (warn)
+CERTIFICATE_EXPIRED = "certificate-expired"  # the server's certificate has expired
+TTL_EXPIRED = "ttl-expired"  # "TTL expired in transit": a routing loop on the way
+
+# -- the host's own addresses and links
+ADDRESS_CONFLICT = "address-conflict"  # an address Windows marks Duplicate/Tentative/Invalid
+NO_CARRIER = "no-carrier"  # the default route's interface has no link
 
 # Every cause, with the few words a report may show beside it.
 CAUSES: dict[str, str] = {
@@ -105,6 +114,13 @@ CAUSES: dict[str, str] = {
     BAD_GREETING: "bad greeting",
     NO_STARTTLS: "no STARTTLS",
     SMTP_ERROR: "SMTP error",
+    SLOW_GREETING: "slow greeting",
+    STARTTLS_FAILED: "STARTTLS handshake failed",
+    CERTIFICATE_EXPIRING: "certificate expires soon",
+    CERTIFICATE_EXPIRED: "certificate expired",
+    TTL_EXPIRED: "TTL expired in transit",
+    ADDRESS_CONFLICT: "address conflict",
+    NO_CARRIER: "no carrier",
 }
 
 # The causes that mean the runner never got (or never finished) the audit of a host.
