@@ -47,6 +47,15 @@ def labelled(**outputs: str) -> str:
     return "".join(f"\n{net_unix.NET_LABEL}{label}\n{text}" for label, text in outputs.items())
 
 
+def recorded_net(samples: Mapping[str, str]):
+    """The net facts parsed from recorded samples, by the command each was recorded from."""
+    return net_unix.parse_net(labelled(**{label: sample(name) for label, name in samples.items()}))
+
+
+def interface(net, name: str):
+    return next(i for i in net.interfaces if i.name == name)
+
+
 def out(key: str, text: str | bytes, status: int | None = 0, truncated: bool = False):
     data = text.encode() if isinstance(text, str) else text
     return StepOutput(key=key, exit_status=status, stdout=data, truncated=truncated)
@@ -111,14 +120,10 @@ class TestNetParsing:
         assert from_text.source == "ip addr + ip route + /etc/resolv.conf"
 
     def test_ifconfig_and_netstat_of_the_same_namespace(self):
-        text = labelled(
-            **{
-                "ifconfig -a": sample("local-ifconfig-a.out"),
-                "netstat -rn": sample("local-netstat-rn.out"),
-            }
+        net = recorded_net(
+            {"ifconfig -a": "local-ifconfig-a.out", "netstat -rn": "local-netstat-rn.out"}
         )
-        net = net_unix.parse_net(text)
-        rec0 = next(i for i in net.interfaces if i.name == "rec0")
+        rec0 = interface(net, "rec0")
         assert rec0.up and (rec0.ipv4[0].address, rec0.ipv4[0].prefix) == ("198.18.0.250", 24)
         # ifconfig does not show the dynamic flag: DHCP stays unknown, never guessed.
         assert rec0.dhcp is None
@@ -126,24 +131,22 @@ class TestNetParsing:
         assert net.default_gateways == ("198.18.0.249",)
 
     def test_centos_ifconfig_interface_without_running_is_not_up(self):
-        net = net_unix.parse_net(labelled(**{"ifconfig -a": sample("jc-centos-7.7-ifconfig.out")}))
-        by_name = {i.name: i for i in net.interfaces}
-        assert by_name["docker0"].up is False  # UP but not RUNNING: no carrier
-        assert by_name["ens33"].up is True
-        assert by_name["ens33"].ipv4[0].address == "192.168.71.137"
-        assert by_name["lo"].loopback is True
+        net = recorded_net({"ifconfig -a": "jc-centos-7.7-ifconfig.out"})
+        assert interface(net, "docker0").up is False  # UP but not RUNNING: no carrier
+        assert interface(net, "ens33").up is True
+        assert interface(net, "ens33").ipv4[0].address == "192.168.71.137"
+        assert interface(net, "lo").loopback is True
 
     def test_macos_ifconfig_hex_netmask_and_bsd_netstat(self):
-        text = labelled(
-            **{
-                "ifconfig -a": sample("jc-osx-10.14.6-ifconfig.out"),
-                "netstat -rn": sample("jc-freebsd12-netstat-r.out"),
+        net = recorded_net(
+            {
+                "ifconfig -a": "jc-osx-10.14.6-ifconfig.out",
+                "netstat -rn": "jc-freebsd12-netstat-r.out",
             }
         )
-        net = net_unix.parse_net(text)
-        en0 = next(i for i in net.interfaces if i.name == "en0")
+        en0 = interface(net, "en0")
         assert (en0.ipv4[0].address, en0.ipv4[0].prefix) == ("192.168.1.72", 24)
-        assert next(i for i in net.interfaces if i.name == "lo0").loopback
+        assert interface(net, "lo0").loopback
         assert net.default_gateways == ("192.168.71.2",)
 
     def test_apipa_namespace_fails_ipconfig_and_binding(self):

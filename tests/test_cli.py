@@ -25,47 +25,50 @@ def fleet(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.C
     )
 
 
-def one_clean_line(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert "Traceback" not in stderr
-    return lines[-1]
+def refused(done: subprocess.CompletedProcess) -> str:
+    """The one clean line (no traceback) a run refused with exit 5 ends with."""
+    assert done.returncode == 5
+    assert "Traceback" not in done.stderr
+    return [line for line in done.stderr.splitlines() if line.strip()][-1]
 
 
 def test_malformed_inventory_is_one_line_naming_file_and_line_exit_5(tmp_path: Path) -> None:
     bad = tmp_path / "hosts"
     bad.write_text("[mail]\nmx1\n[mail:children\nmx2\n")
-    done = fleet("audit", "-i", str(bad), "--report-dir", str(tmp_path / "r"))
-    assert done.returncode == 5
-    line = one_clean_line(done.stderr)
+    line = refused(fleet("audit", "-i", str(bad), "--report-dir", str(tmp_path / "r")))
     assert str(bad) in line and ":3" in line
 
 
 def test_missing_inventory_says_where_it_looked(tmp_path: Path) -> None:
     done = fleet("audit", "-i", "nosuchfleet", "--report-dir", str(tmp_path))
-    assert done.returncode == 5
-    assert "nosuchfleet" in one_clean_line(done.stderr)
+    assert "nosuchfleet" in refused(done)
 
 
 def test_bad_option_exits_5() -> None:
-    done = fleet("audit", "--forks", "many")
-    assert done.returncode == 5
-    assert "--forks" in one_clean_line(done.stderr)
+    assert "--forks" in refused(fleet("audit", "--forks", "many"))
 
 
 def test_bad_playbook_exits_5_before_contacting_hosts(tmp_path: Path) -> None:
     play = tmp_path / "p.yml"
     play.write_text("- hosts: all\n  checks:\n    - traceroute: {}\n")
     done = fleet("audit", "-p", str(play), "--report-dir", str(tmp_path))
-    assert done.returncode == 5
-    assert f"{play}:3: unknown check 'traceroute'" in one_clean_line(done.stderr)
+    assert f"{play}:3: unknown check 'traceroute'" in refused(done)
     assert not list(tmp_path.glob("local/*"))
 
 
-def test_mail_without_relay_settings_is_refused_up_front(tmp_path: Path) -> None:
-    env = {"FLEET_SMTP_HOST": ""}
-    done = fleet("audit", "--mail-to", "ops@example.com", "--report-dir", str(tmp_path), env=env)
-    assert done.returncode == 5
-    assert "FLEET_SMTP_HOST" in one_clean_line(done.stderr)
+@pytest.mark.parametrize(
+    ("relay", "mail_to", "words"),
+    [
+        pytest.param("", "ops@example.com", "FLEET_SMTP_HOST", id="no_relay_settings"),
+        pytest.param("127.0.0.1", "not an address", "not a mail address", id="bad_recipient"),
+    ],
+)
+def test_bad_mail_settings_are_refused_before_the_audit(
+    tmp_path: Path, relay: str, mail_to: str, words: str
+) -> None:
+    env = {"FLEET_SMTP_HOST": relay}
+    done = fleet("audit", "--mail-to", mail_to, "--report-dir", str(tmp_path), env=env)
+    assert words in refused(done)
 
 
 def test_inventory_list_masks_secrets(tmp_path: Path) -> None:
@@ -173,16 +176,7 @@ def test_sigterm_writes_what_finished_and_exits_99(tmp_path: Path) -> None:
     ],
 )
 def test_bad_values_are_refused_before_any_host(tmp_path: Path, args: list, words: str) -> None:
-    done = fleet("audit", *args)
-    assert done.returncode == 5
-    assert words in one_clean_line(done.stderr)
-
-
-def test_a_bad_recipient_is_refused_before_the_audit(tmp_path: Path) -> None:
-    env = {"FLEET_SMTP_HOST": "127.0.0.1"}
-    done = fleet("audit", "--mail-to", "not an address", "--report-dir", str(tmp_path), env=env)
-    assert done.returncode == 5
-    assert "not a mail address" in one_clean_line(done.stderr)
+    assert words in refused(fleet("audit", *args))
 
 
 def test_a_run_deadline_leaves_no_local_command_behind(tmp_path: Path) -> None:
@@ -335,8 +329,7 @@ def test_invoke_audit_refuses_a_bad_value_in_one_line_exit_5() -> None:
         timeout=60,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
-    assert done.returncode == 5
-    assert "--forks" in one_clean_line(done.stderr) and "many" in done.stderr
+    assert "--forks" in refused(done) and "many" in done.stderr
 
 
 # -- the bundled playbook and inventory ------------------------------------

@@ -51,85 +51,137 @@ def windows_net(*adapters: Interface):
     return NetConfig(interfaces=adapters, default_gateways=("198.18.0.1",), dns_servers=("1.1",))
 
 
+def verdict(result) -> tuple[Status, str, str]:
+    """What the operator reads first: the status, the summary and the cause."""
+    return result.status, result.summary, result.cause
+
+
 class TestBinding:
     def test_unix_host_with_a_global_address_is_bound(self):
         result = judge_binding("mx1", unix_net(eth("198.18.0.11/24")), Platform.UNIX)
-        assert result.status is Status.OK
-        assert result.summary == "TCP/IP bound to eth0"
-        assert result.cause == ""
+        assert verdict(result) == (Status.OK, "TCP/IP bound to eth0", "")
         assert result.facts["bound"] == ["eth0"]
         assert "eth0 up 198.18.0.11/24" in result.evidence
 
-    def test_unix_host_with_only_apipa_fails(self):
-        result = judge_binding("mx1", unix_net(eth("169.254.10.3/16")), Platform.UNIX)
-        assert result.status is Status.FAIL
-        assert result.summary == "no up interface has a global IPv4 address (eth0)"
-        assert result.cause == causes.NO_INTERFACE_UP
-
-    def test_unix_host_with_every_interface_down_fails(self):
-        net = unix_net(eth("198.18.0.11/24", up=False))
-        result = judge_binding("mx1", net, Platform.UNIX)
-        assert result.status is Status.FAIL
-        assert result.summary == "no network interface is up"
-        assert result.cause == causes.NO_INTERFACE_UP
-
-    def test_loopback_without_127_0_0_1_warns_on_unix(self):
-        net = NetConfig(interfaces=(Interface("lo", up=True, loopback=True), eth("198.18.0.11/24")))
-        result = judge_binding("mx1", net, Platform.UNIX)
-        assert result.status is Status.WARN
-        assert result.summary == "loopback lo has no 127.0.0.1"
-        assert result.cause == causes.LOOPBACK_DOWN
-
-    def test_loopback_down_warns_on_unix(self):
-        down = Interface("lo", up=False, loopback=True, ipv4=(Address("127.0.0.1", 8),))
-        result = judge_binding(
-            "mx1", NetConfig(interfaces=(down, eth("198.18.0.11/24"))), Platform.UNIX
-        )
-        assert result.status is Status.WARN
-        assert result.summary == "loopback lo is down"
-        assert result.cause == causes.LOOPBACK_DOWN
-
-    def test_windows_without_tcpip_on_its_adapter_fails(self):
-        unbound = adapter(bindings=(("ms_tcpip", False), ("ms_msclient", True)))
-        result = judge_binding("win1", windows_net(unbound), Platform.WINDOWS)
-        assert result.status is Status.FAIL
-        assert result.summary == "TCP/IP not bound to Ethernet0"
-        assert result.cause == causes.TCPIP_UNBOUND
-
-    def test_windows_has_no_loopback_and_is_not_warned_for_it(self):
-        result = judge_binding("win1", windows_net(adapter()), Platform.WINDOWS)
-        assert result.status is Status.OK
-        assert result.summary == "TCP/IP bound to Ethernet0"
-
-    def test_windows_without_client_for_microsoft_networks_warns(self):
-        result = judge_binding(
-            "win1", windows_net(adapter(bindings=(("ms_tcpip", True),))), Platform.WINDOWS
-        )
-        assert result.status is Status.WARN
-        assert result.summary == "Client for Microsoft Networks not bound to Ethernet0"
-        assert result.cause == causes.MSCLIENT_UNBOUND
-
-    def test_windows_extra_protocols_warn(self):
-        bindings = (*TCPIP_ONLY, ("ms_nwipx", True), ("ms_netbeui", False))
-        result = judge_binding("win1", windows_net(adapter(bindings=bindings)), Platform.WINDOWS)
-        assert result.status is Status.WARN
-        assert result.summary == "other protocols bound to Ethernet0: ms_nwipx"
-        assert result.cause == causes.EXTRA_PROTOCOLS
-
-    def test_windows_second_adapter_without_tcpip_warns_only(self):
-        second = adapter("Ethernet1", bindings=(("ms_tcpip", False),), address="10.0.0.5/24")
-        result = judge_binding("win1", windows_net(adapter(), second), Platform.WINDOWS)
-        assert result.status is Status.WARN
-        assert result.summary == "TCP/IP not bound to Ethernet1"
-        assert result.cause == causes.TCPIP_UNBOUND
+    @pytest.mark.parametrize(
+        ("net", "platform", "status", "summary", "cause"),
+        [
+            pytest.param(
+                unix_net(eth("169.254.10.3/16")), Platform.UNIX,
+                Status.FAIL, "no up interface has a global IPv4 address (eth0)",
+                causes.NO_INTERFACE_UP,
+                id="unix_host_with_only_apipa_fails",
+            ),
+            pytest.param(
+                unix_net(eth("198.18.0.11/24", up=False)), Platform.UNIX,
+                Status.FAIL, "no network interface is up", causes.NO_INTERFACE_UP,
+                id="unix_host_with_every_interface_down_fails",
+            ),
+            pytest.param(
+                NetConfig(interfaces=(Interface("lo", up=True, loopback=True),
+                                      eth("198.18.0.11/24"))), Platform.UNIX,
+                Status.WARN, "loopback lo has no 127.0.0.1", causes.LOOPBACK_DOWN,
+                id="loopback_without_127_0_0_1_warns_on_unix",
+            ),
+            pytest.param(
+                NetConfig(interfaces=(
+                    Interface("lo", up=False, loopback=True, ipv4=(Address("127.0.0.1", 8),)),
+                    eth("198.18.0.11/24"),
+                )), Platform.UNIX,
+                Status.WARN, "loopback lo is down", causes.LOOPBACK_DOWN,
+                id="loopback_down_warns_on_unix",
+            ),
+            pytest.param(
+                windows_net(adapter(bindings=(("ms_tcpip", False), ("ms_msclient", True)))),
+                Platform.WINDOWS,
+                Status.FAIL, "TCP/IP not bound to Ethernet0", causes.TCPIP_UNBOUND,
+                id="windows_without_tcpip_on_its_adapter_fails",
+            ),
+            pytest.param(
+                windows_net(adapter()), Platform.WINDOWS,
+                Status.OK, "TCP/IP bound to Ethernet0", "",
+                id="windows_has_no_loopback_and_is_not_warned_for_it",
+            ),
+            pytest.param(
+                windows_net(adapter(bindings=(("ms_tcpip", True),))), Platform.WINDOWS,
+                Status.WARN, "Client for Microsoft Networks not bound to Ethernet0",
+                causes.MSCLIENT_UNBOUND,
+                id="windows_without_client_for_microsoft_networks_warns",
+            ),
+            pytest.param(
+                windows_net(adapter(bindings=(*TCPIP_ONLY, ("ms_nwipx", True),
+                                              ("ms_netbeui", False)))),
+                Platform.WINDOWS,
+                Status.WARN, "other protocols bound to Ethernet0: ms_nwipx",
+                causes.EXTRA_PROTOCOLS,
+                id="windows_extra_protocols_warn",
+            ),
+            pytest.param(
+                windows_net(adapter(), adapter("Ethernet1", bindings=(("ms_tcpip", False),),
+                                               address="10.0.0.5/24")),
+                Platform.WINDOWS,
+                Status.WARN, "TCP/IP not bound to Ethernet1", causes.TCPIP_UNBOUND,
+                id="windows_second_adapter_without_tcpip_warns_only",
+            ),
+        ],
+    )  # fmt: skip
+    def test_binding_reads_as_the_operator_expects(self, net, platform, status, summary, cause):
+        assert verdict(judge_binding("mx1", net, platform)) == (status, summary, cause)
 
 
 class TestIpconfig:
-    def test_sane_configuration_is_ok_and_says_what_it_saw(self):
-        result = judge_ipconfig("mx1", unix_net(eth("198.18.0.11/24", dhcp=True)))
-        assert result.status is Status.OK
-        assert result.summary == ("eth0 198.18.0.11/24 (DHCP), gateway 198.18.0.1, DNS 198.18.0.53")
-        assert result.cause == ""
+    @pytest.mark.parametrize(
+        ("net", "status", "summary", "cause"),
+        [
+            pytest.param(
+                unix_net(eth("198.18.0.11/24", dhcp=True)),
+                Status.OK, "eth0 198.18.0.11/24 (DHCP), gateway 198.18.0.1, DNS 198.18.0.53", "",
+                id="sane_configuration_is_ok_and_says_what_it_saw",
+            ),
+            pytest.param(
+                unix_net(eth("198.18.0.11/24", "169.254.10.3/16")),
+                Status.WARN, "APIPA address 169.254.10.3 on eth0: DHCP failed", causes.APIPA,
+                id="apipa_next_to_a_real_address_only_warns",
+            ),
+            pytest.param(
+                unix_net(eth("0.0.0.0/0"), gateways=()),
+                Status.FAIL, "address 0.0.0.0 on eth0; no default gateway", causes.ZERO_ADDRESS,
+                id="zero_address_fails",
+            ),
+            pytest.param(
+                unix_net(eth("198.18.0.11/24"), gateways=()),
+                Status.FAIL, "no default gateway", causes.NO_GATEWAY,
+                id="no_default_gateway_fails",
+            ),
+            pytest.param(
+                unix_net(eth("198.18.0.11/24"), gateways=("10.9.9.1",)),
+                Status.FAIL, "default gateway 10.9.9.1 is outside every interface's subnet",
+                causes.GATEWAY_OFF_SUBNET,
+                id="gateway_outside_every_subnet_fails",
+            ),
+            pytest.param(
+                unix_net(eth(), gateways=()),
+                Status.FAIL, "no IPv4 address on any up interface; no default gateway",
+                causes.NO_IPV4,
+                id="no_ipv4_at_all_fails",
+            ),
+            pytest.param(
+                unix_net(eth("198.18.0.11/24", up=False)),
+                Status.FAIL,
+                "no IPv4 address on any up interface; "
+                "default gateway 198.18.0.1 is outside every interface's subnet",
+                causes.NO_IPV4,
+                id="down_interfaces_do_not_count",
+            ),
+            pytest.param(
+                unix_net(eth("198.18.0.11/24"), dns=()),
+                Status.WARN, "no DNS servers configured", causes.NO_DNS,
+                id="no_dns_servers_warns",
+            ),
+        ],
+    )  # fmt: skip
+    def test_ipconfig_reads_as_the_operator_expects(self, net, status, summary, cause):
+        assert verdict(judge_ipconfig("mx1", net)) == (status, summary, cause)
 
     def test_apipa_address_fails_ipconfig(self):
         result = judge_ipconfig("mx1", unix_net(eth("169.254.10.3/16")))
@@ -139,54 +191,12 @@ class TestIpconfig:
         assert "default gateway 198.18.0.1 is outside every interface's subnet" in messages
         assert result.cause == causes.APIPA
 
-    def test_apipa_next_to_a_real_address_only_warns(self):
-        result = judge_ipconfig("mx1", unix_net(eth("198.18.0.11/24", "169.254.10.3/16")))
-        assert result.status is Status.WARN
-        assert result.summary == "APIPA address 169.254.10.3 on eth0: DHCP failed"
-        assert result.cause == causes.APIPA
-
     def test_the_cause_is_the_worst_findings_not_the_first(self):
         # A leftover APIPA address only warns; the missing gateway fails and names the cause.
         net = unix_net(eth("198.18.0.11/24", "169.254.10.3/16"), gateways=())
         result = judge_ipconfig("mx1", net)
         assert [f["status"] for f in result.facts["findings"]] == ["warn", "fail"]
         assert (result.status, result.cause) == (Status.FAIL, causes.NO_GATEWAY)
-
-    def test_zero_address_fails(self):
-        result = judge_ipconfig("mx1", unix_net(eth("0.0.0.0/0"), gateways=()))
-        assert result.status is Status.FAIL
-        assert "address 0.0.0.0 on eth0" in result.summary
-        assert result.cause == causes.ZERO_ADDRESS
-
-    def test_no_default_gateway_fails(self):
-        result = judge_ipconfig("mx1", unix_net(eth("198.18.0.11/24"), gateways=()))
-        assert result.status is Status.FAIL
-        assert result.summary == "no default gateway"
-        assert result.cause == causes.NO_GATEWAY
-
-    def test_gateway_outside_every_subnet_fails(self):
-        result = judge_ipconfig("mx1", unix_net(eth("198.18.0.11/24"), gateways=("10.9.9.1",)))
-        assert result.status is Status.FAIL
-        assert result.summary == "default gateway 10.9.9.1 is outside every interface's subnet"
-        assert result.cause == causes.GATEWAY_OFF_SUBNET
-
-    def test_no_ipv4_at_all_fails(self):
-        result = judge_ipconfig("mx1", unix_net(eth(), gateways=()))
-        assert result.status is Status.FAIL
-        assert result.summary.startswith("no IPv4 address on any up interface")
-        assert result.cause == causes.NO_IPV4
-
-    def test_down_interfaces_do_not_count(self):
-        result = judge_ipconfig("mx1", unix_net(eth("198.18.0.11/24", up=False)))
-        assert result.status is Status.FAIL
-        assert "no IPv4 address on any up interface" in result.summary
-        assert result.cause == causes.NO_IPV4
-
-    def test_no_dns_servers_warns(self):
-        result = judge_ipconfig("mx1", unix_net(eth("198.18.0.11/24"), dns=()))
-        assert result.status is Status.WARN
-        assert result.summary == "no DNS servers configured"
-        assert result.cause == causes.NO_DNS
 
     def test_facts_are_the_normalised_netconfig(self):
         result = judge_ipconfig("mx1", unix_net(eth("198.18.0.11/24")))
@@ -202,29 +212,50 @@ class TestPing:
     def test_no_loss_is_ok_with_rtt(self):
         ping = PingResult("mx2", 2, 2, 0.05, 0.07, 0.09, address="198.18.0.12")
         result = judge_ping("mx1", ping)
-        assert result.status is Status.OK
-        assert result.summary == "mx2: 2/2 replies, rtt min/avg/max 0.05/0.07/0.09 ms"
+        summary = "mx2: 2/2 replies, rtt min/avg/max 0.05/0.07/0.09 ms"
+        assert verdict(result) == (Status.OK, summary, "")
         assert result.target == "mx2"
         assert result.facts["loss_percent"] == 0.0
-        assert result.cause == ""
 
-    def test_some_loss_warns(self):
-        result = judge_ping("mx1", PingResult("mx2", 4, 2, 1.3, 1.4, 1.5))
-        assert result.status is Status.WARN
-        assert result.summary.startswith("mx2: 2/4 replies (50% loss)")
-        assert result.cause == causes.PACKET_LOSS
-
-    def test_all_lost_fails(self):
-        result = judge_ping("mx1", PingResult("mx2", 2, 0))
-        assert result.status is Status.FAIL
-        assert result.summary == "mx2: 0/2 replies"
-        assert result.cause == causes.NO_REPLY
-
-    def test_all_lost_with_icmp_error_says_so(self):
-        ping = PingResult("mx2", 5, 0, error="destination host unreachable")
-        result = judge_ping("mx1", ping)
-        assert result.summary == "mx2: 0/5 replies (destination host unreachable)"
-        assert result.cause == causes.UNREACHABLE
+    @pytest.mark.parametrize(
+        ("ping", "status", "summary", "cause"),
+        [
+            pytest.param(
+                PingResult("mx2", 4, 2, 1.3, 1.4, 1.5),
+                Status.WARN, "mx2: 2/4 replies (50% loss), rtt min/avg/max 1.3/1.4/1.5 ms",
+                causes.PACKET_LOSS,
+                id="some_loss_warns",
+            ),
+            pytest.param(
+                PingResult("mx2", 2, 0),
+                Status.FAIL, "mx2: 0/2 replies", causes.NO_REPLY,
+                id="all_lost_fails",
+            ),
+            pytest.param(
+                PingResult("mx2", 5, 0, error="destination host unreachable"),
+                Status.FAIL, "mx2: 0/5 replies (destination host unreachable)",
+                causes.UNREACHABLE,
+                id="all_lost_with_icmp_error_says_so",
+            ),
+            pytest.param(
+                PingResult("mx9", 0, 0, error="unknown host"),
+                Status.FAIL, "mx9: unknown host", causes.NAME_UNRESOLVED,
+                id="unknown_host_fails",
+            ),
+            pytest.param(
+                PingResult("gateway", 0, 0, error="no default gateway"),
+                Status.FAIL, "gateway: no default gateway to ping", causes.NO_GATEWAY,
+                id="no_gateway_to_ping_fails",
+            ),
+            pytest.param(
+                PingResult("gateway", 2, 2, address="198.18.0.1"),
+                Status.OK, "gateway 198.18.0.1: 2/2 replies", "",
+                id="gateway_shows_its_address",
+            ),
+        ],
+    )  # fmt: skip
+    def test_ping_reads_as_the_operator_expects(self, ping, status, summary, cause):
+        assert verdict(judge_ping("mx1", ping)) == (status, summary, cause)
 
     @pytest.mark.parametrize(
         ("error", "cause"),
@@ -240,22 +271,6 @@ class TestPing:
         result = judge_ping("win1", PingResult("mx2", 2, 0, error=error))
         assert (result.status, result.cause) == (Status.FAIL, cause)
 
-    def test_unknown_host_fails(self):
-        result = judge_ping("mx1", PingResult("mx9", 0, 0, error="unknown host"))
-        assert result.status is Status.FAIL
-        assert result.summary == "mx9: unknown host"
-        assert result.cause == causes.NAME_UNRESOLVED
-
-    def test_no_gateway_to_ping_fails(self):
-        result = judge_ping("mx1", PingResult("gateway", 0, 0, error="no default gateway"))
-        assert result.status is Status.FAIL
-        assert result.summary == "gateway: no default gateway to ping"
-        assert result.cause == causes.NO_GATEWAY
-
-    def test_gateway_shows_its_address(self):
-        result = judge_ping("mx1", PingResult("gateway", 2, 2, address="198.18.0.1"))
-        assert result.summary.startswith("gateway 198.18.0.1: 2/2 replies")
-
 
 def probe(outcome: str, **kw) -> SmtpProbe:
     return SmtpProbe(target="mx2", port=25, outcome=outcome, **kw)
@@ -265,18 +280,15 @@ class TestSmtp:
     def test_220_and_250_is_ok(self):
         good = probe(SMTP_OK, greeting_code=220, greeting=("220 mx2 ESMTP",), starttls=True)
         result = judge_smtp("mx1", good)
-        assert result.status is Status.OK
-        assert result.summary == "mx2: 220 greeting, EHLO 250, STARTTLS"
+        assert verdict(result) == (Status.OK, "mx2: 220 greeting, EHLO 250, STARTTLS", "")
         assert result.evidence == "220 mx2 ESMTP"
-        assert result.cause == ""
 
     def test_missing_starttls_warns_when_required(self):
         plain = probe(SMTP_OK, greeting_code=220, starttls=False)
         assert judge_smtp("mx1", plain).status is Status.OK
         result = judge_smtp("mx1", plain, require_starttls=True)
-        assert result.status is Status.WARN
-        assert result.summary == "mx2: no STARTTLS offered on port 25"
-        assert result.cause == causes.NO_STARTTLS
+        summary = "mx2: no STARTTLS offered on port 25"
+        assert verdict(result) == (Status.WARN, summary, causes.NO_STARTTLS)
 
     @pytest.mark.parametrize(
         ("outcome", "extra", "summary", "cause"),
@@ -305,10 +317,8 @@ class TestSmtp:
     )  # fmt: skip
     def test_failures_read_as_the_operator_expects(self, outcome, extra, summary, cause):
         result = judge_smtp("mx1", probe(outcome, **extra))
-        assert result.status is Status.FAIL
-        assert result.summary == summary
+        assert verdict(result) == (Status.FAIL, summary, cause)
         assert result.facts["outcome"] == outcome
-        assert result.cause == cause
 
 
 class TestSharedRules:

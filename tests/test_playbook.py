@@ -39,6 +39,13 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+def default_plan(tmp_path: Path, hosts: str):
+    """The bundled playbook's plan over an INI inventory written from ``hosts``."""
+    inv = tmp_path / "hosts"
+    inv.write_text(hosts)
+    return build_plan(load_playbook(DEFAULT), load_inventory(inv))
+
+
 def params(plan, host: str, check: str) -> dict:
     [host_plan] = [h for h in plan if h.name == host]
     [check_plan] = [c for c in host_plan.checks if c.name == check]
@@ -127,20 +134,17 @@ def test_connection_variables_can_come_from_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("WINRM_PASSWORD", "from-the-ci-secret")
-    inv = tmp_path / "hosts"
-    inv.write_text(
+    plan = default_plan(
+        tmp_path,
         "[windows]\nex1 ansible_connection=winrm\n"
-        "[windows:vars]\nansible_password=\"{{ lookup('env', 'WINRM_PASSWORD') }}\"\n"
+        "[windows:vars]\nansible_password=\"{{ lookup('env', 'WINRM_PASSWORD') }}\"\n",
     )
-    plan = build_plan(load_playbook(DEFAULT), load_inventory(inv))
     assert plan[0].vars["ansible_password"] == "from-the-ci-secret"
 
 
 def test_a_secret_that_cannot_be_rendered_is_named_not_shown(tmp_path: Path) -> None:
-    inv = tmp_path / "hosts"
-    inv.write_text("[windows]\nex1 ansible_password='{{ Secret-Value-123 }}'\n")
     with pytest.raises(PlaybookError) as caught:
-        build_plan(load_playbook(DEFAULT), load_inventory(inv))
+        default_plan(tmp_path, "[windows]\nex1 ansible_password='{{ Secret-Value-123 }}'\n")
     assert "ansible_password" in str(caught.value)
     assert "Secret-Value" not in str(caught.value)
 
@@ -166,12 +170,11 @@ def test_a_password_from_the_environment_stays_a_string(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("WINRM_PASSWORD", "0x1F")  # native rendering would make it 31
-    inv = tmp_path / "hosts"
-    inv.write_text(
+    plan = default_plan(
+        tmp_path,
         "[windows]\nex1 ansible_connection=winrm "
-        "ansible_password=\"{{ lookup('env', 'WINRM_PASSWORD') }}\"\n"
+        "ansible_password=\"{{ lookup('env', 'WINRM_PASSWORD') }}\"\n",
     )
-    plan = build_plan(load_playbook(DEFAULT), load_inventory(inv))
     assert plan[0].vars["ansible_password"] == "0x1F"
 
 
@@ -194,10 +197,8 @@ def test_bad_connection_variables_are_refused_before_any_host(
 ) -> None:
     from fleet.errors import InventoryError
 
-    inv = tmp_path / "hosts"
-    inv.write_text(f"[mail]\n{line}\n")
     with pytest.raises(InventoryError, match=message):
-        build_plan(load_playbook(DEFAULT), load_inventory(inv))
+        default_plan(tmp_path, f"[mail]\n{line}\n")
 
 
 def test_malformed_winrm_settings_are_caught_before_any_host(tmp_path: Path) -> None:
@@ -205,9 +206,9 @@ def test_malformed_winrm_settings_are_caught_before_any_host(tmp_path: Path) -> 
     from fleet.plan import RunOptions
     from fleet.transports.base import check_transport_settings
 
-    inv = tmp_path / "hosts"
-    inv.write_text("[windows]\nex1 ansible_connection=winrm ansible_winrm_scheme=htps\n")
-    plan = build_plan(load_playbook(DEFAULT), load_inventory(inv))
+    plan = default_plan(
+        tmp_path, "[windows]\nex1 ansible_connection=winrm ansible_winrm_scheme=htps\n"
+    )
     with pytest.raises(ConfigError, match="ansible_winrm_scheme"):
         check_transport_settings(plan, RunOptions())
 
@@ -227,11 +228,10 @@ def test_a_password_pointing_at_another_templated_variable_is_rendered_through(
 
 
 def test_variables_for_ansible_only_are_left_alone(tmp_path: Path) -> None:
-    inv = tmp_path / "hosts"
-    inv.write_text(
-        '[mail]\nmx1\n[all:vars]\nansible_python_interpreter="{{ ansible_playbook_python }}"\n'
+    plan = default_plan(
+        tmp_path,
+        '[mail]\nmx1\n[all:vars]\nansible_python_interpreter="{{ ansible_playbook_python }}"\n',
     )
-    plan = build_plan(load_playbook(DEFAULT), load_inventory(inv))
     assert plan[0].vars["ansible_python_interpreter"] == "{{ ansible_playbook_python }}"
 
 
@@ -248,10 +248,8 @@ def test_unsafe_values_are_taken_literally_as_in_ansible(tmp_path: Path) -> None
 
 
 def test_a_bad_value_from_the_inventory_names_the_variables_to_check(tmp_path: Path) -> None:
-    inv = tmp_path / "hosts"
-    inv.write_text("[mail]\nmx1 fleet_ping_count=abc\n")
     with pytest.raises(PlaybookError, match=r"count must be a number.*fleet_ping_count"):
-        build_plan(load_playbook(DEFAULT), load_inventory(inv))
+        default_plan(tmp_path, "[mail]\nmx1 fleet_ping_count=abc\n")
 
 
 @pytest.mark.parametrize(

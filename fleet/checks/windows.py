@@ -72,6 +72,17 @@ def script_text(name: str) -> str:
         raise ValueError(f"unknown Windows step script {name!r}") from None
 
 
+def target_step(key: str, script: str, target: str, timeout: float, **params: Any) -> Step:
+    """A step that probes ``target``: its script gets ``target``, ``timeout_ms`` and ``params``."""
+    timeout_ms = max(1, round(float(timeout) * 1000))
+    return Step(
+        key=key,
+        script=script,
+        target=target,
+        params={"target": target, "timeout_ms": timeout_ms, **params},
+    )
+
+
 def _param_value(value: Any) -> str:
     if isinstance(value, bool):
         return "1" if value else "0"

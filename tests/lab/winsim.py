@@ -242,6 +242,23 @@ def _wmi_adapters(profile: Profile) -> Any:
     )
 
 
+def _net_adapters(profile: Profile, guid: bool = False) -> Any:
+    """Get-NetAdapter rows as both scripts select them; binding.ps1 adds InterfaceGuid."""
+    return _pipeline(
+        [
+            {
+                "Name": a.name,
+                "InterfaceDescription": a.description,
+                "Status": a.status,
+                "MacAddress": a.mac,
+                "ifIndex": a.if_index,
+                **({"InterfaceGuid": a.guid} if guid else {}),
+            }
+            for a in profile.adapters
+        ]
+    )
+
+
 # --------------------------------------------------------------------------- the answers
 
 # What each step script answers on a simulated host, by the script's name:
@@ -269,19 +286,7 @@ def binding_report(
         return _binding_registry(profile)
     return {
         "source": "Get-NetAdapterBinding",
-        "adapters": _pipeline(
-            [
-                {
-                    "Name": a.name,
-                    "InterfaceDescription": a.description,
-                    "Status": a.status,
-                    "MacAddress": a.mac,
-                    "ifIndex": a.if_index,
-                    "InterfaceGuid": a.guid,
-                }
-                for a in profile.adapters
-            ]
-        ),
+        "adapters": _net_adapters(profile, guid=True),
         "bindings": _pipeline(
             [
                 {"Name": a.name, "ComponentID": c, "Enabled": e}
@@ -346,18 +351,7 @@ def ipconfig_report(
     interfaces.append({**loopback, "Dhcp": 0, "ConnectionState": 1})
     return {
         "source": "NetTCPIP",
-        "adapters": _pipeline(
-            [
-                {
-                    "Name": a.name,
-                    "InterfaceDescription": a.description,
-                    "Status": a.status,
-                    "MacAddress": a.mac,
-                    "ifIndex": a.if_index,
-                }
-                for a in profile.adapters
-            ]
-        ),
+        "adapters": _net_adapters(profile),
         "addresses": _pipeline(addresses),
         "interfaces": _pipeline(interfaces),
         "routes": _pipeline(

@@ -13,18 +13,14 @@ from typing import Any
 from fleet.checks import winjson
 from fleet.checks.base import Step, StepOutput
 from fleet.checks.facts import PingResult
+from fleet.checks.windows import target_step
 from fleet.errors import ParseError
 
 
 def step(key: str, target: str, params: Mapping[str, Any]) -> Step:
     """``gateway`` is resolved on the host itself."""
-    timeout_ms = max(1, round(float(params["timeout"]) * 1000))
-    return Step(
-        key=key,
-        script="ping/ping.ps1",
-        target=target,
-        params={"target": target, "echoes": int(params["count"]), "timeout_ms": timeout_ms},
-    )
+    echoes = int(params["count"])
+    return target_step(key, "ping/ping.ps1", target, params["timeout"], echoes=echoes)
 
 
 # Win32_PingStatus.StatusCode values worth naming (IP_STATUS of the ICMP API).

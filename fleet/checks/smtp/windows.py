@@ -8,22 +8,13 @@ from typing import Any
 from fleet.checks import winjson
 from fleet.checks.base import Step, StepOutput
 from fleet.checks.facts import SMTP_OUTCOMES, SmtpProbe
+from fleet.checks.windows import target_step
 from fleet.errors import ParseError
 
 
 def step(key: str, target: str, params: Mapping[str, Any]) -> Step:
-    timeout_ms = max(1, round(float(params["timeout"]) * 1000))
-    return Step(
-        key=key,
-        script="smtp/smtp.ps1",
-        target=target,
-        params={
-            "target": target,
-            "port": int(params["port"]),
-            "timeout_ms": timeout_ms,
-            "helo": str(params["helo"]),
-        },
-    )
+    port, helo = int(params["port"]), str(params["helo"])
+    return target_step(key, "smtp/smtp.ps1", target, params["timeout"], port=port, helo=helo)
 
 
 def parse(output: StepOutput, target: str) -> SmtpProbe:
