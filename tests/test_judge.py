@@ -264,7 +264,7 @@ class TestPing:
             ("host unreachable", causes.UNREACHABLE),
             ("general failure (no route from this host?)", causes.UNREACHABLE),
             ("unknown host", causes.NAME_UNRESOLVED),  # Windows resolves per echo
-            ("TTL expired in transit", causes.UNREACHABLE),
+            ("TTL expired in transit", causes.TTL_EXPIRED),
         ],
     )
     def test_every_probe_lost_has_the_cause_the_error_names(self, error, cause):

@@ -16,8 +16,8 @@ _ERROR_CAUSES = (
     ("general failure", causes.UNREACHABLE),  # Windows: no route from this host
     ("prohibited", causes.UNREACHABLE),
     ("filtered", causes.UNREACHABLE),
-    ("ttl expired", causes.UNREACHABLE),
-    ("time to live exceeded", causes.UNREACHABLE),
+    ("ttl expired", causes.TTL_EXPIRED),  # a routing loop on the way (Windows words it so)
+    ("time to live exceeded", causes.TTL_EXPIRED),  # the same, as Unix ping words it
 )
 
 

@@ -6,13 +6,13 @@ only as the fallback when WMI is broken, and only its echo replies count.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fleet.checks import winjson
 from fleet.checks.base import Step, StepOutput
 from fleet.checks.facts import PingResult
+from fleet.checks.ping.text import parse_ping_text
 from fleet.checks.windows import target_step
 from fleet.errors import ParseError
 
@@ -70,42 +70,4 @@ def parse(output: StepOutput, target: str) -> PingResult:
         address=next((str(r["address"]) for r in replies if r.get("address")), "")
         or winjson.text(data, "address"),
         error="" if received else _ping_error(replies),
-    )
-
-
-_PING_REPLY = re.compile(r"=\s*\d+\s.*?[=<]\s*(?P<ms>\d+)\s*ms.*TTL=", re.IGNORECASE)
-_PING_TOTALS = re.compile(r"=\s*(?P<sent>\d+),[^=]*=\s*(?P<rcvd>\d+),[^=]*=\s*\d+\s*\(")
-
-
-def parse_ping_text(text: str, target: str) -> PingResult:
-    """``ping.exe`` output.  Only echo replies (a line with ``bytes=``/``TTL=``) count:
-    ping.exe's own "Received" (and exit code) counts "Destination host unreachable"."""
-    times = [float(m.group("ms")) for m in map(_PING_REPLY.search, text.splitlines()) if m]
-    totals = _PING_TOTALS.search(text)
-    if not totals:
-        raise ParseError("no ping statistics in the output")
-    sent = int(totals.group("sent"))
-    received = min(len(times), sent)
-    error = ""
-    if not received:
-        lowered = text.lower()
-        error = next(
-            (
-                e
-                for key, e in (
-                    ("unreachable", "host unreachable"),
-                    ("general failure", "general failure (no route from this host?)"),
-                )
-                if key in lowered
-            ),
-            "timed out",
-        )
-    return PingResult(
-        target=target,
-        transmitted=sent,
-        received=received,
-        rtt_min_ms=min(times) if times else None,
-        rtt_avg_ms=round(sum(times) / len(times), 3) if times else None,
-        rtt_max_ms=max(times) if times else None,
-        error=error,
     )
