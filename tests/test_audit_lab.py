@@ -50,7 +50,10 @@ def one(run: RunResult, host: str, check: str, target: str | None = None) -> Che
     return found
 
 
-@pytest.mark.parametrize("host", ["mx1", "mx2", "mx3", "win-ok", "win-2008"])
+HEALTHY_WINDOWS = ["win-ok", "win-2008", "win-dag", "win-team", "win-hyperv"]
+
+
+@pytest.mark.parametrize("host", ["mx1", "mx2", "mx3", *HEALTHY_WINDOWS])
 def test_healthy_hosts_pass_every_check(run: RunResult, host: str) -> None:
     bad = [(r.check, r.target, r.summary) for r in run.host(host).results if r.status != Status.OK]
     assert bad == []
@@ -107,6 +110,25 @@ def test_apipa_address_fails_ipconfig(run: RunResult) -> None:
     assert ipconfig.status is Status.FAIL and "APIPA address 169.254." in ipconfig.summary
 
 
+def test_duplicate_address_fails_ipconfig_as_an_address_conflict(run: RunResult) -> None:
+    ipconfig = one(run, "win-dupaddr", "ipconfig")
+    assert (ipconfig.status, ipconfig.cause) == (Status.FAIL, "address-conflict")
+    assert ipconfig.summary.startswith("address 198.18.0.200 on Ethernet0 is Duplicate")
+    stack = [f for f in diagnose(run).findings if f.hosts == ("win-dupaddr",)]
+    assert [f.cause for f in stack] == ["local-stack"]
+    assert any("is Duplicate" in line for line in stack[0].evidence)
+
+
+def test_cluster_team_and_hyper_v_adapters_are_listed_not_judged(run: RunResult) -> None:
+    dag = one(run, "win-dag", "ipconfig").facts["interfaces"]
+    assert [i["internal"] for i in dag if i["internal"]] == ["failover cluster adapter (NetFT)"]
+    team = one(run, "win-team", "ipconfig").facts
+    assert team["default_gateways"] == ("198.18.0.1",) or team["default_gateways"] == ["198.18.0.1"]
+    assert one(run, "win-team", "ping", "gateway").facts["address"] == "198.18.0.1"
+    uplinks = one(run, "win-hyperv", "binding").facts["interfaces"]
+    assert {i["name"]: i["internal"] for i in uplinks}["Ethernet0"] == "Hyper-V switch uplink"
+
+
 def test_server_2008_is_audited_through_the_powershell_2_fallback(run: RunResult) -> None:
     source = one(run, "win-2008", "ipconfig").facts["source"]
     assert "Win32_NetworkAdapterConfiguration" in source or "WMI" in source
@@ -130,10 +152,11 @@ def test_diagnosis_names_each_broken_host_with_its_cause(run: RunResult) -> None
         ("local-stack", "win-nogw"),
         ("local-stack", "win-unbound"),
         ("local-stack", "win-apipa"),
+        ("local-stack", "win-dupaddr"),
         ("not-audited", "mx-badkey"),
         ("not-audited", "win-badpass"),
     } <= causes
-    healthy = {"mx1", "mx2", "mx3", "win-ok", "win-2008", "mon1"}
+    healthy = {"mx1", "mx2", "mx3", "mon1", *HEALTHY_WINDOWS}
     assert not {h for _, h in causes} & healthy
 
 

@@ -509,3 +509,230 @@ def test_ping_falls_back_to_ping_exe_text_counting_only_real_replies():
     payload = {"target": "mx2", "address": "mx2", "source": "ping.exe", "text": text}
     result = ping_win.parse(out("ping:mx2", payload), "mx2")
     assert result.received == 0 and result.transmitted > 0  # ping.exe says "Received = N"
+
+
+# ----------------------------------------------- servers mail teams run (issue 11, Windows)
+
+# What the scripts call that CIM or WMI answers: each must sit inside a try, so that a
+# broken repository makes the step fall back (WMI, .NET, ipconfig /all, ping.exe).
+_CIM_CALL = (
+    r"\b(?:Get-NetAdapter|Get-NetAdapterBinding|Get-NetIPAddress|Get-NetIPInterface"
+    r"|Get-NetRoute|Get-DnsClientServerAddress|Get-WmiObject|Get-CimInstance)\b"
+)
+
+
+def unguarded_calls(script: str) -> list[str]:
+    """Lines of ``script`` calling CIM/WMI outside every ``try { }`` (Get-Command aside)."""
+    found = []
+    stack: list[str] = []
+    for line in script.splitlines():
+        code = re.sub(r"'[^']*'", "''", line)  # string literals hold no code
+        for token in re.finditer(r"\btry\s*\{|\{|\}|" + _CIM_CALL, code):
+            text = token.group(0)
+            if text.startswith("try"):
+                stack.append("try")
+            elif text == "{":
+                stack.append("")
+            elif text == "}":
+                stack.pop()
+            elif "try" not in stack and not code[: token.start()].rstrip().endswith("Get-Command"):
+                found.append(line.strip())
+    return found
+
+
+@pytest.mark.parametrize("name", ["binding/binding.ps1", "ipconfig/ipconfig.ps1", "ping/ping.ps1"])
+def test_every_cim_and_wmi_call_sits_inside_a_try_so_the_fallbacks_are_reachable(name):
+    assert unguarded_calls(windows.script_text(name)) == []
+
+
+def test_the_unguarded_call_finder_finds_one():
+    assert unguarded_calls("if ($x) {\n$a = Get-NetRoute -PolicyStore ActiveStore\n}") == [
+        "$a = Get-NetRoute -PolicyStore ActiveStore"
+    ]
+    assert unguarded_calls("try {\n$a = @(Get-WmiObject Win32_X)\n} catch { $b = 1 }") == []
+
+
+def test_scripts_read_hidden_adapters_and_only_the_active_routes():
+    ipconfig = windows.script_text("ipconfig/ipconfig.ps1")
+    assert "Get-NetAdapter -IncludeHidden" in ipconfig
+    for name in ("ipconfig/ipconfig.ps1", "ping/ping.ps1"):
+        assert "Get-NetRoute -AddressFamily IPv4 -PolicyStore ActiveStore" in windows.script_text(
+            name
+        )
+    assert "AddressState" in ipconfig and "InterfaceMetric" in ipconfig
+
+
+def nettcpip(**changes) -> dict:
+    data = json.loads(json.dumps(NETTCPIP))
+    data.update(changes)
+    return data
+
+
+def test_ipconfig_hidden_cluster_adapter_is_marked_internal():
+    # Get-NetAdapter -IncludeHidden on a cluster node: NetFT, ComponentID ROOT\NetFt, Hidden.
+    netft = {
+        "Name": "Local Area Connection* 12",
+        "InterfaceDescription": "Microsoft Failover Cluster Virtual Adapter",
+        "Status": "Up",
+        "MacAddress": "02-50-8D-B6-0E-02",
+        "ifIndex": 6,
+        "ComponentID": "ROOT\\NetFt",
+        "Hidden": True,
+        "Virtual": True,
+    }
+    net = ipconfig_win.parse({"ipconfig": out("ipconfig", nettcpip(adapters=netft))})
+    (cluster,) = [i for i in net.interfaces if not i.loopback]
+    assert cluster.internal == "failover cluster adapter (NetFT)"
+    assert cluster.ipv4[0].address == "169.254.47.112"
+
+
+def test_ipconfig_other_hidden_adapters_are_internal_visible_ones_are_not():
+    hidden = {**NETTCPIP["adapters"], "Hidden": True, "Virtual": True}
+    net = ipconfig_win.parse({"ipconfig": out("ipconfig", nettcpip(adapters=hidden))})
+    assert [i.internal for i in net.interfaces] == ["", "hidden adapter"]
+    visible = {**NETTCPIP["adapters"], "Hidden": False, "Virtual": True}
+    net = ipconfig_win.parse({"ipconfig": out("ipconfig", nettcpip(adapters=visible))})
+    assert [i.internal for i in net.interfaces] == ["", ""]
+
+
+def test_ipconfig_address_state_is_read_as_its_name():
+    data = nettcpip()
+    data["addresses"][0]["AddressState"] = 2  # Duplicate
+    data["addresses"][1]["AddressState"] = 4  # Preferred
+    loopback, eth = ipconfig_win.parse({"ipconfig": out("ipconfig", data)}).interfaces
+    assert (eth.ipv4[0].state, loopback.ipv4[0].state) == ("Duplicate", "Preferred")
+    assert (
+        ipconfig_win.parse({"ipconfig": out("ipconfig", NETTCPIP)}).interfaces[1].ipv4[0].state
+        == ""
+    )
+
+
+def test_ipconfig_default_gateways_come_lowest_route_plus_interface_metric_first():
+    data = nettcpip(
+        adapters=[
+            {"Name": "Team1", "Status": "Up", "ifIndex": 12},
+            {"Name": "Backup", "Status": "Up", "ifIndex": 6},
+        ],
+        interfaces=[
+            {"InterfaceIndex": 12, "InterfaceAlias": "Team1", "Dhcp": 0, "InterfaceMetric": 5},
+            {"InterfaceIndex": 6, "InterfaceAlias": "Backup", "Dhcp": 0, "InterfaceMetric": 25},
+        ],
+        routes=[
+            {"InterfaceIndex": 6, "NextHop": "10.20.0.1", "RouteMetric": 0},
+            {"InterfaceIndex": 12, "NextHop": "198.18.0.1", "RouteMetric": 256},
+        ],
+    )
+    net = ipconfig_win.parse({"ipconfig": out("ipconfig", data)})
+    assert net.default_gateways == ("10.20.0.1", "198.18.0.1")
+    assert [(r.gateway, r.interface, r.metric) for r in net.default_routes] == [
+        ("10.20.0.1", "Backup", 25),
+        ("198.18.0.1", "Team1", 261),
+    ]
+
+
+def test_ipconfig_from_wmi_orders_gateways_by_cost_and_has_no_address_state():
+    config = {
+        "Description": "Intel(R) PRO/1000 MT Network Connection",
+        "SettingID": "{F856FDB3-CE70-489D-A231-704790DC1351}",
+        "IPAddress": ["198.18.0.35", "fe80::1"],
+        "IPSubnet": ["255.255.255.0", "64"],
+        "DefaultIPGateway": ["198.18.0.254", "198.18.0.1"],
+        "GatewayCostMetric": [50, 10],
+        "IPConnectionMetric": 20,
+        "DHCPEnabled": False,
+    }
+    payload = {"source": "Win32_NetworkAdapterConfiguration", "configs": config, "fallback": ""}
+    net = ipconfig_win.parse({"ipconfig": out("ipconfig", payload)})
+    assert net.default_gateways == ("198.18.0.1", "198.18.0.254")
+    assert [r.metric for r in net.default_routes] == [30, 70]
+    assert net.interfaces[0].ipv4[0].state == ""
+    assert net.source == "Win32_NetworkAdapterConfiguration"
+
+
+def test_ipconfig_says_why_it_fell_back():
+    text = (DATA / "ipconfig-all-server2016.out").read_text(encoding="utf-8", errors="replace")
+    why = "NetTCPIP: Invalid class; WMI: Invalid namespace"
+    payload = {"source": "ipconfig /all", "text": text, "fallback": why}
+    net = ipconfig_win.parse({"ipconfig": out("ipconfig", payload)})
+    assert net.source == f"ipconfig /all (after {why})"
+    assert all(i.internal == "" for i in net.interfaces)
+
+
+def test_a_cluster_adapter_is_known_by_its_description_where_nothing_else_says():
+    # The description ipconfig /all shows for NetFT (tests/data/windows/README.md, itprotoday).
+    from fleet.checks.net.windows import internal_reason
+
+    assert internal_reason("Microsoft Failover Cluster Virtual Adapter") == (
+        "failover cluster adapter (NetFT)"
+    )
+    assert internal_reason("Intel(R) 82574L Gigabit Network Connection") == ""
+
+
+BOUND_TO_A_SWITCH_OR_TEAM = {
+    "source": "Get-NetAdapterBinding",
+    "adapters": [
+        {"Name": "vEthernet (External)", "InterfaceDescription": "Hyper-V Virtual Ethernet "
+         "Adapter", "Status": "Up", "Virtual": True},
+        {"Name": "Ethernet0", "InterfaceDescription": "Intel(R) 82574L", "Status": "Up"},
+        {"Name": "NIC2", "InterfaceDescription": "Intel(R) 82574L #2", "Status": "Up"},
+    ],
+    "bindings": [
+        {"Name": "vEthernet (External)", "ComponentID": "ms_tcpip", "Enabled": True},
+        {"Name": "vEthernet (External)", "ComponentID": "ms_msclient", "Enabled": True},
+        {"Name": "vEthernet (External)", "ComponentID": "vms_pp", "Enabled": False},
+        {"Name": "Ethernet0", "ComponentID": "ms_tcpip", "Enabled": False},
+        {"Name": "Ethernet0", "ComponentID": "vms_pp", "Enabled": True},
+        {"Name": "NIC2", "ComponentID": "ms_tcpip", "Enabled": False},
+        {"Name": "NIC2", "ComponentID": "ms_implat", "Enabled": True},
+    ],
+}  # fmt: skip
+
+
+def test_binding_marks_switch_uplinks_and_team_members_internal():
+    net = binding_win.parse({"binding": out("binding", BOUND_TO_A_SWITCH_OR_TEAM)})
+    assert [(i.name, i.internal) for i in net.interfaces] == [
+        ("vEthernet (External)", ""),
+        ("Ethernet0", "Hyper-V switch uplink"),
+        ("NIC2", "NIC team member"),
+    ]
+    result = BindingCheck().judge("hv1", WINDOWS, {}, net, "")
+    assert (result.status, result.summary) == (Status.OK, "TCP/IP bound to vEthernet (External)")
+
+
+def test_binding_falls_back_to_the_registry_and_dotnet_adapters_and_says_why():
+    payload = {
+        "source": "registry",
+        "adapters": [
+            {
+                "NetConnectionID": "Ethernet0",
+                "Description": "vmxnet3",
+                "NetConnectionStatus": 2,
+                "MACAddress": "00155D120031",
+                "GUID": "{5F1C2A31-8D3E-4B7A-9C11-0A1B2C3D4E31}",
+            }
+        ],
+        "adapters_from": "NetworkInterface",
+        "bind": {"ms_tcpip": ["\\Device\\{5F1C2A31-8D3E-4B7A-9C11-0A1B2C3D4E31}"]},
+        "fallback": "Get-NetAdapterBinding: Invalid class; Win32_NetworkAdapter: Invalid class",
+    }
+    net = binding_win.parse({"binding": out("binding", payload)})
+    assert net.source == (
+        "registry Linkage\\Bind, adapters from .NET NetworkInterface (after "
+        "Get-NetAdapterBinding: Invalid class; Win32_NetworkAdapter: Invalid class)"
+    )
+    assert dict(net.interfaces[0].bindings) == {"ms_tcpip": True}
+
+
+def test_ping_reports_carry_their_source_and_the_gateway_lookup_used():
+    payload = {
+        "target": "gateway",
+        "address": "198.18.0.1",
+        "source": "Win32_PingStatus",
+        "replies": [{"status": 0, "time": 1, "resolution": 0, "address": "198.18.0.1"}],
+        "gateway_from": "NetworkInterface",
+        "fallback": "Get-NetRoute: Invalid class; WMI: Invalid class",
+    }
+    result = ping_win.parse(out("ping:gateway", payload), "gateway")
+    assert (result.received, result.address) == (1, "198.18.0.1")
+    missing = {"target": "gateway", "error": "no default gateway", "gateway_from": "Get-NetRoute"}
+    assert ping_win.parse(out("ping:gateway", missing), "gateway").error == "no default gateway"

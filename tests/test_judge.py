@@ -17,6 +17,7 @@ from fleet.checks.facts import (
     SMTP_UNREACHABLE,
     SMTP_UNRESOLVED,
     Address,
+    DefaultRoute,
     Interface,
     NetConfig,
     PingResult,
@@ -54,6 +55,9 @@ def windows_net(*adapters: Interface):
 def verdict(result) -> tuple[Status, str, str]:
     """What the operator reads first: the status, the summary and the cause."""
     return result.status, result.summary, result.cause
+
+
+WIN = Platform.WINDOWS
 
 
 class TestBinding:
@@ -127,6 +131,89 @@ class TestBinding:
     )  # fmt: skip
     def test_binding_reads_as_the_operator_expects(self, net, platform, status, summary, cause):
         assert verdict(judge_binding("mx1", net, platform)) == (status, summary, cause)
+
+
+class TestServersMailTeamsRun:
+    """Cluster, team and Hyper-V adapters (issue 11): listed, not judged as the server's own."""
+
+    NETFT = Interface(
+        "Local Area Connection* 12",
+        up=True,
+        ipv4=(Address("169.254.1.57", 16),),
+        bindings=TCPIP_ONLY,
+        internal="failover cluster adapter (NetFT)",
+    )
+
+    def test_cluster_adapter_apipa_is_not_dhcp_failing(self):
+        result = judge_ipconfig("dag1", windows_net(adapter(), self.NETFT))
+        assert (result.status, result.cause) == (Status.OK, "")
+        assert "not judged" in result.evidence and "169.254.1.57" in result.evidence
+
+    def test_an_apipa_address_on_the_servers_own_adapter_still_fails(self):
+        own = Interface("Ethernet1", up=True, ipv4=(Address("169.254.9.9", 16),), dhcp=True)
+        result = judge_ipconfig("dag1", windows_net(adapter(), self.NETFT, own))
+        assert (result.status, result.cause) == (Status.FAIL, causes.APIPA)
+
+    @pytest.mark.parametrize("why", ["Hyper-V switch uplink", "NIC team member"])
+    def test_uplink_or_team_member_without_tcpip_does_not_warn(self, why):
+        member = Interface(
+            "NIC1", up=True, bindings=(("ms_tcpip", False), ("vms_pp", True)), internal=why
+        )
+        result = judge_binding("hv1", windows_net(adapter("vEthernet (External)"), member), WIN)
+        assert (result.status, result.summary) == (
+            Status.OK,
+            "TCP/IP bound to vEthernet (External)",
+        )
+        assert why in result.evidence
+
+    def test_only_internal_adapters_up_is_still_no_interface(self):
+        member = Interface("NIC1", up=True, bindings=(("ms_tcpip", False),), internal="x")
+        result = judge_binding("hv1", windows_net(member), WIN)
+        assert (result.status, result.cause) == (Status.FAIL, causes.NO_INTERFACE_UP)
+
+    @pytest.mark.parametrize("state", ["Duplicate", "Tentative", "Invalid"])
+    def test_an_address_windows_holds_back_is_a_conflict(self, state):
+        held = Interface(
+            "Ethernet0",
+            up=True,
+            ipv4=(Address("198.18.0.21", 24), Address("198.18.0.200", 24, False, state)),
+            dhcp=False,
+        )
+        result = judge_ipconfig("win1", windows_net(held))
+        assert (result.status, result.cause) == (Status.FAIL, causes.ADDRESS_CONFLICT)
+        assert result.summary.startswith(f"address 198.18.0.200 on Ethernet0 is {state}")
+        assert f"198.18.0.200/24({state})" in result.evidence
+
+    def test_a_conflicting_only_address_leaves_no_usable_one(self):
+        held = Interface(
+            "Ethernet0", up=True, ipv4=(Address("198.18.0.21", 24, None, "Duplicate"),)
+        )
+        result = judge_binding("win1", windows_net(held), Platform.UNIX)
+        assert (result.status, result.cause) == (Status.FAIL, causes.NO_INTERFACE_UP)
+
+    def test_preferred_and_deprecated_addresses_are_healthy(self):
+        fine = Interface(
+            "Ethernet0",
+            up=True,
+            ipv4=(Address("198.18.0.21", 24, False, "Preferred"),),
+            dhcp=False,
+        )
+        assert judge_ipconfig("win1", windows_net(fine)).status is Status.OK
+
+    def test_several_default_routes_are_shown_with_their_metrics_in_use_first(self):
+        routes = (
+            DefaultRoute("198.18.0.1", "Team1", 15),
+            DefaultRoute("10.20.0.1", "Backup", 281),
+        )
+        net = NetConfig(
+            interfaces=(adapter("Team1"), adapter("Backup", address="10.20.0.5/24")),
+            default_gateways=("198.18.0.1", "10.20.0.1"),
+            dns_servers=("1.1",),
+            default_routes=routes,
+        )
+        result = judge_ipconfig("team1", net)
+        assert result.status is Status.OK
+        assert "gateway 198.18.0.1 (metric 15), 10.20.0.1 (metric 281)" in result.summary
 
 
 class TestIpconfig:
@@ -205,6 +292,7 @@ class TestIpconfig:
             "address": "198.18.0.11",
             "prefix": 24,
             "dynamic": None,
+            "state": "",
         }
 
 

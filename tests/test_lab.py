@@ -327,3 +327,13 @@ def test_smtp_greeting_lines() -> None:
     multi = greeting_lines(Smtp.MULTILINE, "mx3")
     assert [line[:4] for line in multi] == ["220-", "220-", "220 "]
     assert greeting_lines(Smtp.NOT_READY, "x") == ("421 4.3.2 Service not available",)
+
+
+def test_every_windows_lab_host_has_a_simulator_profile_and_a_free_address() -> None:
+    from tests.lab import winsim
+
+    windows = [n for n in STANDARD.nodes if n.windows_profile]
+    assert {n.windows_profile for n in windows} <= set(winsim.PROFILES)
+    assert {"dag", "team", "hyperv", "dupaddr"} <= {n.windows_profile for n in windows}
+    # The duplicate profile's second address belongs to no lab host: the conflict is outside.
+    assert "198.18.0.200" not in {h.address for h in STANDARD.hosts}

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import pytest
 from aiosmtpd.controller import Controller
 
+from fleet import causes
 from fleet.checks import windows
 from fleet.checks.base import Platform, Step, StepOutput
 from fleet.checks.batch import split_sections
@@ -29,6 +30,7 @@ from fleet.checks.ping import windows as ping_win
 from fleet.checks.smtp import SmtpCheck
 from fleet.checks.smtp import windows as smtp_win
 from fleet.errors import ParseError
+from fleet.model import Status
 from tests.lab import winsim
 
 NONCE = "feedc0de12345678"
@@ -324,3 +326,68 @@ def test_ps2_writer_and_convertto_json_escaping_both_parse_back():
         assert json.loads(text) == value
     assert "\\u003cmx\\u003e" in winsim.ps51_json(value)
     assert "\\u000a" in winsim.ps2_json(value) and "<mx>" in winsim.ps2_json(value)
+
+
+# ------------------------------------------------ servers mail teams run (issue 11, Windows)
+
+
+def judged(name: str):
+    outputs = run(winsim.PROFILES[name], AUDIT)
+    binding = BindingCheck().judge("h", Platform.WINDOWS, {}, binding_win.parse(outputs), "")
+    ipconfig = IpconfigCheck().judge("h", Platform.WINDOWS, {}, ipconfig_win.parse(outputs), "")
+    return binding, ipconfig
+
+
+@pytest.mark.parametrize("name", ["dag", "team", "hyperv"])
+def test_cluster_team_and_hyper_v_hosts_are_healthy(name):
+    binding, ipconfig = judged(name)
+    assert (binding.status, ipconfig.status) == (Status.OK, Status.OK), (
+        binding.summary,
+        ipconfig.summary,
+    )
+
+
+def test_dag_node_lists_its_hidden_cluster_adapter_without_judging_it():
+    outputs = run(winsim.PROFILES["dag"], AUDIT)
+    net = ipconfig_win.parse(outputs)
+    (netft,) = [i for i in net.interfaces if i.internal]
+    assert netft.ipv4[0].address.startswith("169.254.")
+    assert netft.internal == "failover cluster adapter (NetFT)"
+    # Get-NetAdapterBinding, like Get-NetAdapter, leaves hidden adapters out.
+    assert all(not i.internal for i in binding_win.parse(outputs).interfaces)
+
+
+def test_team_reads_only_the_active_route_not_the_persistent_leftover():
+    net = ipconfig_win.parse(run(winsim.PROFILES["team"], AUDIT))
+    assert net.default_gateways == ("198.18.0.1",)
+    assert [(r.gateway, r.interface, r.metric) for r in net.default_routes] == [
+        ("198.18.0.1", "Team1", 15)
+    ]
+    members = {i.name for i in binding_win.parse(run(winsim.PROFILES["team"], AUDIT)).interfaces}
+    assert {"NIC1", "NIC2", "Team1"} == members
+
+
+def test_hyper_v_uplink_is_internal_and_vethernet_carries_tcpip():
+    binding = binding_win.parse(run(winsim.PROFILES["hyperv"], AUDIT))
+    assert {i.name: i.internal for i in binding.interfaces} == {
+        "Ethernet0": "Hyper-V switch uplink",
+        "vEthernet (External)": "",
+    }
+
+
+def test_duplicate_address_fails_ipconfig_with_address_conflict():
+    binding, ipconfig = judged("dupaddr")
+    assert binding.status is Status.OK
+    assert (ipconfig.status, ipconfig.cause) == (Status.FAIL, causes.ADDRESS_CONFLICT)
+    assert ipconfig.summary.startswith("address 198.18.0.200 on Ethernet0 is Duplicate")
+
+
+def test_gateway_ping_reports_the_lookup_it_used():
+    steps = check_steps(PingCheck(), targets=[], gateway=True, count=1, timeout=1)
+    assert [s.target for s in steps] == ["gateway"]
+    for name, lookup in (("ok", "Get-NetRoute"), ("2008", "NetworkInterface")):
+        profile = winsim.PROFILES[name]
+        loop = dataclasses.replace(profile.adapters[0], gateway="127.0.0.1")  # pinged for real
+        profile = dataclasses.replace(profile, adapters=(loop,))
+        report = winsim.ping_report(profile, LAB_ADDRESS, steps[0].params)
+        assert (report["source"], report["gateway_from"]) == ("Win32_PingStatus", lookup)

@@ -46,6 +46,10 @@ class Address:
     address: str  # "198.18.0.11"
     prefix: int  # 24
     dynamic: bool | None = None  # from DHCP? None when the host does not say
+    # Duplicate address detection as Windows reports it (Get-NetIPAddress AddressState):
+    # Preferred, Deprecated, Tentative, Duplicate, Invalid; "" where the source has no
+    # such field (WMI's Win32_NetworkAdapterConfiguration, Unix).
+    state: str = ""
 
 
 @dataclass(frozen=True)
@@ -64,16 +68,34 @@ class Interface:
     # Windows: ComponentID -> enabled (ms_tcpip, ms_tcpip6, ms_msclient, ms_server, ...).
     # Empty on Unix, where "bound" means "has an address".
     bindings: tuple[tuple[str, bool], ...] = ()
+    # Why this adapter is not one of the server's own connections, in the operator's words
+    # ("failover cluster adapter", "Hyper-V switch uplink", "team member"); "" when it is.
+    # The judges list such an adapter and leave its APIPA address or its unbound TCP/IP be.
+    internal: str = ""
+
+
+@dataclass(frozen=True)
+class DefaultRoute:
+    """One active default route: ``metric`` is the route's plus its interface's (Windows)."""
+
+    gateway: str
+    interface: str = ""
+    metric: int | None = None
 
 
 @dataclass(frozen=True)
 class NetConfig:
-    """A host's interfaces, default gateways and DNS servers."""
+    """A host's interfaces, default gateways and DNS servers.
+
+    ``default_gateways`` is ordered by preference: the first one is the one
+    the host uses (the lowest metric), the one ``ping gateway`` probes.
+    """
 
     interfaces: tuple[Interface, ...]
     default_gateways: tuple[str, ...] = ()
     dns_servers: tuple[str, ...] = ()
     source: str = ""  # which command the facts came from, e.g. "ip -j addr"
+    default_routes: tuple[DefaultRoute, ...] = ()  # with their metrics, where the host says
 
 
 @dataclass(frozen=True)
@@ -140,7 +162,18 @@ def _tuple(value: Any) -> tuple[Any, ...]:
 
 
 def _address_from(data: Mapping[str, Any]) -> Address:
-    return Address(str(data["address"]), int(data["prefix"]), data.get("dynamic"))
+    return Address(
+        str(data["address"]), int(data["prefix"]), data.get("dynamic"), str(data.get("state", ""))
+    )
+
+
+def _route_from(data: Mapping[str, Any]) -> DefaultRoute:
+    metric = data.get("metric")
+    return DefaultRoute(
+        gateway=str(data["gateway"]),
+        interface=str(data.get("interface", "")),
+        metric=int(metric) if isinstance(metric, int) and not isinstance(metric, bool) else None,
+    )
 
 
 def _interface_from(data: Mapping[str, Any]) -> Interface:
@@ -155,6 +188,7 @@ def _interface_from(data: Mapping[str, Any]) -> Interface:
         mac=str(data.get("mac", "")),
         description=str(data.get("description", "")),
         bindings=tuple((str(c), bool(e)) for c, e in _tuple(data.get("bindings"))),
+        internal=str(data.get("internal", "")),
     )
 
 
@@ -166,6 +200,7 @@ def net_config_from(data: Mapping[str, Any]) -> NetConfig:
             default_gateways=tuple(map(str, _tuple(data.get("default_gateways")))),
             dns_servers=tuple(map(str, _tuple(data.get("dns_servers")))),
             source=str(data.get("source", "")),
+            default_routes=tuple(_route_from(r) for r in _tuple(data.get("default_routes"))),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"not a network configuration: {exc!r}") from exc

@@ -189,6 +189,11 @@ def standard() -> Topology:
             "inventory has the wrong password",
             inventory_vars=(("ansible_password", WRONG_PASSWORD),),
         ),
+        # Windows servers as mail teams run them (issue 11): three healthy, one broken.
+        _windows("dag", 37, "Exchange DAG node: hidden cluster adapter on 169.254.x.x"),
+        _windows("team", 38, "NIC team, a stale default route in the persistent store"),
+        _windows("hyperv", 39, "Hyper-V host: TCP/IP on vEthernet, not on the uplink"),
+        _windows("dupaddr", 40, "a second address another machine answers for"),
     ]
     return Topology(
         network="198.18.0.0/24",

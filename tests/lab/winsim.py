@@ -36,7 +36,7 @@ from typing import Any
 
 from fleet.checks.base import Step
 from fleet.checks.ping import GATEWAY
-from fleet.checks.windows import compose
+from fleet.checks.windows import compose, script_text
 
 LAB_USER = "fleet"
 LAB_PASSWORD = "Lab-Passw0rd"
@@ -47,6 +47,8 @@ LAB_NETWORKS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("198.1
 # Enum values as ConvertTo-Json writes them.
 PREFIX_MANUAL, PREFIX_WELLKNOWN, PREFIX_DHCP = 1, 2, 3
 NETCONNECTION_CONNECTED, NETCONNECTION_MEDIA_DISCONNECTED = 2, 7
+# Get-NetIPAddress AddressState
+ADDRESS_STATES = {"Invalid": 0, "Tentative": 1, "Duplicate": 2, "Deprecated": 3, "Preferred": 4}
 # Win32_PingStatus
 PING_OK, PING_TIMED_OUT, PING_HOST_UNREACHABLE, PING_GENERAL_FAILURE = 0, 11010, 11003, 11050
 RESOLUTION_HOST_NOT_FOUND = 11001
@@ -62,6 +64,13 @@ _DEFAULT_BINDINGS = (
     ("ms_lldp", True),
     ("ms_implat", False),
 )
+# A NIC whose only binding is the one that ties it to a Hyper-V switch (vms_pp) or to an
+# LBFO team (ms_implat): every other component, TCP/IP included, is unbound by design.
+_ONLY = {component for component, _ in _DEFAULT_BINDINGS} | {"vms_pp"}
+
+
+def _only(component: str) -> tuple[tuple[str, bool], ...]:
+    return tuple((c, c == component) for c in sorted(_ONLY))
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,13 @@ class Adapter:
     gateway: str | None = LAB_GATEWAY
     dns: tuple[str, ...] = (LAB_GATEWAY,)
     link_local6: str = "fe80::1"
+    # Get-NetAdapter: Hidden (left out unless -IncludeHidden), ComponentID.
+    hidden: bool = False
+    component_id: str = ""
+    # AddressState by address, where not Preferred (e.g. a conflict: "Duplicate").
+    address_states: tuple[tuple[str, str], ...] = ()
+    route_metric: int = 0  # the default route's RouteMetric
+    interface_metric: int = 15  # Get-NetIPInterface InterfaceMetric (automatic, 1 Gbit/s)
 
     @property
     def tcpip(self) -> bool:
@@ -103,6 +119,9 @@ class Profile:
     adapters: tuple[Adapter, ...]
     user: str = LAB_USER
     password: str = field(default=LAB_PASSWORD, repr=False)
+    # Default routes (InterfaceIndex, NextHop) only in the PersistentStore: left behind,
+    # e.g. by a NIC that joined a team; Get-NetRoute lists them unless asked for the ActiveStore.
+    stale_routes: tuple[tuple[int, str], ...] = ()
 
     @property
     def legacy(self) -> bool:
@@ -110,26 +129,35 @@ class Profile:
         return self.powershell.startswith("2.")
 
 
-def _adapter(n: int, **changes: Any) -> Adapter:
+def _adapter(n: int, k: int = 0, **changes: Any) -> Adapter:
+    """Adapter ``k`` of host ``n``: its own MAC and GUID."""
     base = Adapter(
         name="Ethernet0",
         description="Intel(R) 82574L Gigabit Network Connection",
-        mac=f"00-15-5D-12-00-{n:02X}",
+        mac=f"00-15-5D-12-{k:02X}-{n:02X}",
         if_index=6,
-        guid=f"{{5F1C2A{n:02X}-8D3E-4B7A-9C11-0A1B2C3D4E{n:02X}}}",
-        link_local6=f"fe80::5d:12ff:fe00:{n:x}",
+        guid=f"{{5F1C2A{n:02X}-8D3E-4B7A-9C11-0A1B2C3D{k:02X}{n:02X}}}",
+        link_local6=f"fe80::5d:12ff:fe{k:02x}:{n:x}",
     )
     return replace(base, **changes)
 
 
-def _server2019(name: str, n: int, **changes: Any) -> Profile:
+def _server2019(name: str, n: int, /, *more: Adapter, **changes: Any) -> Profile:
+    """A Server 2019 host: its first adapter (``changes``) carries the lab address."""
     return Profile(
         name=name,
         windows="Windows Server 2019 Datacenter",
         build="10.0.17763",
         powershell="5.1",
         hostname=f"WIN-{name.upper()}",
-        adapters=(_adapter(n, **changes),),
+        adapters=(_adapter(n, **changes), *more),
+    )
+
+
+def _secondary(n: int, k: int, name: str, index: int, **changes: Any) -> Adapter:
+    """An adapter without the lab address, gateway or DNS."""
+    return _adapter(
+        n, k, name=name, if_index=index, lab_address=False, gateway=None, dns=(), **changes
     )
 
 
@@ -174,6 +202,52 @@ PROFILES: dict[str, Profile] = {
     ),
     # Healthy; the lab inventory holds a wrong password for it.
     "badpass": _server2019("badpass", 0x36),
+    # Healthy Exchange DAG node: the failover cluster's hidden NetFT adapter has 169.254.x.x.
+    "dag": _server2019(
+        "dag",
+        0x37,
+        _secondary(
+            0x37,
+            1,
+            "Local Area Connection* 12",
+            21,
+            description="Microsoft Failover Cluster Virtual Adapter",
+            component_id="ROOT\\NetFt",
+            hidden=True,
+            ipv4=(("169.254.1.57", 16),),
+        ),
+    ),
+    # Healthy LBFO team: TCP/IP on the team adapter, the members carry only ms_implat; a
+    # default route via the members' old subnet survives in the PersistentStore only.
+    "team": replace(
+        _server2019(
+            "team",
+            0x38,
+            _secondary(0x38, 1, "NIC1", 4, bindings=_only("ms_implat")),
+            _secondary(0x38, 2, "NIC2", 5, bindings=_only("ms_implat")),
+            name="Team1",
+            description="Microsoft Network Adapter Multiplexor Driver",
+            if_index=12,
+        ),
+        stale_routes=((4, "10.0.5.1"),),
+    ),
+    # Healthy Hyper-V host: the physical NIC is the virtual switch's uplink (vms_pp only);
+    # the host's own vEthernet adapter carries TCP/IP.
+    "hyperv": _server2019(
+        "hyperv",
+        0x39,
+        _secondary(0x39, 1, "Ethernet0", 4, bindings=_only("vms_pp")),
+        name="vEthernet (External)",
+        description="Hyper-V Virtual Ethernet Adapter",
+        if_index=9,
+    ),
+    # Broken: a second address that another machine on the segment already answers for.
+    "dupaddr": _server2019(
+        "dupaddr",
+        0x40,
+        ipv4=(("198.18.0.200", 24),),
+        address_states=(("198.18.0.200", "Duplicate"),),
+    ),
 }
 
 
@@ -189,6 +263,15 @@ def _addresses(adapter: Adapter, address: str) -> list[tuple[str, int, int]]:
     return [(a, p, _origin(adapter, a)) for a, p in rows]
 
 
+def _state(adapter: Adapter, address: str) -> int:
+    return ADDRESS_STATES[dict(adapter.address_states).get(address, "Preferred")]
+
+
+def _uses(script: str, words: str) -> bool:
+    """Whether fleet's step script asks for ``words`` (a cmdlet's switch, as PowerShell would)."""
+    return words in script_text(script)
+
+
 def _origin(adapter: Adapter, address: str) -> int:
     if ipaddress.ip_address(address).is_link_local:
         return PREFIX_WELLKNOWN
@@ -196,7 +279,9 @@ def _origin(adapter: Adapter, address: str) -> int:
 
 
 def _gateways(profile: Profile) -> list[tuple[Adapter, str]]:
-    return [(a, a.gateway) for a in profile.adapters if a.tcpip and a.gateway]
+    """The active default routes, the lowest RouteMetric + InterfaceMetric first."""
+    found = [(a, a.gateway) for a in profile.adapters if a.tcpip and a.gateway]
+    return sorted(found, key=lambda pair: pair[0].route_metric + pair[0].interface_metric)
 
 
 def _routable(profile: Profile, address: str, target: str) -> bool:
@@ -242,8 +327,8 @@ def _wmi_adapters(profile: Profile) -> Any:
     )
 
 
-def _net_adapters(profile: Profile, guid: bool = False) -> Any:
-    """Get-NetAdapter rows as both scripts select them; binding.ps1 adds InterfaceGuid."""
+def _net_adapters(profile: Profile, script: str, if_index: bool = False) -> Any:
+    """Get-NetAdapter rows as ``script`` selects them; ipconfig.ps1 adds ifIndex."""
     return _pipeline(
         [
             {
@@ -251,10 +336,11 @@ def _net_adapters(profile: Profile, guid: bool = False) -> Any:
                 "InterfaceDescription": a.description,
                 "Status": a.status,
                 "MacAddress": a.mac,
-                "ifIndex": a.if_index,
-                **({"InterfaceGuid": a.guid} if guid else {}),
+                **({"ifIndex": a.if_index} if if_index else {}),
+                "ComponentID": a.component_id,
+                "Hidden": a.hidden,
             }
-            for a in profile.adapters
+            for a in _visible(profile, script)
         ]
     )
 
@@ -286,15 +372,21 @@ def binding_report(
         return _binding_registry(profile)
     return {
         "source": "Get-NetAdapterBinding",
-        "adapters": _net_adapters(profile, guid=True),
+        "adapters": _net_adapters(profile, "binding/binding.ps1"),
         "bindings": _pipeline(
             [
                 {"Name": a.name, "ComponentID": c, "Enabled": e}
-                for a in profile.adapters
+                for a in _visible(profile, "binding/binding.ps1")
                 for c, e in a.bindings
             ]
         ),
     }
+
+
+def _visible(profile: Profile, script: str) -> list[Adapter]:
+    """What Get-NetAdapter lists: hidden adapters (NetFT) only with -IncludeHidden."""
+    hidden = _uses(script, "Get-NetAdapter -IncludeHidden")
+    return [a for a in profile.adapters if hidden or not a.hidden]
 
 
 # Linkage\Bind entry formats per service (the GUID is the adapter's).
@@ -313,7 +405,13 @@ def _binding_registry(profile: Profile) -> dict[str, Any]:
             pattern.format(a.guid) for a in profile.adapters if dict(a.bindings).get(component)
         ]
         bind[component] = entries + extra
-    return {"source": "registry", "adapters": _wmi_adapters(profile), "bind": bind}
+    return {
+        "source": "registry",
+        "adapters": _wmi_adapters(profile),
+        "adapters_from": "Win32_NetworkAdapter",
+        "bind": bind,
+        "fallback": "",
+    }
 
 
 @answers("ipconfig/ipconfig.ps1")
@@ -328,16 +426,22 @@ def ipconfig_report(
     addresses = [
         {
             "InterfaceIndex": a.if_index,
-            "InterfaceAlias": a.name,
             "IPAddress": ip,
             "PrefixLength": prefix,
             "PrefixOrigin": origin,
+            "AddressState": _state(a, ip),
         }
         for a in bound
         for ip, prefix, origin in _addresses(a, address)
     ]
     addresses.append(
-        {**loopback, "IPAddress": "127.0.0.1", "PrefixLength": 8, "PrefixOrigin": PREFIX_WELLKNOWN}
+        {
+            "InterfaceIndex": 1,
+            "IPAddress": "127.0.0.1",
+            "PrefixLength": 8,
+            "PrefixOrigin": PREFIX_WELLKNOWN,
+            "AddressState": ADDRESS_STATES["Preferred"],
+        }
     )
     interfaces = [
         {
@@ -345,33 +449,36 @@ def ipconfig_report(
             "InterfaceAlias": a.name,
             "Dhcp": int(a.dhcp),
             "ConnectionState": int(a.up),
+            "InterfaceMetric": a.interface_metric,
         }
         for a in bound
     ]
-    interfaces.append({**loopback, "Dhcp": 0, "ConnectionState": 1})
+    interfaces.append({**loopback, "Dhcp": 0, "ConnectionState": 1, "InterfaceMetric": 75})
     return {
         "source": "NetTCPIP",
-        "adapters": _net_adapters(profile),
+        "adapters": _net_adapters(profile, "ipconfig/ipconfig.ps1", if_index=True),
         "addresses": _pipeline(addresses),
         "interfaces": _pipeline(interfaces),
-        "routes": _pipeline(
-            [
-                {"InterfaceIndex": a.if_index, "NextHop": gw, "RouteMetric": 0}
-                for a, gw in _gateways(profile)
-            ]
-        ),
+        "routes": _pipeline(_routes(profile)),
         "dns": _pipeline(
-            [
-                {
-                    "InterfaceIndex": a.if_index,
-                    "InterfaceAlias": a.name,
-                    "ServerAddresses": list(a.dns),
-                }
-                for a in bound
-            ]
-            + [{**loopback, "ServerAddresses": []}]
+            [{"InterfaceIndex": a.if_index, "ServerAddresses": list(a.dns)} for a in bound]
+            + [{"InterfaceIndex": 1, "ServerAddresses": []}]
         ),
     }
+
+
+def _routes(profile: Profile) -> list[dict[str, Any]]:
+    """Get-NetRoute's default routes: without -PolicyStore it lists both stores."""
+    rows = [
+        {"InterfaceIndex": a.if_index, "NextHop": gw, "RouteMetric": a.route_metric}
+        for a, gw in _gateways(profile)
+    ]
+    if not _uses("ipconfig/ipconfig.ps1", "-PolicyStore ActiveStore"):
+        rows += [
+            {"InterfaceIndex": index, "NextHop": gw, "RouteMetric": 0}
+            for index, gw in profile.stale_routes
+        ]
+    return rows
 
 
 def _ipconfig_wmi(profile: Profile, address: str) -> dict[str, Any]:
@@ -391,6 +498,8 @@ def _ipconfig_wmi(profile: Profile, address: str) -> dict[str, Any]:
                 "IPSubnet": [str(ipaddress.ip_network(f"0.0.0.0/{p}").netmask) for _, p, _ in rows]
                 + ["64"],
                 "DefaultIPGateway": [a.gateway] if a.gateway else None,
+                "GatewayCostMetric": [a.route_metric] if a.gateway else None,
+                "IPConnectionMetric": a.interface_metric,
                 "DHCPEnabled": a.dhcp,
                 "DNSServerSearchOrder": list(a.dns) or None,
             }
@@ -399,6 +508,7 @@ def _ipconfig_wmi(profile: Profile, address: str) -> dict[str, Any]:
         "source": "Win32_NetworkAdapterConfiguration",
         "adapters": _wmi_adapters(profile),
         "configs": _pipeline(configs),
+        "fallback": "",
     }
 
 
@@ -443,6 +553,10 @@ def _echo(ip: str, timeout_ms: int) -> tuple[int, int | None]:
     return PING_GENERAL_FAILURE, None
 
 
+def _gateway_from(profile: Profile) -> str:
+    return "NetworkInterface" if profile.legacy else "Get-NetRoute"
+
+
 @answers("ping/ping.ps1")
 def ping_report(profile: Profile, address: str, params: Mapping[str, str]) -> dict[str, Any]:
     """What ping.ps1 returns: one Win32_PingStatus query per echo, done for real."""
@@ -451,7 +565,11 @@ def ping_report(profile: Profile, address: str, params: Mapping[str, str]) -> di
     if target == GATEWAY:
         gateways = _gateways(profile)
         if not gateways:
-            return {"target": target, "error": "no default gateway"}
+            return {
+                "target": target,
+                "error": "no default gateway",
+                "gateway_from": _gateway_from(profile),
+            }
         ip: str | None = gateways[0][1]
     else:
         ip = _resolve(target)
@@ -472,7 +590,13 @@ def ping_report(profile: Profile, address: str, params: Mapping[str, str]) -> di
             reply = {"status": status, "time": ms, "resolution": 0, "address": ip}
         replies.append(reply)
     # The script keeps the name it was given; each reply carries the address it reached.
-    return {"target": target, "address": ip if target == GATEWAY else target, "replies": replies}
+    return {
+        "target": target,
+        "address": ip if target == GATEWAY else target,
+        "source": "Win32_PingStatus",
+        "replies": replies,
+        "gateway_from": _gateway_from(profile) if target == GATEWAY else "",
+    }
 
 
 # errno -> .NET SocketError name, as the script reports it.

@@ -96,8 +96,12 @@ def _unbound(connected: Sequence[Interface]) -> Finding:
 
 
 def judge_binding(host: str, net: NetConfig, platform: Platform, evidence: str = "") -> CheckResult:
-    """Fail when no up adapter carries TCP/IP; warn on the KB's lesser binding problems."""
-    connected = [i for i in net.interfaces if i.up and not i.loopback]
+    """Fail when no up adapter carries TCP/IP; warn on the KB's lesser binding problems.
+
+    Adapters that are not the server's own connections (``internal``: a NIC bound to a
+    Hyper-V switch or a team, whose TCP/IP is unbound by design) are shown, not judged.
+    """
+    connected = [i for i in net.interfaces if i.up and not i.loopback and not i.internal]
     bound = [i for i in connected if _tcpip_bound(i)]
     findings: list[Finding] = []
     if bound:

@@ -1,7 +1,9 @@
 """binding on Windows: adapters and their protocol bindings (binding.ps1 beside this file).
 
-Get-NetAdapterBinding where it exists; on Server 2008 R2 (PowerShell 2.0)
-each service's ``Linkage\\Bind`` registry value, which names adapters by GUID.
+Get-NetAdapterBinding where it exists; on Server 2008 R2 (PowerShell 2.0), or
+when CIM is broken, each service's ``Linkage\\Bind`` registry value, which names
+adapters by GUID (the adapters from WMI, or from .NET when WMI is broken too).
+A NIC bound to a Hyper-V switch or an LBFO team is marked ``internal``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,13 @@ from typing import Any
 
 from fleet.checks.base import Step, StepOutput
 from fleet.checks.facts import Interface, NetConfig
-from fleet.checks.net.windows import adapter_up, guid, wmi_connected
+from fleet.checks.net.windows import (
+    adapter_up,
+    fallback_source,
+    guid,
+    internal_reason,
+    wmi_connected,
+)
 from fleet.checks.winjson import load, output, rows, source, strings, text
 from fleet.errors import ParseError
 
@@ -32,17 +40,23 @@ def parse(outputs: Mapping[str, StepOutput]) -> NetConfig:
         component = text(row, "ComponentID").lower()
         if component:
             bindings.setdefault(text(row, "Name"), {})[component] = bool(row.get("Enabled"))
-    interfaces = tuple(
-        Interface(
-            name=text(row, "Name"),
-            up=adapter_up(row.get("Status")),
-            mac=text(row, "MacAddress"),
-            description=text(row, "InterfaceDescription"),
-            bindings=tuple(sorted(bindings.get(text(row, "Name"), {}).items())),
+    interfaces = []
+    for row in rows(data, "adapters"):
+        bound = tuple(sorted(bindings.get(text(row, "Name"), {}).items()))
+        description = text(row, "InterfaceDescription")
+        interfaces.append(
+            Interface(
+                name=text(row, "Name"),
+                up=adapter_up(row.get("Status")),
+                mac=text(row, "MacAddress"),
+                description=description,
+                bindings=bound,
+                internal=internal_reason(
+                    description, text(row, "ComponentID"), row.get("Hidden") is True, bound
+                ),
+            )
         )
-        for row in rows(data, "adapters")
-    )
-    return NetConfig(interfaces=interfaces, source="Get-NetAdapterBinding")
+    return NetConfig(interfaces=tuple(interfaces), source="Get-NetAdapterBinding")
 
 
 def _from_registry(data: Mapping[str, Any]) -> NetConfig:
@@ -56,13 +70,18 @@ def _from_registry(data: Mapping[str, Any]) -> NetConfig:
     interfaces = []
     for row in rows(data, "adapters"):
         mine = guid(row.get("GUID"))
+        description = text(row, "Description")
         interfaces.append(
             Interface(
                 name=text(row, "NetConnectionID"),
                 up=wmi_connected(row.get("NetConnectionStatus")),
                 mac=text(row, "MACAddress"),
-                description=text(row, "Description"),
+                description=description,
                 bindings=tuple(sorted((c, mine in guids) for c, guids in bound.items())),
+                internal=internal_reason(description),
             )
         )
-    return NetConfig(interfaces=tuple(interfaces), source="registry Linkage\\Bind")
+    name = "registry Linkage\\Bind"
+    if text(data, "adapters_from") == "NetworkInterface":
+        name += ", adapters from .NET NetworkInterface"
+    return NetConfig(interfaces=tuple(interfaces), source=fallback_source(name, data))

@@ -8,8 +8,15 @@ from collections.abc import Iterable, Sequence
 from fleet import causes
 from fleet.checks.facts import Interface, NetConfig, as_facts
 from fleet.checks.harness import Finding, with_findings
-from fleet.checks.net import APIPA, global_v4, render_net, v4
+from fleet.checks.net import APIPA, CONFLICT_STATES, gateway_text, global_v4, render_net, v4
 from fleet.model import CheckResult, Status
+
+# Why Windows holds an address back (Get-NetIPAddress AddressState), for the operator.
+_CONFLICT_WHY = {
+    "duplicate": "another machine on the network answers for it",
+    "tentative": "duplicate address detection has not confirmed it",
+    "invalid": "Windows no longer uses it",
+}
 
 
 def _address_findings(interfaces: Sequence[Interface]) -> list[Finding]:
@@ -18,7 +25,11 @@ def _address_findings(interfaces: Sequence[Interface]) -> list[Finding]:
         usable = global_v4(i)
         for a in i.ipv4:
             ip = v4(a.address)
-            if ip is None:
+            state = a.state.lower()
+            if state in CONFLICT_STATES:
+                message = f"address {a.address} on {i.name} is {a.state}: {_CONFLICT_WHY[state]}"
+                findings.append((Status.FAIL, causes.ADDRESS_CONFLICT, message))
+            elif ip is None:
                 findings.append(
                     (Status.FAIL, causes.UNPARSED, f"unreadable address {a.address!r} on {i.name}")
                 )
@@ -81,13 +92,18 @@ def _ok(interfaces: Sequence[Interface], net: NetConfig) -> str:
             how = {True: " (DHCP)", False: " (static)", None: ""}[i.dhcp]
             addresses = ", ".join(f"{a.address}/{a.prefix}" for a in i.ipv4)
             parts.append(f"{i.name} {addresses}{how}")
-    gateways = ", ".join(_gateways(net))
+    gateways = gateway_text(net) if len(net.default_routes) > 1 else ", ".join(_gateways(net))
     return f"{'; '.join(parts)}, gateway {gateways}, DNS {', '.join(net.dns_servers) or '-'}"
 
 
 def judge_ipconfig(host: str, net: NetConfig, evidence: str = "") -> CheckResult:
-    """Fail on no IPv4, APIPA, 0.0.0.0, no default gateway, a gateway off every subnet."""
-    interfaces = [i for i in net.interfaces if i.up and not i.loopback]
+    """Fail on no IPv4, APIPA, 0.0.0.0, no default gateway, a gateway off every subnet,
+    an address Windows marks Duplicate, Tentative or Invalid (a conflict: the local stack).
+
+    Adapters that are not the server's own connections (``internal``: the failover
+    cluster's NetFT adapter, whose 169.254.x.x is by design) are shown, not judged.
+    """
+    interfaces = [i for i in net.interfaces if i.up and not i.loopback and not i.internal]
     findings: list[Finding] = []
     if not any(i.ipv4 for i in interfaces):
         findings.append((Status.FAIL, causes.NO_IPV4, "no IPv4 address on any up interface"))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fleet.checks.facts import Interface, NetConfig
+from fleet.checks.facts import DefaultRoute, Interface, NetConfig
 from fleet.checks.winjson import integer
 
 # Get-NetAdapter Status is text ("Up"); ifOperStatus as an integer is 1 for up.
@@ -45,11 +45,71 @@ def unique(items: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
-def netconfig(interfaces: Sequence[Interface], source: str) -> NetConfig:
-    """The host's configuration from its adapters: gateways and DNS gathered from each."""
+def netconfig(
+    interfaces: Sequence[Interface], source: str, routes: Sequence[DefaultRoute] = ()
+) -> NetConfig:
+    """The host's configuration from its adapters: gateways and DNS gathered from each.
+
+    With ``routes`` (their metrics known), the gateways come in the order Windows
+    prefers them: the lowest metric first, the one the host's traffic takes.
+    """
+    ordered = sorted(routes, key=lambda r: (r.metric is None, r.metric or 0))
     return NetConfig(
         interfaces=tuple(interfaces),
-        default_gateways=unique([g for i in interfaces for g in i.gateways]),
+        default_gateways=unique(
+            [r.gateway for r in ordered] + [g for i in interfaces for g in i.gateways]
+        ),
         dns_servers=unique([d for i in interfaces for d in i.dns]),
         source=source,
+        default_routes=tuple(ordered),
     )
+
+
+# Get-NetIPAddress AddressState (duplicate address detection, NL_DAD_STATE) as ConvertTo-Json
+# writes it.  Win32_NetworkAdapterConfiguration has no such field.
+ADDRESS_STATES = {0: "Invalid", 1: "Tentative", 2: "Duplicate", 3: "Deprecated", 4: "Preferred"}
+
+
+def address_state(value: Any) -> str:
+    """An AddressState enum: an integer (ConvertTo-Json), or its name (a table)."""
+    number = integer(value)
+    if number is not None:
+        return ADDRESS_STATES.get(number, f"state {number}")
+    return str(value).strip() if isinstance(value, str) else ""
+
+
+# The failover cluster's NetFT adapter: hidden, 169.254.x.x by design (Get-NetAdapter
+# -IncludeHidden shows ComponentID ROOT\NetFt; ipconfig /all shows its description).
+_CLUSTER = ("failover cluster virtual adapter", "netft")
+
+
+def internal_reason(
+    description: str = "",
+    component: str = "",
+    hidden: bool = False,
+    bindings: Sequence[tuple[str, bool]] = (),
+) -> str:
+    """Why an adapter is not one of the server's own connections ("" when it is one).
+
+    The cluster's NetFT adapter and other hidden adapters carry addresses the server
+    never uses for its clients; a physical NIC bound to a Hyper-V virtual switch
+    (``vms_pp``) or to an LBFO team (``ms_implat``) has TCP/IP unbound by design:
+    the host's vEthernet or team adapter carries it instead.
+    """
+    described = f"{description} {component}".lower()
+    if any(word in described for word in _CLUSTER):
+        return "failover cluster adapter (NetFT)"
+    enabled = {c for c, on in bindings if on}
+    if "vms_pp" in enabled:
+        return "Hyper-V switch uplink"
+    if "ms_implat" in enabled:
+        return "NIC team member"
+    if hidden:
+        return "hidden adapter"
+    return ""
+
+
+def fallback_source(name: str, data: Mapping[str, Any]) -> str:
+    """The source's name, with why the richer sources failed when the script fell back."""
+    failed = data.get("fallback")
+    return f"{name} (after {failed})" if isinstance(failed, str) and failed else name
