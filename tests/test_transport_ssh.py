@@ -699,3 +699,34 @@ def test_keys_are_unlocked_once_per_audit_and_a_bad_passphrase_is_the_inventorys
         with pytest.raises(ConfigError, match="passphrase") as caught:
             credentials(settings(wrong), audit)
         assert "s3cret" not in str(caught.value)
+
+
+def test_a_wrong_key_passphrase_says_so(tmp_path: Path) -> None:
+    from fleet.transports.sshcommon import SshSettings, credentials
+
+    key = tmp_path / "id"
+    keygen(key, passphrase="s3cret")
+
+    def settings(passphrase: str | None) -> SshSettings:
+        variables = {"ansible_ssh_private_key_file": str(key)}
+        if passphrase:
+            variables["ansible_ssh_private_key_passphrase"] = passphrase
+        return SshSettings.from_host(HostPlan("mx", "ssh", "mx1", 22, "u", variables), RunOptions())
+
+    with pytest.raises(ConfigError, match="wrong passphrase"):
+        credentials(settings("wrong"), AuditContext())
+    with pytest.raises(ConfigError, match="encrypted and no passphrase is set"):
+        credentials(settings(None), AuditContext())
+
+
+def test_a_libssh2_error_without_a_message_names_what_failed() -> None:
+    from ssh2 import exceptions as ssh2_errors
+
+    from fleet.transports.libssh2 import _reason
+
+    assert _reason(ssh2_errors.KeyExchangeError()).startswith("the key exchange failed")
+    assert "wrong passphrase?" in _reason(ssh2_errors.PublicKeyError())
+    assert _reason(ssh2_errors.SocketDisconnectError("\x1b[2Jbye")) == (
+        "the host closed the connection: bye"
+    )
+    assert "SSH2Error" in _reason(ssh2_errors.SSH2Error())  # at least what it was
