@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 from fleet import __version__, app
 from fleet.app import EXIT_CONFIG, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, AuditOption
 from fleet.errors import ConfigError, FleetError
+from fleet.text import clean
 
 
 def _typed(option: AuditOption) -> Callable[[str], Any]:
@@ -124,23 +125,25 @@ def exit_code(command: Callable[[], int]) -> int:
     try:
         return command()
     except ConfigError as exc:
-        print(f"fleet: {exc}", file=sys.stderr)
+        print(f"fleet: {clean(exc)}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         print("fleet: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except FleetError as exc:
-        print(f"fleet: {exc}", file=sys.stderr)
+        print(f"fleet: {clean(exc)}", file=sys.stderr)
         return EXIT_INTERNAL
     except OSError as exc:  # e.g. the report directory cannot be written
         where = f" {exc.filename}" if exc.filename else ""
-        print(f"fleet: {exc.strerror or exc}:{where}", file=sys.stderr)
+        print(clean(f"fleet: {exc.strerror or exc}:{where}"), file=sys.stderr)
         return EXIT_INTERNAL
     except Exception as exc:
         if os.environ.get("FLEET_DEBUG"):
             raise
         print(
-            f"fleet: internal error: {type(exc).__name__}: {exc} (FLEET_DEBUG=1 shows where)",
+            clean(
+                f"fleet: internal error: {type(exc).__name__}: {exc} (FLEET_DEBUG=1 shows where)"
+            ),
             file=sys.stderr,
         )
         return EXIT_INTERNAL

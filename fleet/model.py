@@ -8,6 +8,8 @@ versioned JSON form that loads back into equal objects.
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -107,7 +109,7 @@ class CheckResult:
             target=data.get("target"),
             facts=dict(data.get("facts") or {}),
             evidence=data.get("evidence", ""),
-            duration=float(data.get("duration", 0.0)),
+            duration=float(data.get("duration") or 0.0),
             cause=data.get("cause") or "",
         )
 
@@ -122,6 +124,8 @@ class HostResult:
     platform: str  # "unix" | "windows"
     results: tuple[CheckResult, ...]
     duration: float = 0.0
+    port: int | None = None  # the login port (ansible_port), None for the default
+    user: str = ""  # the login user (ansible_user), "" when not set
 
     @property
     def status(self) -> Status:
@@ -138,6 +142,8 @@ class HostResult:
             "connection": self.connection,
             "platform": self.platform,
             "duration": round(self.duration, 6),
+            "port": self.port,
+            "user": self.user,
             "results": [r.to_dict() for r in self.results],
         }
 
@@ -148,9 +154,30 @@ class HostResult:
             address=data.get("address", ""),
             connection=data.get("connection", ""),
             platform=data.get("platform", "unix"),
-            duration=float(data.get("duration", 0.0)),
+            duration=float(data.get("duration") or 0.0),
+            port=data["port"] if isinstance(data.get("port"), int) else None,
+            user=str(data.get("user") or ""),
             results=tuple(CheckResult.from_dict(r) for r in data.get("results", ())),
         )
+
+
+# Characters json leaves raw with ensure_ascii=False that a terminal or an editor would
+# act on (DEL, C1, bidi controls, line separators) or that UTF-8 cannot encode (lone
+# surrogates): written as \\u escapes, which load back into the same text.
+_NOT_PRINTABLE = re.compile(
+    "[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ud800-\udfff]"
+)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -224,7 +251,12 @@ class RunResult:
         # Once per run (report.json and the history store the same text).  No indent:
         # json's C encoder only runs without one (much faster at fleet scale);
         # `jq . report.json` pretty-prints for a human.
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        data = self.to_dict()
+        try:
+            text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        except ValueError:  # NaN or infinity in the facts: JSON has no such number
+            text = json.dumps(_finite(data), ensure_ascii=False, separators=(",", ":"))
+        return _NOT_PRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunResult:

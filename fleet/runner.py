@@ -266,6 +266,8 @@ def audit_host(
         platform=host.platform.value,
         results=tuple(results),
         duration=time.monotonic() - started,
+        port=host.port,
+        user=host.user or "",
     )
 
 
@@ -379,6 +381,8 @@ def _unfinished(
         connection=host.connection,
         platform=host.platform.value,
         results=(*gathered, *_results_for_all(host, left, status, why, cause)),
+        port=host.port,
+        user=host.user or "",
     )
 
 

@@ -204,7 +204,7 @@ def test_tcpip_unbound_on_windows_names_the_adapter_to_rebind():
     d = diagnose(run(mx1))
     (finding,) = d.findings
     assert finding.cause == LOCAL_STACK
-    assert 'Enable-NetAdapterBinding -Name "Ethernet0" -ComponentID ms_tcpip' in finding.fix
+    assert "Enable-NetAdapterBinding -Name 'Ethernet0' -ComponentID ms_tcpip" in finding.fix
     assert "Get-NetAdapterBinding -ComponentID ms_tcpip" in finding.fix
 
 
@@ -524,7 +524,7 @@ def test_transport_error_that_stops_the_audit_is_not_audited_not_a_check_error()
         (causes.INTERRUPTED, "the run was stopped", "made no sense"),
         (causes.UNPARSED, "made no sense", "--command-timeout"),
         (causes.OUTPUT_LOST, "made no sense", "--command-timeout"),
-        (causes.TOOL_MISSING, "lacks a command", "--command-timeout"),
+        (causes.TOOL_MISSING, "busybox ping needs root", "--command-timeout"),
     ],
 )
 def test_check_error_fix_is_chosen_by_cause(cause, step, not_step):
@@ -598,3 +598,160 @@ def test_old_report_keeps_every_finding_that_facts_and_statuses_support():
     d = diagnose(old_report(run(mx1, host("mx2", binding("mx2")), mx3, errors)))
     assert kinds(d) == [HOST_DOWN, MAIL_SERVICE, CHECK_ERROR]
     assert "see the evidence" in d.findings[-1].fix
+
+
+# --------------------------------------------------------------------------- what the runner saw
+
+
+def test_port_25_that_refuses_the_runner_is_said_refused_not_no_answer():
+    refused = CheckResult(
+        "mx2", "reach", Status.FAIL, "port 25 refused", target="25", cause=causes.REFUSED
+    )
+    mx1 = host("mx1", ping("mx1", "mx2"), smtp("mx1", "mx2", "refused"))
+    (finding,) = diagnose(run(mx1, host("mx2", binding("mx2"), refused))).findings
+    assert "runner -> mx2: port 25 refused" in finding.evidence
+
+
+def test_target_that_refuses_the_runner_is_up_not_down():
+    # a TCP reset is an answer: the host is up, only its peers cannot get there
+    mx3 = host(
+        "mx3",
+        unreachable("mx3", "connection refused", causes.CONNECT_REFUSED),
+        CheckResult("mx3", "reach", Status.FAIL, "x", target="22", cause=causes.REFUSED),
+    )
+    mx1 = host("mx1", binding("mx1"), ping("mx1", "mx3", 0), smtp("mx1", "mx3", "timeout"))
+    assert HOST_DOWN not in kinds(diagnose(run(mx1, mx3)))
+
+
+def test_smtp_that_connected_but_got_no_greeting_is_the_mail_service_not_host_down():
+    # ICMP filtered, port 25 took the connection and said nothing: the host is up
+    no_greeting = CheckResult(
+        "mx1", "smtp", Status.FAIL, "x", target="mx3", cause=causes.GREETING_TIMEOUT
+    )
+    mx1 = host("mx1", binding("mx1"), ping("mx1", "mx3", 0), no_greeting)
+    mx3 = host("mx3", unreachable("mx3", "x", causes.CONNECT_TIMEOUT), reach("mx3", 22, False))
+    d = diagnose(run(mx1, mx3))
+    assert HOST_DOWN not in kinds(d)
+    [mail] = [f for f in d.findings if f.cause == MAIL_SERVICE]
+    assert mail.title == "mx3: no greeting on port 25 (seen from mx1)"
+
+
+@pytest.mark.parametrize("facts", [True, False])
+def test_slow_greeting_is_never_down(facts):
+    probe = asdict(SmtpProbe("mx3", 25, "ok", greeting_code=220, greeting=("220 mx3",)))
+    slow = CheckResult(
+        "mx1", "smtp", Status.WARN, "x", target="mx3", cause=causes.SLOW_GREETING,
+        facts=probe if facts else {},
+    )  # fmt: skip
+    mx1 = host("mx1", binding("mx1"), ping("mx1", "mx3", 0), slow)
+    mx3 = host("mx3", unreachable("mx3", "x", causes.CONNECT_TIMEOUT), reach("mx3", 22, False))
+    d = diagnose(run(mx1, mx3))
+    assert HOST_DOWN not in kinds(d) and MAIL_SERVICE not in kinds(d)
+    assert d.pair("mx1", "mx3").cause != HOST_DOWN
+
+
+@pytest.mark.parametrize(
+    ("check", "platform", "step"),
+    [
+        ("smtp", "unix", "install python3"),
+        ("ping", "unix", "busybox ping needs root"),
+        ("binding", "windows", "winmgmt /verifyrepository"),
+        ("ipconfig", "unix", "install iproute2"),
+    ],
+)
+def test_a_check_that_could_not_run_is_told_its_real_cause(check, platform, step):
+    missing = CheckResult("mx1", check, Status.ERROR, "garbage", cause=causes.TOOL_MISSING)
+    (finding,) = diagnose(run(host("mx1", missing, platform=platform))).findings
+    assert step in finding.fix and "made no sense" not in finding.fix
+
+
+# --------------------------------------------------------------------------- fix commands
+
+
+def fix_commands(d) -> list[str]:
+    """Every line of every fix that a shell would run."""
+    return [line for f in d.findings for line in f.fix.splitlines() if not line.startswith("#")]
+
+
+def test_a_gateway_that_is_not_an_address_never_reaches_a_fix_command():
+    evil = "10.7.7.7;touch /tmp/x"
+    a = host("mx1", binding("mx1"), ping("mx1", "gateway", received=0, address=evil))
+    b = host("mx2", binding("mx2"), ping("mx2", "gateway", received=0, address=evil))
+    d = diagnose(run(a, b))
+    [finding] = [f for f in d.findings if "gateway" in f.title]
+    assert not any("touch" in line for line in fix_commands(d))
+    assert any("not a valid address" in e and "touch" in e for e in finding.evidence)
+
+
+def test_a_duplicate_address_with_shell_syntax_is_evidence_only():
+    evil = "198.18.0.50$(reboot)"
+    mx1 = host("mx1", ipconfig("mx1", address=evil))
+    mx2 = host("mx2", ipconfig("mx2", address=evil))
+    (finding,) = diagnose(run(mx1, mx2)).findings
+    assert "reboot" not in "\n".join(fix_commands(diagnose(run(mx1, mx2))))
+    assert any("not a valid address" in e for e in finding.evidence)
+
+
+def test_an_adapter_name_is_quoted_for_powershell():
+    bound_off = (("ms_tcpip", False),)
+    mx1 = host(
+        "mx1",
+        binding("mx1", Status.FAIL, "x", causes.TCPIP_UNBOUND, name="Eth'; Stop-Computer; '",
+                bindings=bound_off),
+        platform="windows",
+    )  # fmt: skip
+    (finding,) = diagnose(run(mx1)).findings
+    assert "-Name 'Eth''; Stop-Computer; ''' -ComponentID" in finding.fix
+
+
+def test_a_gateway_peer_is_pinged_by_its_address():
+    mx1 = host(
+        "mx1",
+        binding("mx1", Status.FAIL, "no interface up", causes.NO_INTERFACE_UP),
+        ping("mx1", "gateway", received=0, address="10.9.9.9"),
+    )
+    (finding,) = diagnose(run(mx1)).findings
+    assert "ping -c 3 10.9.9.9" in finding.fix
+    assert "gateway 10.9.9.9" not in finding.fix
+
+
+def test_login_fix_uses_the_hosts_port_and_user():
+    mx2 = replace(
+        host("mx2", unreachable("mx2", "x", causes.HOST_KEY_CHANGED)), port=2222, user="audit"
+    )
+    (finding,) = diagnose(run(mx2)).findings
+    assert "ssh-keygen -R '[198.18.0.12]:2222'" in finding.fix
+    assert "ssh-keyscan -p 2222 198.18.0.12" in finding.fix
+    mx2 = replace(mx2, results=(unreachable("mx2", "x", causes.AUTH_REFUSED),))
+    (finding,) = diagnose(run(mx2)).findings
+    assert "ssh -o BatchMode=yes -p 2222 -l audit 198.18.0.12 true" in finding.fix
+    mx2 = replace(mx2, results=(unreachable("mx2", "x", causes.CONNECT_TIMEOUT),))
+    assert "nc -vz 198.18.0.12 2222" in diagnose(run(mx2)).findings[0].fix
+
+
+def test_an_odd_login_user_is_quoted_and_an_odd_address_left_out():
+    mx2 = replace(
+        host("mx2", unreachable("mx2", "x", causes.AUTH_REFUSED)),
+        address="198.18.0.12 -oProxyCommand=sh",
+        user="a b",
+    )
+    (finding,) = diagnose(run(mx2)).findings
+    assert "ProxyCommand" not in "\n".join(fix_commands(diagnose(run(mx2))))
+    assert any("not a valid host name" in e for e in finding.evidence)
+    mx2 = replace(mx2, address="198.18.0.12")
+    assert "-l 'a b' 198.18.0.12" in diagnose(run(mx2)).findings[0].fix
+
+
+def test_the_route_back_is_to_the_peer_not_to_the_target():
+    mx1 = host("mx1", binding("mx1"), ping("mx1", "mx3", 0), smtp("mx1", "mx3", "timeout"))
+    mx3 = healthy("mx3", peers=())
+    (finding,) = diagnose(run(mx1, mx3)).findings
+    assert "ip route get 198.18.0.11" in finding.fix  # mx1's address, seen from mx3
+    assert "tracepath mx3" in finding.fix
+
+
+def test_a_host_down_is_pinged_at_its_inventory_address():
+    mx3 = host("mx3", unreachable("mx3", "x", causes.CONNECT_TIMEOUT), reach("mx3", 22, False))
+    mx1 = host("mx1", binding("mx1"), ping("mx1", "mx3", 0))
+    (finding,) = diagnose(run(mx1, mx3)).findings
+    assert "ping -c 3 198.18.0.13" in finding.fix

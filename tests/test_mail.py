@@ -292,3 +292,27 @@ def test_starttls_relay_with_a_trusted_certificate_gets_the_login_and_the_mail(
     s = settings(port, starttls=True, user="fleet", password=PASSWORD)
     send_report(run, diagnose(run), {}, ["ops@lab.example"], s)
     assert len(inbox.messages) == 1
+
+
+def test_plain_text_mail_keeps_its_lines_and_loses_host_controls():
+    from fleet.changes import diff
+    from fleet.deliver.mail import _plain_text
+    from fleet.diagnose import diagnose
+    from fleet.model import CheckResult, HostResult, RunResult, Status
+
+    def night(summary: str) -> RunResult:
+        results = (
+            CheckResult("mx1", "smtp", Status.FAIL, summary, target="mx2"),
+            CheckResult("mx1", "ping", Status.FAIL, "0/3\nreplies\x1b[2J", target="mx3"),
+        )
+        host = HostResult("mx1", "198.18.0.11", "ssh", "unix", results)
+        return RunResult("inventories/prod", "pb.yml", "s", "f", (host,))
+
+    run = night("refused\x07\x00\u202e")
+    empty = RunResult("inventories/prod", "pb.yml", "s", "f", ())
+    text = _plain_text(run, diagnose(run), diff(empty, run))
+    assert "\x07" not in text and "\x1b" not in text and "\u202e" not in text
+    lines = text.splitlines()
+    # the delta's heading and each change stay lines of their own
+    assert "new (2):" in lines and "resolved (0):" in lines
+    assert any(line.startswith("  mx1 ping -> mx3") and "replies" in line for line in lines)

@@ -37,13 +37,21 @@ def test_csv_has_one_row_per_host_check_target():
     assert mx1_ping[0]["duration"] == "2.000"
 
 
-@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r", "\n"])
 def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(start):
     evil = f'{start}HYPERLINK("http://x","y")'
     run = one_host(CheckResult("mx1", "smtp", Status.FAIL, evil, target=evil))
     (row,) = csv.DictReader(io.StringIO(render_csv(run)))
-    assert row["reason"] == "'" + evil
-    assert row["target"] == "'" + evil
+    shown = evil.replace("\r", "\n")  # a line end is kept as a newline, the cell quoted
+    assert row["reason"] == "'" + shown
+    assert row["target"] == "'" + shown
+
+
+def test_csv_cells_lose_control_characters_and_terminal_escapes():
+    evil = "220 mx\x1b[2J\x1b]0;owned\x07 hi\x00\x0b\x0c\x85\u202egnp.exe"
+    run = one_host(CheckResult("mx1\x07", "smtp", Status.FAIL, evil, target="mx2\x1b[31m"))
+    (row,) = csv.DictReader(io.StringIO(render_csv(run)))
+    assert (row["host"], row["target"], row["reason"]) == ("mx1", "mx2", "220 mx hignp.exe")
 
 
 def test_neutralise_leaves_ordinary_text_alone():
@@ -104,7 +112,7 @@ def test_junit_is_valid_xml_for_any_host_text():
     text = render_junit(run)
     root = ET.fromstring(text.encode("utf-8"))  # raises on any invalid character
     failure = root.find("testsuite/testcase/failure")
-    assert failure.get("message") == "bell nul esc[31m ff <&>\"'   ok\u00e9\U0001f600"
+    assert failure.get("message") == "bell nul esc ff <&>\"'   ok\u00e9\U0001f600"
 
 
 def test_xml_text_keeps_tabs_and_newlines():

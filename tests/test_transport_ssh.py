@@ -7,6 +7,7 @@ Every promise is checked for both implementations of the contract: libssh2
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import subprocess
@@ -29,6 +30,7 @@ from fleet.errors import (
 from fleet.model import CommandResult, Status
 from fleet.plan import CheckPlan, HostPlan, RunOptions
 from fleet.runner import audit_host
+from fleet.transports import sshcommon
 from fleet.transports.base import AuditContext
 from fleet.transports.handoff import Handoff
 from fleet.transports.libssh2 import Libssh2Transport
@@ -677,19 +679,23 @@ def test_known_hosts_are_parsed_once_per_audit(tmp_path: Path) -> None:
     assert known_hosts_index(AuditContext(), path).lookup("b")  # the next audit reads it anew
 
 
+def key_settings(key: Path, passphrase: str | None) -> sshcommon.SshSettings:
+    """The SSH settings of a host whose inventory names ``key`` (and its ``passphrase``)."""
+    variables = {"ansible_ssh_private_key_file": str(key)}
+    if passphrase:
+        variables["ansible_ssh_private_key_passphrase"] = passphrase
+    host = HostPlan("mx", "ssh", "mx1", 22, "u", variables)
+    return sshcommon.SshSettings.from_host(host, RunOptions())
+
+
 def test_keys_are_unlocked_once_per_audit_and_a_bad_passphrase_is_the_inventorys_fault(
     tmp_path: Path,
 ) -> None:
-    from fleet.transports.sshcommon import SshSettings, credentials
+    from fleet.transports.sshcommon import credentials
 
     key = tmp_path / "id"
     keygen(key, passphrase="s3cret")
-
-    def settings(passphrase: str | None) -> SshSettings:
-        variables = {"ansible_ssh_private_key_file": str(key)}
-        if passphrase:
-            variables["ansible_ssh_private_key_passphrase"] = passphrase
-        return SshSettings.from_host(HostPlan("mx", "ssh", "mx1", 22, "u", variables), RunOptions())
+    settings = functools.partial(key_settings, key)
 
     audit = AuditContext()
     unlocked = credentials(settings("s3cret"), audit).key
@@ -699,3 +705,29 @@ def test_keys_are_unlocked_once_per_audit_and_a_bad_passphrase_is_the_inventorys
         with pytest.raises(ConfigError, match="passphrase") as caught:
             credentials(settings(wrong), audit)
         assert "s3cret" not in str(caught.value)
+
+
+def test_a_wrong_key_passphrase_says_so(tmp_path: Path) -> None:
+    from fleet.transports.sshcommon import credentials
+
+    key = tmp_path / "id"
+    keygen(key, passphrase="s3cret")
+    settings = functools.partial(key_settings, key)
+
+    with pytest.raises(ConfigError, match="wrong passphrase"):
+        credentials(settings("wrong"), AuditContext())
+    with pytest.raises(ConfigError, match="encrypted and no passphrase is set"):
+        credentials(settings(None), AuditContext())
+
+
+def test_a_libssh2_error_without_a_message_names_what_failed() -> None:
+    from ssh2 import exceptions as ssh2_errors
+
+    from fleet.transports.libssh2 import _reason
+
+    assert _reason(ssh2_errors.KeyExchangeError()).startswith("the key exchange failed")
+    assert "wrong passphrase?" in _reason(ssh2_errors.PublicKeyError())
+    assert _reason(ssh2_errors.SocketDisconnectError("\x1b[2Jbye")) == (
+        "the host closed the connection: bye"
+    )
+    assert "SSH2Error" in _reason(ssh2_errors.SSH2Error())  # at least what it was

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import os
-import re
 import smtplib
 import socket
 import ssl
@@ -32,10 +31,10 @@ from fleet.errors import ConfigError, FleetError
 from fleet.model import RunResult
 from fleet.render.csvreport import render_csv
 from fleet.render.htmlreport import render_html
+from fleet.text import safe_text
 from fleet.truth import as_bool
 
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class DeliveryError(FleetError):
@@ -88,7 +87,7 @@ def subject(run: RunResult, delta: Delta | None = None) -> str:
     Counts are hosts; "new" counts failing hosts with a problem the previous
     run did not have.
     """
-    label = _CONTROL.sub(" ", inventory_label(run.inventory))
+    label = safe_text(inventory_label(run.inventory), None)
     failing, unreachable = run.failed_hosts, run.unreachable_hosts
     parts = []
     if failing:
@@ -102,15 +101,17 @@ def subject(run: RunResult, delta: Delta | None = None) -> str:
 
 
 def _plain_text(run: RunResult, diagnosis: Diagnosis, delta: Delta | None) -> str:
+    """The text alternative: one line per title, fix step and change.  Each line is made
+    printable on its own, so host text can neither add lines nor join them."""
     lines = [subject(run, delta), f"started {run.started}, finished {run.finished}", ""]
     for f in diagnosis.findings:
         lines += [f"* {f.title}", *(f"    {step}" for step in f.fix.splitlines()), ""]
     if not diagnosis.findings:
         lines.append("No problem found.")
     if delta is not None:
-        lines += ["", format_delta(delta)]
+        lines += ["", *format_delta(delta).splitlines()]
     lines += ["", "The full report is the HTML part of this mail; CSV and JSON are attached."]
-    return "\n".join(_CONTROL.sub(" ", line) for line in lines) + "\n"
+    return "\n".join(safe_text(line, None) for line in lines) + "\n"
 
 
 def _attachment(files: Mapping[str, Path], name: str, fallback: str) -> bytes:
@@ -195,8 +196,9 @@ def _reason(e: BaseException) -> str:
 
 
 def _decode(raw: bytes | str) -> str:
+    """A relay's reply as one printable line (it reaches stderr)."""
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-    return " ".join(text.split())
+    return " ".join(safe_text(text, 500).split())
 
 
 def _open(settings: MailSettings) -> smtplib.SMTP:

@@ -1,7 +1,9 @@
 """Hosts the runner could not audit, and checks that could not run: the steps chosen by cause.
 
 A result from an older report has no cause: its status still says "could not
-log in" or "could not run", and the steps are the general ones.
+log in" or "could not run", and the steps are the general ones.  Login steps
+name the host's real address, port and user (``fleet.diagnose.commands``
+checks and quotes each).
 """
 
 from __future__ import annotations
@@ -9,17 +11,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fleet import causes
+from fleet.diagnose.commands import Fix, Port, Target, Word, ssh_options
 from fleet.diagnose.model import CHECK_ERROR, NOT_AUDITED, Finding
 from fleet.diagnose.observe import LOGIN_CAUSES, Fleet, reach_line
 from fleet.model import CheckResult, Status
 
 _SSH_AUTH = (
-    "ssh -o BatchMode=yes {address} true   # as ansible_user, with the inventory's key",
+    "ssh -o BatchMode=yes{ssh} {address} true   # with the inventory's key",
     "# check ansible_user and the key or password in the vault",
     "journalctl -u ssh --since today   # on the host: why it refused",
 )
 _SSH_HOST_KEY = (
-    "ssh-keyscan {address} | ssh-keygen -lf -   # the key the host shows now",
+    "ssh-keyscan{p} {address} | ssh-keygen -lf -   # the key the host shows now",
     "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub   # on the host's console",
 )
 _WINRM_CERTIFICATE = (
@@ -28,10 +31,10 @@ _WINRM_CERTIFICATE = (
 )
 _SSH_SILENT = (
     "ping -c 3 {address}   # from the runner",
-    "nc -vz {address} 22   # a firewall between the runner and the host?",
+    "nc -vz {address} {port}   # a firewall between the runner and the host?",
 )
 _WINRM_SILENT = (
-    "Test-NetConnection {address} -Port 5985   # from a Windows machine",
+    "Test-NetConnection {address} -Port {port}   # from a Windows machine",
     "# Windows Firewall must allow WinRM (Enable-PSRemoting adds the rule)",
 )
 _UNRESOLVED = (  # the runner's lookup, whatever the host runs
@@ -39,11 +42,12 @@ _UNRESOLVED = (  # the runner's lookup, whatever the host runs
     "# fix the DNS record, or set ansible_host to the address in the inventory",
 )
 
-# (cause, platform) -> the steps, ``{address}`` and ``{name}`` filled in.
+# (cause, platform) -> the steps: ``{address}``, ``{name}``, ``{port}`` filled in; ``{ssh}``
+# (ssh's -p/-l), ``{p}`` (-p), ``{known}`` (known_hosts' name), ``{wsport}`` (-Port) as needed.
 _LOGIN_FIX: dict[tuple[str, str], tuple[str, ...]] = {
     (causes.AUTH_REFUSED, "unix"): _SSH_AUTH,
     (causes.AUTH_REFUSED, "windows"): (
-        "Test-WSMan {address} -Authentication Negotiate -Credential (Get-Credential)",
+        "Test-WSMan {address}{wsport} -Authentication Negotiate -Credential (Get-Credential)",
         "# check ansible_user/ansible_password in the vault; is the account locked?",
     ),
     (causes.HOST_KEY_UNKNOWN, "unix"): (
@@ -52,8 +56,8 @@ _LOGIN_FIX: dict[tuple[str, str], tuple[str, ...]] = {
     ),
     (causes.HOST_KEY_CHANGED, "unix"): (
         *_SSH_HOST_KEY,
-        "# if they differ, find out why it changed before you trust it;",
-        "# once you know: ssh-keygen -R {address}, then add the new key to known_hosts",
+        "# if they differ, find out why it changed before you trust it; once you know:",
+        "ssh-keygen -R {known}   # then add the new key to known_hosts",
     ),
     (causes.CERTIFICATE_REJECTED, "windows"): _WINRM_CERTIFICATE,
     (causes.CERTIFICATE_REJECTED, "unix"): _WINRM_CERTIFICATE,
@@ -69,21 +73,21 @@ _LOGIN_FIX: dict[tuple[str, str], tuple[str, ...]] = {
     (causes.HOST_UNREACHABLE, "unix"): _SSH_SILENT,
     (causes.HOST_UNREACHABLE, "windows"): _WINRM_SILENT,
     (causes.LOGIN_TIMEOUT, "unix"): (
-        "ssh -v {address} true   # where does the login stall?",
+        "ssh -v{ssh} {address} true   # where does the login stall?",
         "# a slow reverse DNS lookup on the host stalls logins: UseDNS no in sshd_config",
     ),
     (causes.LOGIN_TIMEOUT, "windows"): (
-        "Test-WSMan {address} -Authentication Negotiate -Credential (Get-Credential)",
+        "Test-WSMan {address}{wsport} -Authentication Negotiate -Credential (Get-Credential)",
         "# a slow domain controller stalls Negotiate logins: nltest /sc_query:<domain> on the host",
     ),
     (causes.NAME_UNRESOLVED, "unix"): _UNRESOLVED,
     (causes.NAME_UNRESOLVED, "windows"): _UNRESOLVED,
     (causes.PROTOCOL_ERROR, "unix"): (
-        "nc {address} 22 </dev/null   # the banner must start with SSH-2.0",
+        "nc {address} {port} </dev/null   # the banner must start with SSH-2.0",
         "# check ansible_port: is something other than sshd listening there?",
     ),
     (causes.PROTOCOL_ERROR, "windows"): (
-        "Test-WSMan {address}   # is it WinRM that answers?",
+        "Test-WSMan {address}{wsport}   # is it WinRM that answers?",
         "# check ansible_port and ansible_winrm_scheme (http on 5985, https on 5986)",
     ),
     (causes.SERVICE_ERROR, "unix"): ("journalctl -u ssh --since today   # on the host",),
@@ -102,19 +106,46 @@ _LOGIN_FIX: dict[tuple[str, str], tuple[str, ...]] = {
 
 # No cause, or one without its own steps (an older report, a transport error).
 _LOGIN_GENERIC: dict[str, tuple[str, ...]] = {
-    "unix": ("ssh -v {address} true   # log in by hand as the runner would: why does it fail?",),
+    "unix": ("ssh -v{ssh} {address} true   # log in as the runner would: why does it fail?",),
     "windows": (
-        "Test-WSMan {address} -Authentication Negotiate -Credential (Get-Credential)"
+        "Test-WSMan {address}{wsport} -Authentication Negotiate -Credential (Get-Credential)"
         "   # log in by hand as the runner would",
     ),
 }
 
 
-def login_fix(cause: str, platform: str, name: str, address: str) -> str:
-    """The steps that fix a failed login of ``cause`` on a ``platform`` host."""
+_DEFAULT_PORT = {"unix": 22, "windows": 5985}
+
+
+def login_fix(
+    cause: str, platform: str, name: str, address: str, port: int | None = None, user: str = ""
+) -> Fix:
+    """The steps that fix a failed login of ``cause`` on a ``platform`` host, with the
+    host's address, login port and user."""
     kind = "windows" if platform == "windows" else "unix"
-    steps = _LOGIN_FIX.get((cause, kind), _LOGIN_GENERIC[kind])
-    return "\n".join(steps).format(name=name, address=address or name)
+    shown_port = port or _DEFAULT_PORT[kind]
+    custom = port not in (None, 22)
+    shapes = {  # parts of a step that depend on the port and user
+        "{ssh}": ssh_options(port, user),
+        "{p}": " -p {port}" if custom else "",
+        "{known}": "'[{address}]:{port}'" if custom else "{address}",
+        "{wsport}": " -Port {port}" if port is not None else "",
+    }
+    steps = []
+    for step in _LOGIN_FIX.get((cause, kind), _LOGIN_GENERIC[kind]):
+        for shape, part in shapes.items():
+            step = step.replace(shape, part)
+        steps.append(step)
+    fix = Fix()
+    values = {"address": Target(address or name), "name": Target(name)}
+    fix.steps(
+        "powershell" if kind == "windows" else "sh",
+        steps,
+        **values,
+        port=Port(shown_port),
+        user=Word(user),
+    )
+    return fix
 
 
 def not_audited_findings(fleet: Fleet, explained: set[str]) -> list[Finding]:
@@ -124,13 +155,18 @@ def not_audited_findings(fleet: Fleet, explained: set[str]) -> list[Finding]:
             continue
         host = fleet.hosts[name]
         why = causes.CAUSES.get(failed.cause, "could not log in")
+        fix = login_fix(failed.cause, host.platform, name, host.address, host.port, host.user)
         findings.append(
             Finding(
                 cause=NOT_AUDITED,
                 title=f"{name} was not audited: {why}",
                 hosts=(name,),
-                evidence=(f"{name} ({host.connection}): {failed.summary}", reach_line(fleet, name)),
-                fix=login_fix(failed.cause, host.platform, name, host.address),
+                evidence=(
+                    f"{name} ({host.connection}): {failed.summary}",
+                    reach_line(fleet, name),
+                    *fix.refused,
+                ),
+                fix=fix.text,
                 severity=Status.UNREACHABLE,
                 key=f"{NOT_AUDITED}:{name}",
             )
@@ -156,21 +192,57 @@ _GENERIC = (
     "# rerun the audit on this host, and report it if it happens again"
 )
 
-_CHECK_ERROR_FIX = {
-    causes.COMMAND_TIMEOUT: _OUT_OF_TIME,
-    causes.DEADLINE: _OUT_OF_TIME,
-    causes.INTERRUPTED: _STOPPED,
-    causes.TOOL_MISSING: _TOOL_MISSING,
-    causes.UNPARSED: _UNREADABLE,
-    causes.OUTPUT_LOST: _UNREADABLE,
-    causes.OUTPUT_TRUNCATED: _UNREADABLE,
+_NO_PYTHON = (
+    "# the SMTP probe found no way to talk SMTP on the host: it needs python3, or nc,\n"
+    "# bash (/dev/tcp) or openssl: install python3 (apt-get install python3-minimal,\n"
+    "# dnf install python3, apk add python3)"
+)
+_PING_CANNOT_RUN = (
+    "# the host's ping could not run: busybox ping needs root (raw sockets);\n"
+    "# run the audit as root, or install iputils-ping, which pings without root\n"
+    "sysctl net.ipv4.ping_group_range   # on the host: which groups may ping without root"
+)
+_NET_TOOLS = (
+    "# the host lacks the network tools the check reads: install iproute2 (ip),\n"
+    "# or net-tools (ifconfig, netstat) on hosts without it"
+)
+_WMI_BROKEN = (
+    "# Windows could not report its adapters (WMI/CIM, and the ipconfig fallback):\n"
+    "Get-CimInstance Win32_NetworkAdapterConfiguration   # on the host: does WMI answer?\n"
+    "winmgmt /verifyrepository   # is the WMI repository consistent?\n"
+    "Restart-Service Winmgmt -Force   # then rerun the audit on this host"
+)
+
+# (cause, check, platform), None matching any: the most specific key that matches wins.
+_CHECK_ERROR_FIX: dict[tuple[str, str | None, str | None], str] = {
+    (causes.COMMAND_TIMEOUT, None, None): _OUT_OF_TIME,
+    (causes.DEADLINE, None, None): _OUT_OF_TIME,
+    (causes.INTERRUPTED, None, None): _STOPPED,
+    (causes.TOOL_MISSING, None, None): _TOOL_MISSING,
+    (causes.TOOL_MISSING, "smtp", "unix"): _NO_PYTHON,
+    (causes.TOOL_MISSING, "ping", "unix"): _PING_CANNOT_RUN,
+    (causes.TOOL_MISSING, "binding", "unix"): _NET_TOOLS,
+    (causes.TOOL_MISSING, "ipconfig", "unix"): _NET_TOOLS,
+    (causes.TOOL_MISSING, "binding", "windows"): _WMI_BROKEN,
+    (causes.TOOL_MISSING, "ipconfig", "windows"): _WMI_BROKEN,
+    (causes.UNPARSED, None, None): _UNREADABLE,
+    (causes.OUTPUT_LOST, None, None): _UNREADABLE,
+    (causes.OUTPUT_TRUNCATED, None, None): _UNREADABLE,
 }
 
 
-def check_error_fix(errors: Sequence[CheckResult]) -> str:
-    """The steps that fit why the checks could not run, one paragraph per reason."""
-    fixes = dict.fromkeys(_CHECK_ERROR_FIX.get(r.cause, _GENERIC) for r in errors)
-    return "\n".join(fixes)
+def _check_error_steps(r: CheckResult, platform: str) -> str:
+    kind = "windows" if platform == "windows" else "unix"
+    for key in ((r.cause, r.check, kind), (r.cause, r.check, None), (r.cause, None, None)):
+        if key in _CHECK_ERROR_FIX:
+            return _CHECK_ERROR_FIX[key]
+    return _GENERIC
+
+
+def check_error_fix(errors: Sequence[CheckResult], platform: str = "unix") -> str:
+    """The steps that fit why the checks could not run (the cause, the check and the
+    platform; never the summary's words), one paragraph per reason."""
+    return "\n".join(dict.fromkeys(_check_error_steps(r, platform) for r in errors))
 
 
 def check_error_findings(fleet: Fleet) -> list[Finding]:
@@ -194,7 +266,7 @@ def check_error_findings(fleet: Fleet) -> list[Finding]:
                 evidence=tuple(
                     f"{r.check}{' -> ' + r.target if r.target else ''}: {r.summary}" for r in errors
                 ),
-                fix=check_error_fix(errors),
+                fix=check_error_fix(errors, host.platform),
                 severity=Status.ERROR,
                 key=f"{CHECK_ERROR}:{name}",
             )

@@ -7,6 +7,7 @@ or foreign report) count as "not observed" rather than as a guess.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -42,6 +43,18 @@ _OUTCOME_OF_CAUSE = {
 
 _NOT_RUN = (Status.ERROR, Status.SKIPPED, Status.UNREACHABLE)
 
+# What the runner's reach probe saw of a port, in the words evidence uses.
+REACH_OPEN, REACH_REFUSED, REACH_SILENT = "open", "refused", "no answer"
+_REACH_OF_CAUSE = {
+    causes.REFUSED: REACH_REFUSED,
+    causes.TIMEOUT: REACH_SILENT,
+    causes.UNREACHABLE: "unreachable",
+    causes.NAME_UNRESOLVED: "name not resolved",
+}
+_ANSWERED = (REACH_OPEN, REACH_REFUSED)
+# An SMTP probe that got a TCP connection, whatever its outcome.
+_CONNECTED_CAUSES = (causes.GREETING_TIMEOUT, causes.SLOW_GREETING)
+
 
 @dataclass(frozen=True)
 class Pair:
@@ -59,11 +72,17 @@ class Pair:
     address: str  # what the target resolved to on the source
     unresolved: bool  # the target's name does not resolve on the source
     status: Status
+    connected: bool = False  # port 25 took the connection (whatever came after)
 
     @property
     def answered(self) -> bool:
-        """The target showed it is alive: an echo reply, a TCP answer (even RST)."""
-        return self.ping is True or self.smtp in (SMTP_OK, SMTP_REFUSED, SMTP_BAD_GREETING)
+        """The target showed it is alive: an echo reply, a TCP answer (even RST), a
+        connection that then waited for its greeting."""
+        return (
+            self.ping is True
+            or self.connected
+            or self.smtp in (SMTP_OK, SMTP_REFUSED, SMTP_BAD_GREETING)
+        )
 
     @property
     def silent(self) -> bool:
@@ -80,7 +99,7 @@ class Fleet:
     audited: frozenset[str]  # hosts the runner logged into and audited
     logins: dict[str, CheckResult]  # host -> the result that says why it was not audited
     pairs: dict[tuple[str, str], Pair]
-    reach: dict[str, dict[int, bool]]  # host -> runner-side port -> open
+    reach: dict[str, dict[int, str]]  # host -> runner-side port -> one of REACH_SEEN
     _by_source: dict[str, list[Pair]] = field(init=False, repr=False, compare=False)
     _by_target: dict[str, list[Pair]] = field(init=False, repr=False, compare=False)
 
@@ -107,8 +126,8 @@ class Fleet:
     def runner_reaches(self, host: str) -> bool | None:
         """Can the runner reach ``host``?  None when nothing says either way."""
         ports = self.reach.get(host, {})
-        if host in self.audited or any(ports.values()):
-            return True  # logging in proves the path
+        if host in self.audited or any(seen in _ANSWERED for seen in ports.values()):
+            return True  # logging in proves the path, and so does an answer (even RST)
         if ports:
             return False
         return None
@@ -165,6 +184,24 @@ def netconfig(host: HostResult) -> NetConfig | None:
     return None
 
 
+def host_ip(fleet: Fleet, name: str) -> str:
+    """``name``'s IP address: its inventory address when that is one, else the first
+    address it reported (not loopback, not APIPA); "" when neither is known."""
+    host = fleet.hosts.get(name)
+    if host is None:
+        return ""
+    try:
+        return str(ipaddress.ip_address(host.address))
+    except ValueError:
+        pass
+    config = netconfig(host)
+    for iface in config.interfaces if config else ():
+        for a in iface.ipv4 if not iface.loopback else ():
+            if not a.address.startswith(("127.", "169.254.", "0.")):
+                return a.address
+    return ""
+
+
 def _observed(r: CheckResult) -> bool:
     return r.status not in _NOT_RUN and r.cause not in NOT_AUDITED
 
@@ -183,6 +220,7 @@ class _Smtp:
     greeting: str = ""
     greeting_code: int | None = None
     address: str = ""
+    connected: bool = False
 
 
 def _ping_seen(r: CheckResult) -> _Ping:
@@ -203,20 +241,27 @@ def _ping_seen(r: CheckResult) -> _Ping:
 def _smtp_seen(r: CheckResult) -> _Smtp:
     if not _observed(r):
         return _Smtp(None, r.summary)
-    by_status = SMTP_OK if r.status is Status.OK else _OUTCOME_OF_CAUSE.get(r.cause, SMTP_ERROR)
+    slow = r.cause == causes.SLOW_GREETING  # a greeting that came late came: never "down"
+    ok = r.status is Status.OK or slow
+    by_status = SMTP_OK if ok else _OUTCOME_OF_CAUSE.get(r.cause, SMTP_ERROR)
+    connected = r.cause in _CONNECTED_CAUSES
     try:
         probe = smtp_probe_from(r.facts)
     except ValueError:
-        return _Smtp(by_status, r.summary)
+        return _Smtp(by_status, r.summary, connected=connected)
     greeting = probe.greeting[0] if probe.greeting else ""
     if not greeting and probe.greeting_code:
         greeting = str(probe.greeting_code)
+    outcome = probe.outcome or by_status
+    if slow and outcome != SMTP_BAD_GREETING:
+        outcome = SMTP_OK
     return _Smtp(
-        probe.outcome or by_status,
+        outcome,
         probe.error or r.summary,
         greeting,
         probe.greeting_code,
         probe.address,
+        connected or probe.connect_ms is not None or probe.greeting_code is not None,
     )
 
 
@@ -271,6 +316,7 @@ def _make_pair(
         address=address,
         unresolved=unresolved,
         status=max((r.status for r in found.values()), key=lambda s: s.severity),
+        connected=smtp.connected,
     )
 
 
@@ -284,17 +330,24 @@ def _reach_port(r: CheckResult) -> int | None:
     return None
 
 
-def _collect_reach(hosts: Iterable[HostResult]) -> dict[str, dict[int, bool]]:
-    reach: dict[str, dict[int, bool]] = {}
+def _reach_seen(r: CheckResult) -> str:
+    """What the runner saw of a port: by the probe's outcome, its cause, else its status."""
+    outcome = r.facts.get("outcome")
+    if outcome == "open" or r.facts.get("open") is True or r.status is Status.OK:
+        return REACH_OPEN
+    if outcome == "refused":
+        return REACH_REFUSED
+    return _REACH_OF_CAUSE.get(r.cause, REACH_SILENT)
+
+
+def _collect_reach(hosts: Iterable[HostResult]) -> dict[str, dict[int, str]]:
+    reach: dict[str, dict[int, str]] = {}
     for host in hosts:
         for r in results(host, "reach"):
             port = _reach_port(r)
             if port is None or r.status in (Status.ERROR, Status.SKIPPED):
                 continue
-            is_open = r.facts.get("open")
-            reach.setdefault(host.host, {})[port] = (
-                is_open if isinstance(is_open, bool) else r.status is Status.OK
-            )
+            reach.setdefault(host.host, {})[port] = _reach_seen(r)
     return reach
 
 
@@ -320,7 +373,5 @@ def reach_line(fleet: Fleet, host: str) -> str:
         if host not in fleet.hosts:
             return f"runner -> {host}: not probed (not in the inventory)"
         return f"runner -> {host}: no reach check"
-    shown = ", ".join(
-        f"port {p} {'open' if ok else 'no answer'}" for p, ok in sorted(ports.items())
-    )
+    shown = ", ".join(f"port {p} {seen}" for p, seen in sorted(ports.items()))
     return f"runner -> {host}: {shown}"

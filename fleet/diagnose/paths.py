@@ -8,8 +8,9 @@ own reach probe tells "down" from "cut off from its peers".
 from __future__ import annotations
 
 from fleet.checks.facts import SMTP_BAD_GREETING, SMTP_ERROR, SMTP_REFUSED, SMTP_TIMEOUT
+from fleet.diagnose.commands import Address, Fix, Note, Target
 from fleet.diagnose.model import HOST_DOWN, MAIL_SERVICE, NETWORK_PATH, ONE_SIDED, Finding
-from fleet.diagnose.observe import Fleet, Pair, pair_line, reach_line
+from fleet.diagnose.observe import Fleet, Pair, host_ip, pair_line, reach_line
 from fleet.model import Status
 
 
@@ -27,7 +28,7 @@ def silent_target_findings(fleet: Fleet, broken_sources: set[str]) -> list[Findi
         if target.startswith("gateway of "):
             continue  # no gateway at all: the host's ipconfig result says so
         if target.startswith("gateway "):
-            findings.append(_gateway_finding(target, tried, evidence))
+            findings.append(_gateway_finding(fleet, target, tried, evidence))
         elif fleet.runner_reaches(target):
             findings.append(_path_finding(fleet, target, tried, evidence))
         else:
@@ -35,44 +36,50 @@ def silent_target_findings(fleet: Fleet, broken_sources: set[str]) -> list[Findi
     return findings
 
 
-def _gateway_finding(target: str, tried: list[Pair], evidence: tuple[str, ...]) -> Finding:
+def _gateway_finding(
+    fleet: Fleet, target: str, tried: list[Pair], evidence: tuple[str, ...]
+) -> Finding:
     """A default gateway that answers no ping: down, or (often) filtering ICMP."""
-    address = target.removeprefix("gateway ")
+    gateway = Address(tried[0].address or target.removeprefix("gateway "))
+    source = Note(tried[0].source)
     sources = ", ".join(sorted({p.source for p in tried}))
-    fix = "\n".join(
-        [
-            f"ip neigh show {address}   # on {tried[0].source}: does the gateway answer ARP?",
-            f"ping -c 3 {address}   # many routers and clouds filter ICMP: if the peers",
-            "# and the mail relay are reachable, this is a filter, not an outage",
-            f"Test-NetConnection {address} -TraceRoute   # from a Windows host",
-        ]
-    )
+    fix = Fix()
+    if fleet.platform(tried[0].source) == "windows":
+        fix.ps("Get-NetNeighbor -IPAddress {gw}   # on {src}: does the gateway answer ARP?",
+               gw=gateway, src=source)  # fmt: skip
+        fix.ps("Test-NetConnection {gw} -TraceRoute   # many routers and clouds filter ICMP",
+               gw=gateway)  # fmt: skip
+    else:
+        fix.sh("ip neigh show {gw}   # on {src}: does the gateway answer ARP?",
+               gw=gateway, src=source)  # fmt: skip
+        fix.sh("ping -c 3 {gw}   # many routers and clouds filter ICMP", gw=gateway)
+    fix.note("if the peers and the mail relay are reachable, this is a filter, not an outage")
     return Finding(
         cause=NETWORK_PATH,
         title=f"{target} does not answer ping from {sources} (down, or ICMP filtered)",
         hosts=tuple(sorted({p.source for p in tried})),
-        evidence=evidence,
-        fix=fix,
+        evidence=(*evidence, *fix.refused),
+        fix=fix.text,
         severity=Status.WARN,
         key=f"{NETWORK_PATH}:{target}",
     )
 
 
 def _down_finding(fleet: Fleet, target: str, evidence: tuple[str, ...]) -> Finding:
-    link = "Get-NetAdapter" if fleet.platform(target) == "windows" else "ip -br link"
-    fix = "\n".join(
-        [
-            f"ping -c 3 {target}   # from the runner: no answer means down or cut off",
-            "# power and network link: the hypervisor or the server's console",
-            f"{link}   # on {target}'s console: is the adapter up?",
-        ]
-    )
+    fix = Fix()
+    where = fleet.hosts[target].address if target in fleet.hosts else target
+    fix.sh("ping -c 3 {t}   # from the runner: no answer means down or cut off", t=Target(where))
+    fix.note("power and network link: the hypervisor or the server's console")
+    if fleet.platform(target) == "windows":
+        fix.ps("Get-NetAdapter   # on {t}'s console: is the adapter up?", t=Note(target))
+    else:
+        fix.sh("ip -br link   # on {t}'s console: is the adapter up?", t=Note(target))
     return Finding(
         cause=HOST_DOWN,
         title=f"{target} answers nobody: down or disconnected",
         hosts=(target,),
-        evidence=evidence,
-        fix=fix,
+        evidence=(*evidence, *fix.refused),
+        fix=fix.text,
         severity=Status.FAIL,
         key=f"{HOST_DOWN}:{target}",
     )
@@ -81,25 +88,30 @@ def _down_finding(fleet: Fleet, target: str, evidence: tuple[str, ...]) -> Findi
 def _path_finding(
     fleet: Fleet, target: str, tried: list[Pair], evidence: tuple[str, ...]
 ) -> Finding:
-    peer_addr = tried[0].address or tried[0].source
+    source = tried[0].source
+    peer = Address(host_ip(fleet, source)), Note(source)
+    fix = Fix()
     if fleet.platform(target) == "windows":
-        fix = [
-            "Get-NetFirewallProfile   # on the target: which profile is active, inbound default?",
-            "Get-NetFirewallRule -Enabled True -Direction Inbound | Select DisplayName, Action",
-            f"Find-NetRoute -RemoteIPAddress {peer_addr}   # a route back to the peer?",
-        ]
+        fix.ps(
+            "Get-NetFirewallProfile   # on the target: which profile is active, inbound default?"
+        )
+        fix.ps("Get-NetFirewallRule -Enabled True -Direction Inbound | Select DisplayName, Action")
+        back = fix.ps("Find-NetRoute -RemoteIPAddress {ip}   # a route back to {peer}?",
+                      ip=peer[0], peer=peer[1])  # fmt: skip
     else:
-        fix = [
-            "nft list ruleset   # on the target: a rule dropping the peers?",
-            f"ip route get {peer_addr}   # on the target: a route back to the peer?",
-        ]
-    fix.append(f"tracepath {target}   # from {tried[0].source}: where does the path stop?")
+        fix.sh("nft list ruleset   # on the target: a rule dropping the peers?")
+        back = fix.sh("ip route get {ip}   # on the target: a route back to {peer}?",
+                      ip=peer[0], peer=peer[1])  # fmt: skip
+    if not back:
+        fix.note("on the target: is there a route back to {peer}?", peer=peer[1])
+    fix.sh("tracepath {t}   # from {src}: where does the path stop?",
+           t=Target(tried[0].label), src=peer[1])  # fmt: skip
     return Finding(
         cause=NETWORK_PATH,
         title=f"{target} is up (the runner reaches it) but its peers cannot reach it",
         hosts=(target,),
-        evidence=evidence,
-        fix="\n".join(fix),
+        evidence=(*evidence, *fix.refused),
+        fix=fix.text,
         severity=Status.FAIL,
         key=f"{NETWORK_PATH}:{target}",
     )
@@ -109,6 +121,8 @@ def mail_problem(p: Pair) -> str:
     """Which way port 25 fails on a live target, '' when it does not."""
     if p.smtp == SMTP_REFUSED:
         return "port 25 refused"
+    if p.smtp == SMTP_TIMEOUT and p.connected:
+        return "no greeting on port 25"
     if p.smtp == SMTP_TIMEOUT and p.ping is True:
         return "port 25 silent"
     if p.smtp == SMTP_BAD_GREETING:
@@ -118,22 +132,24 @@ def mail_problem(p: Pair) -> str:
     return ""
 
 
-def _mail_fix(fleet: Fleet, target: str, source: str, bad_greeting: bool) -> str:
-    lines = []
-    if fleet.platform(source) == "windows":
-        lines.append(f"Test-NetConnection {target} -Port 25   # from {source}")
+def _mail_fix(fleet: Fleet, target: str, seen: Pair, bad_greeting: bool) -> Fix:
+    """From the source, the target as the source named it; then on the target."""
+    fix = Fix()
+    t, source = Target(seen.label), Note(seen.source)
+    if fleet.platform(seen.source) == "windows":
+        fix.ps("Test-NetConnection {t} -Port 25   # from {src}", t=t, src=source)
     else:
-        lines.append(f"nc -vz {target} 25   # from {source}")
-        lines.append(f"swaks --server {target} --quit-after EHLO   # the whole greeting")
+        fix.sh("nc -vz {t} 25   # from {src}", t=t, src=source)
+        fix.sh("swaks --server {t} --quit-after EHLO   # the whole greeting", t=t)
     if fleet.platform(target) == "windows":
-        lines.append("Get-Service MSExchangeFrontEndTransport, SMTPSVC   # on the target")
-        lines.append("Get-NetTCPConnection -LocalPort 25 -State Listen")
+        fix.ps("Get-Service MSExchangeFrontEndTransport, SMTPSVC   # on the target")
+        fix.ps("Get-NetTCPConnection -LocalPort 25 -State Listen")
     else:
-        lines.append("systemctl status postfix   # on the target")
-        lines.append("ss -ltn 'sport = :25'   # is anything listening?")
+        fix.sh("systemctl status postfix   # on the target")
+        fix.sh("ss -ltn 'sport = :25'   # is anything listening?")
         if bad_greeting:
-            lines.append("journalctl -u postfix --since today   # why it turns clients away")
-    return "\n".join(lines)
+            fix.sh("journalctl -u postfix --since today   # why it turns clients away")
+    return fix
 
 
 def mail_findings(fleet: Fleet) -> list[Finding]:
@@ -150,13 +166,14 @@ def mail_findings(fleet: Fleet) -> list[Finding]:
         evidence = [pair_line(p) for p, _ in seen]
         if fleet.reach.get(target, {}).get(25) is not None:
             evidence.append(reach_line(fleet, target))
+        fix = _mail_fix(fleet, target, seen[0][0], bad_greeting)
         findings.append(
             Finding(
                 cause=MAIL_SERVICE,
                 title=f"{target}: {' / '.join(problems)} (seen from {sources})",
                 hosts=(target,),
-                evidence=tuple(evidence),
-                fix=_mail_fix(fleet, target, seen[0][0].source, bad_greeting),
+                evidence=(*evidence, *fix.refused),
+                fix=fix.text,
                 severity=Status.FAIL,
                 key=f"{MAIL_SERVICE}:{target}",
             )
@@ -172,19 +189,21 @@ def one_sided_findings(fleet: Fleet, explained: set[str]) -> list[Finding]:
             continue
         if b in explained or a in explained:
             continue
-        addr_a = fleet.hosts[a].address if a in fleet.hosts else a
+        fix = Fix()
+        ip, on_b = Address(host_ip(fleet, a) or back.address), Note(b)
         if fleet.platform(b) == "windows":
-            fix = f"Find-NetRoute -RemoteIPAddress {addr_a}   # on {b}: the route back"
+            fix.ps("Find-NetRoute -RemoteIPAddress {ip}   # on {b}: the route back", ip=ip, b=on_b)
         else:
-            fix = f"ip route get {addr_a}   # on {b}: the route back"
-        fix += f"\n# on {a}: a firewall rule dropping {b}? (nft list ruleset / Get-NetFirewallRule)"
+            fix.sh("ip route get {ip}   # on {b}: the route back", ip=ip, b=on_b)
+        fix.note("on {a}: a firewall rule dropping {b}? (nft list ruleset / Get-NetFirewallRule)",
+                 a=Note(a), b=on_b)  # fmt: skip
         findings.append(
             Finding(
                 cause=ONE_SIDED,
                 title=f"{a} reaches {b}, but {b} does not reach {a}",
                 hosts=(b, a),
-                evidence=(pair_line(forward), pair_line(back)),
-                fix=fix,
+                evidence=(pair_line(forward), pair_line(back), *fix.refused),
+                fix=fix.text,
                 severity=Status.FAIL,
                 key=f"{ONE_SIDED}:{b}->{a}",
             )

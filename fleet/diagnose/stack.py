@@ -6,8 +6,9 @@ import ipaddress
 
 from fleet import causes
 from fleet.checks.facts import NetConfig
+from fleet.diagnose.commands import Address, Fix, Target, Value, Word
 from fleet.diagnose.model import DUPLICATE_ADDRESS, LOCAL_STACK, Finding
-from fleet.diagnose.observe import Fleet, netconfig, pair_line
+from fleet.diagnose.observe import Fleet, Pair, netconfig, pair_line
 from fleet.model import HostResult, Status
 
 # Binding failures that mean TCP/IP itself is off an adapter (an older report: any binding failure).
@@ -88,34 +89,46 @@ def _isolated(fleet: Fleet, host: str) -> list[str]:
     ]
 
 
-def _stack_fix(fleet: Fleet, host: HostResult) -> str:
-    peer = next((p.label for p in fleet.pairs_from(host.host)), "mx2")
+def _destination(p: Pair) -> Value | None:
+    """What a source's command names a peer by: a gateway by its address, else the
+    target as the playbook wrote it; None for a gateway the host does not have."""
+    if p.label.startswith("gateway "):
+        return Address(p.address or p.label.removeprefix("gateway ")) if p.address else None
+    if p.label.startswith("gateway of "):
+        return None
+    return Target(p.label)
+
+
+def _stack_fix(fleet: Fleet, host: HostResult) -> Fix:
+    pairs = fleet.pairs_from(host.host)
+    peer = next((d for p in pairs if (d := _destination(p)) is not None), None)
+    unresolved = next((p for p in pairs if p.unresolved), None)
+    fix = Fix()
     if host.platform == "windows":
         adapters = _unbound_adapters(netconfig(host))
         unbound = any(
             r.check == "binding" and r.status is Status.FAIL and r.cause in _UNBOUND
             for r in host.results
         )
+        fix.ps("Get-NetAdapterBinding -ComponentID ms_tcpip   # TCP/IP bound on each adapter?")
+        for name in adapters:
+            fix.ps("Enable-NetAdapterBinding -Name {a} -ComponentID ms_tcpip", a=Word(name))
         if not adapters and unbound:
-            adapters = ["<adapter>"]
-        lines = ["Get-NetAdapterBinding -ComponentID ms_tcpip   # TCP/IP bound on each adapter?"]
-        lines += [f'Enable-NetAdapterBinding -Name "{a}" -ComponentID ms_tcpip' for a in adapters]
-        lines += [
-            "Get-NetIPConfiguration   # address, mask, gateway, DNS",
-            "ipconfig /renew   # when DHCP left a 169.254.x.x address",
-            f"Test-NetConnection {peer} -Port 25",
-        ]
+            fix.note("then: Enable-NetAdapterBinding -Name <adapter> -ComponentID ms_tcpip")
+        fix.ps("Get-NetIPConfiguration   # address, mask, gateway, DNS")
+        fix.ps("ipconfig /renew   # when DHCP left a 169.254.x.x address")
+        if peer is not None:
+            fix.ps("Test-NetConnection {peer} -Port 25", peer=peer)
+        if unresolved is not None:
+            fix.ps("Resolve-DnsName {name}", name=Target(unresolved.label))
     else:
-        lines = [
-            "ip -br addr   # an interface UP with a global IPv4 address?",
-            "ip route   # a default route via the gateway?",
-            f"ping -c 3 {peer}",
-        ]
-    if any(p.unresolved for p in fleet.pairs_from(host.host)):
-        lines.append(
-            f"Resolve-DnsName {peer}" if host.platform == "windows" else f"getent hosts {peer}"
-        )
-    return "\n".join(lines)
+        fix.sh("ip -br addr   # an interface UP with a global IPv4 address?")
+        fix.sh("ip route   # a default route via the gateway?")
+        if peer is not None:
+            fix.sh("ping -c 3 {peer}", peer=peer)
+        if unresolved is not None:
+            fix.sh("getent hosts {name}", name=Target(unresolved.label))
+    return fix
 
 
 def _stack_reasons(fleet: Fleet, host: HostResult) -> list[str]:
@@ -141,13 +154,14 @@ def local_stack_findings(fleet: Fleet) -> list[Finding]:
         reasons = _stack_reasons(fleet, host)
         if not reasons:
             continue
+        fix = _stack_fix(fleet, host)
         findings.append(
             Finding(
                 cause=LOCAL_STACK,
                 title=f"{name}: its own TCP/IP configuration is at fault",
                 hosts=(name,),
-                evidence=tuple(reasons),
-                fix=_stack_fix(fleet, host),
+                evidence=(*reasons, *fix.refused),
+                fix=fix.text,
                 severity=Status.FAIL,
                 key=f"{LOCAL_STACK}:{name}",
             )
@@ -177,21 +191,18 @@ def duplicate_findings(fleet: Fleet) -> list[Finding]:
     for address, hosts in sorted(owners.items()):
         if len(hosts) < 2:
             continue
-        fix = "\n".join(
-            [
-                f"ip neigh show {address}   # Linux: which MAC answers for it?",
-                f"arping -D -c 2 {address}   # Linux: more than one reply = duplicate",
-                f"Get-NetIPAddress -IPAddress {address}   # Windows: AddressState Duplicate?",
-                "# then change the static address, or the DHCP reservation, of one of them",
-            ]
-        )
+        fix, ip = Fix(), Address(address)
+        fix.sh("ip neigh show {ip}   # Linux: which MAC answers for it?", ip=ip)
+        fix.sh("arping -D -c 2 {ip}   # Linux: more than one reply = duplicate", ip=ip)
+        fix.ps("Get-NetIPAddress -IPAddress {ip}   # Windows: AddressState Duplicate?", ip=ip)
+        fix.note("then change the static address, or the DHCP reservation, of one of them")
         findings.append(
             Finding(
                 cause=DUPLICATE_ADDRESS,
                 title=f"{address} is configured on {len(hosts)} hosts: {', '.join(hosts)}",
                 hosts=tuple(hosts),
-                evidence=tuple(f"{h} has {address}" for h in hosts),
-                fix=fix,
+                evidence=(*(f"{h} has {address}" for h in hosts), *fix.refused),
+                fix=fix.text,
                 severity=Status.FAIL,
                 key=f"{DUPLICATE_ADDRESS}:{address}",
             )

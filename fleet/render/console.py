@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from fleet.model import CheckResult, HostResult, RunResult, Status, worst
-
-# C0/C1 control characters and ANSI escape sequences: a host must not be able to
-# move the cursor, change colours or clear the operator's terminal.
-_UNSAFE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+from fleet.text import safe_text  # a host must not drive the operator's terminal
 
 _COLOURS = {
     Status.OK: "32",
@@ -19,12 +15,6 @@ _COLOURS = {
     Status.UNREACHABLE: "31;1",
     Status.SKIPPED: "2",
 }
-
-
-def safe_text(text: object, limit: int = 160) -> str:
-    """One printable line: controls removed, newlines folded, length bounded."""
-    line = _UNSAFE.sub("", str(text).replace("\r", " ").replace("\n", " ").replace("\t", " "))
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _reason(results: Sequence[CheckResult]) -> str:

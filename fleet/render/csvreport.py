@@ -2,7 +2,8 @@
 
 Host text can start with ``=``, ``+``, ``-`` or ``@``, which Excel and
 LibreOffice would run as a formula (CSV injection); such cells get a leading
-apostrophe, the neutralisation OWASP recommends.
+apostrophe, the neutralisation OWASP recommends.  Control characters and
+terminal escapes are removed first (``fleet.text``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import csv
 import io
 
 from fleet.model import RunResult
+from fleet.text import clean
 
 COLUMNS = (
     "host",
@@ -24,11 +26,13 @@ COLUMNS = (
 )
 
 # A spreadsheet treats a cell starting with any of these as a formula.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
 def neutralise(cell: str) -> str:
-    """``cell`` made inert for spreadsheets: a leading apostrophe before formula starts."""
+    """``cell`` made inert for spreadsheets and terminals: controls removed, a leading
+    apostrophe before formula starts."""
+    cell = clean(cell)
     return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell
 
 

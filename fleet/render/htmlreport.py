@@ -3,8 +3,9 @@
 Findings come first (grouped by cause, each with its fix), then the host x check
 table, the connectivity matrix and every host's details with the raw evidence
 folded away.  Inline CSS only: no JavaScript, no external fetch (a
-Content-Security-Policy says so to the browser too).  Jinja2 autoescapes every
-value, so whatever a host printed shows as text.
+Content-Security-Policy says so to the browser too).  Every value the template
+prints loses its control characters (``fleet.text``) and is autoescaped,
+so whatever a host printed shows as plain text.
 
 ``report_view`` turns a RunResult into plain data for the template; it is pure
 and is what the tests look at when they want more than the final markup.
@@ -19,10 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import jinja2
+import markupsafe
 
 from fleet.changes import Delta, inventory_label
 from fleet.diagnose import CAUSES, Diagnosis, PairVerdict, diagnose
 from fleet.model import CheckResult, HostResult, RunResult, Status, worst
+from fleet.text import clean
 
 # Checks in the order of the KB's procedure; others follow in the order met.
 CHECK_ORDER = ("binding", "ipconfig", "ping", "smtp", "reach")
@@ -213,10 +216,19 @@ def report_view(
     }
 
 
+def _shown(value: Any) -> Any:
+    """Every printed value, before escaping: text without controls; the template's own
+    markup (``|safe``) as it is."""
+    if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
+        return clean(value)
+    return value
+
+
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.PackageLoader("fleet.render", "templates"),
         autoescape=True,  # every host value is untrusted text
+        finalize=_shown,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

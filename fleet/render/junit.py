@@ -2,8 +2,9 @@
 
 One ``testsuite`` per host, one ``testcase`` per host x check (x target):
 ``fail`` is a <failure>, ``error`` and ``unreachable`` are <error>s, ``skipped``
-is <skipped/>; ``warn`` passes with its reason in <system-out>.  XML 1.0 cannot
-carry most control characters even escaped, so they are removed from host text.
+is <skipped/>; ``warn`` passes with its reason in <system-out>.  Host text loses
+its control characters and terminal escapes (``fleet.text``), and whatever
+else XML 1.0 cannot carry even escaped.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 import xml.etree.ElementTree as ET
 
 from fleet.model import CheckResult, HostResult, RunResult, Status
+from fleet.text import clean
 
 # Characters XML 1.0 does not allow at all (escaping does not help): the complement of
 # its Char production (#x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-
@@ -25,6 +27,11 @@ def xml_text(text: str) -> str:
     return _NOT_XML.sub("", text)
 
 
+def _text(text: str) -> str:
+    """Host text for the report: clean, then fit for XML."""
+    return xml_text(clean(text))
+
+
 def _case_name(r: CheckResult) -> str:
     return f"{r.check} -> {r.target}" if r.target else r.check
 
@@ -33,12 +40,12 @@ def _testcase(parent: ET.Element, h: HostResult, r: CheckResult) -> None:
     case = ET.SubElement(
         parent,
         "testcase",
-        name=xml_text(_case_name(r)),
-        classname=xml_text(f"fleet.{h.host}"),
+        name=_text(_case_name(r)),
+        classname=_text(f"fleet.{h.host}"),
         time=f"{r.duration:.3f}",
     )
-    message = xml_text(r.summary)
-    detail = xml_text(r.evidence)
+    message = _text(r.summary)
+    detail = _text(r.evidence)
     if r.status is Status.FAIL:
         ET.SubElement(case, "failure", message=message, type="fail").text = detail or message
     elif r.status in (Status.ERROR, Status.UNREACHABLE):
@@ -55,18 +62,18 @@ def _testsuite(parent: ET.Element, run: RunResult, h: HostResult) -> None:
     suite = ET.SubElement(
         parent,
         "testsuite",
-        name=xml_text(h.host),
-        hostname=xml_text(h.address),
+        name=_text(h.host),
+        hostname=_text(h.address),
         tests=str(len(statuses)),
         failures=str(statuses.count(Status.FAIL)),
         errors=str(statuses.count(Status.ERROR) + statuses.count(Status.UNREACHABLE)),
         skipped=str(statuses.count(Status.SKIPPED)),
         time=f"{h.duration:.3f}",
-        timestamp=xml_text(run.started),
+        timestamp=_text(run.started),
     )
     props = ET.SubElement(suite, "properties")
     for name, value in (("platform", h.platform), ("connection", h.connection)):
-        ET.SubElement(props, "property", name=name, value=xml_text(value))
+        ET.SubElement(props, "property", name=name, value=_text(value))
     for r in h.results:
         _testcase(suite, h, r)
 
@@ -76,7 +83,7 @@ def render_junit(run: RunResult) -> str:
     counts = run.counts()
     root = ET.Element(
         "testsuites",
-        name=xml_text(f"fleet {run.inventory}"),
+        name=_text(f"fleet {run.inventory}"),
         tests=str(sum(counts.values())),
         failures=str(counts["fail"]),
         errors=str(counts["error"] + counts["unreachable"]),

@@ -41,6 +41,7 @@ from fleet import causes
 from fleet.errors import CommandTimeout, TransportError
 from fleet.model import CommandResult
 from fleet.plan import HostPlan, RunOptions
+from fleet.text import safe_text
 from fleet.transports import sshcommon
 from fleet.transports._io import WATCHDOG, CappedBuffer, sh_result
 from fleet.transports.base import AuditContext
@@ -108,7 +109,7 @@ class Libssh2Transport(sshcommon.SshTransport):
                 if greeted:
                     raise sshcommon.stalled(s, phase) from exc
                 raise sshcommon.no_greeting(s) from exc
-            raise self._translate(exc) from exc
+            raise self._translate(exc, session) from exc
         finally:
             watchdog.cancel()
         if expired.is_set():  # done just as the budget ran out: the socket is shut
@@ -187,10 +188,10 @@ class Libssh2Transport(sshcommon.SshTransport):
                 return
         raise sshcommon.auth_refused(self.settings)
 
-    def _translate(self, exc: BaseException) -> TransportError:
+    def _translate(self, exc: BaseException, session: Session | None = None) -> TransportError:
         if isinstance(exc, (TransportError, OSError)):
             return sshcommon.translate(exc, self.settings)
-        reason = _reason(exc)
+        reason = _reason(exc, session)
         if isinstance(exc, (ssh2_errors.SocketDisconnectError, ssh2_errors.BannerRecvError)):
             return sshcommon.closed_early(self.settings, reason)
         return sshcommon.negotiation_failed(self.settings, reason)
@@ -230,7 +231,8 @@ class Libssh2Transport(sshcommon.SshTransport):
             if isinstance(exc, ssh2_errors.Timeout):
                 raise CommandTimeout(timeout, io.out.getvalue()) from exc
             raise TransportError(
-                f"the command's connection failed: {_reason(exc)}", cause=causes.TRANSPORT_ERROR
+                f"the command's connection failed: {_reason(exc, session)}",
+                cause=causes.TRANSPORT_ERROR,
             ) from exc
         session.set_blocking(True)
         return sh_result(status, io.out, io.err, started)
@@ -290,9 +292,48 @@ def _poll(sock: socket.socket, events: int, seconds: float) -> bool:
     return bool(waiter.poll(max(0, math.ceil(seconds * 1000))))
 
 
-def _reason(exc: BaseException) -> str:
-    """ssh2-python's exceptions often carry no message: then their class name."""
-    return str(exc) or type(exc).__name__
+# What failed, for ssh2-python's exceptions (which often carry no message at all); the
+# first class ``exc`` is an instance of wins, so subclasses come before their bases.
+_WHAT_FAILED: tuple[tuple[type[BaseException], str], ...] = (
+    (ssh2_errors.BannerRecvError, "no SSH banner came back (not sshd, or it hung up)"),
+    (ssh2_errors.BannerSendError, "the SSH banner could not be sent"),
+    (ssh2_errors.KexFailureError, "the key exchange failed (no algorithm in common?)"),
+    (ssh2_errors.KeyExchangeError, "the key exchange failed (no algorithm in common?)"),
+    (ssh2_errors.AlgoUnsupportedError, "no algorithm in common with the host"),
+    (ssh2_errors.MethodNotSupported, "no method in common with the host"),
+    (ssh2_errors.HostkeyInitError, "the host key could not be read"),
+    (ssh2_errors.SessionHostKeyError, "the host key could not be read"),
+    (ssh2_errors.HostkeySignError, "the host key's signature did not verify"),
+    (ssh2_errors.DecryptError, "the host's packets did not decrypt (corrupted stream)"),
+    (ssh2_errors.InvalidMACError, "a packet failed its integrity check (corrupted stream)"),
+    (ssh2_errors.MacFailureError, "a packet failed its integrity check (corrupted stream)"),
+    (ssh2_errors.KeyfileAuthFailedError, "the private key was refused or could not be read"),
+    (ssh2_errors.PublicKeyError, "the private key could not be used (wrong passphrase?)"),
+    (ssh2_errors.FileError, "the private key file could not be used (wrong passphrase?)"),
+    (ssh2_errors.PasswordExpiredError, "the account's password has expired"),
+    (ssh2_errors.AuthenticationError, "authentication failed"),
+    (ssh2_errors.SocketDisconnectError, "the host closed the connection"),
+    (ssh2_errors.SocketRecvError, "reading from the connection failed"),
+    (ssh2_errors.SocketSendError, "writing to the connection failed"),
+    (ssh2_errors.ChannelRequestDenied, "the host refused to run the command"),
+    (ssh2_errors.ChannelFailure, "the host refused to open a channel"),
+    (ssh2_errors.ChannelError, "the command's channel failed"),
+    (ssh2_errors.ProtocolError, "the host broke the SSH protocol"),
+    (ssh2_errors.SocketTimeout, "the connection timed out"),
+    (ssh2_errors.Timeout, "the connection timed out"),
+)
+
+
+def _reason(exc: BaseException, session: Session | None = None) -> str:
+    """What failed, in words, with libssh2's own message when it has one: ssh2-python's
+    exceptions often carry none (a bare "SSH2Error" says nothing)."""
+    what = next((text for cls, text in _WHAT_FAILED if isinstance(exc, cls)), "")
+    detail = str(exc)
+    if not detail and session is not None:
+        with contextlib.suppress(Exception):
+            detail = str(session.last_error() or "")
+    parts = [p for p in (what, safe_text(detail, 200)) if p]
+    return ": ".join(parts) or f"libssh2 failed ({type(exc).__name__}, no message)"
 
 
 class _ChannelIO:

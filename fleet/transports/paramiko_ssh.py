@@ -17,9 +17,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import logging
 import math
+import os
 import select
 import socket
+import sys
 import threading
 import time
 from typing import Any
@@ -30,6 +33,7 @@ from fleet import causes
 from fleet.errors import CommandTimeout, TransportError, UnreachableError
 from fleet.model import CommandResult
 from fleet.plan import HostPlan, RunOptions
+from fleet.text import safe_text
 from fleet.transports import sshcommon
 from fleet.transports._io import WATCHDOG, CappedBuffer, sh_result
 from fleet.transports.base import AuditContext
@@ -40,6 +44,30 @@ _KEY_CLASSES: dict[str, type[paramiko.PKey]] = {
     "ssh-ed25519": paramiko.Ed25519Key,
     "ssh-rsa": paramiko.RSAKey,
 }
+
+
+class _DebugOnly(logging.Handler):
+    """paramiko's own log, kept off stderr: its thread logs a hostile server's banner
+    as it came (terminal escapes included) and a traceback per failed login, while
+    the login's failure already comes back as a result.  With FLEET_DEBUG set, each
+    record is one sanitised line, without its traceback."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not os.environ.get("FLEET_DEBUG") or record.getMessage().startswith(("Traceback", " ")):
+            return
+        with contextlib.suppress(Exception):
+            print(f"paramiko: {safe_text(record.getMessage(), 300)}", file=sys.stderr)
+
+
+def quiet_paramiko_log() -> None:
+    """Keep paramiko's records to ``_DebugOnly`` (done once, when this transport loads)."""
+    log = logging.getLogger("paramiko")
+    log.propagate = False  # nor to the root logger's (or Python's last-resort) stderr
+    if not any(isinstance(h, _DebugOnly) for h in log.handlers):
+        log.addHandler(_DebugOnly())
+
+
+quiet_paramiko_log()
 
 
 class ParamikoTransport(sshcommon.SshTransport):

@@ -35,6 +35,7 @@ from fleet.errors import (
     UnreachableError,
 )
 from fleet.plan import HostPlan, RunOptions
+from fleet.text import safe_text
 from fleet.transports.base import AuditContext
 from fleet.transports.handoff import Handoff, give_up
 from fleet.truth import as_bool
@@ -191,10 +192,17 @@ def _read_key(path: Path, passphrase: str | None) -> PrivateKey:
     try:
         key: Any = load(data, None)
         encrypted = False
-    except TypeError:  # "password-protected, but password was not provided"
+    except TypeError as exc:  # "password-protected, but password was not provided"
         if not passphrase:
-            raise
-        key, encrypted = load(data, passphrase.encode()), True
+            raise ValueError(
+                "the key is encrypted and no passphrase is set (ansible_ssh_private_key_passphrase)"
+            ) from exc
+        try:
+            key, encrypted = load(data, passphrase.encode()), True
+        except ValueError as wrong:  # cryptography: "Incorrect password", "broken checksum"
+            raise ValueError(
+                "wrong passphrase: ansible_ssh_private_key_passphrase does not decrypt it"
+            ) from wrong
     algorithm = key.public_key().public_bytes(ser.Encoding.OpenSSH, ser.PublicFormat.OpenSSH)
     unlocked = key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.OpenSSH, ser.NoEncryption())
     cert = path.with_name(path.name + CERT_SUFFIX)
@@ -419,7 +427,7 @@ def no_greeting(s: SshSettings) -> UnreachableError:
 
 
 def stalled(s: SshSettings, phase: str, greeting: str = "") -> UnreachableError:
-    said = f" ({greeting[:60]})" if greeting else ""
+    said = f" ({safe_text(greeting, 60)})" if greeting else ""
     return UnreachableError(
         f"{s.where} greeted{said} but the {phase} did not complete within {s.connect_timeout:g}s",
         "a path MTU black hole, or an overloaded sshd",
@@ -437,7 +445,7 @@ def login_too_slow(s: SshSettings) -> UnreachableError:
 
 def closed_early(s: SshSettings, reason: str = "") -> UnreachableError:
     """The host closed the connection before its greeting (or, with ``reason``, the login)."""
-    what = f"the SSH login completed ({reason})" if reason else "its SSH greeting"
+    what = f"the SSH login completed ({safe_text(reason, 200)})" if reason else "its SSH greeting"
     return UnreachableError(
         f"{s.where} closed the connection before {what}",
         "sshd refused this client (MaxStartups, a TCP wrapper, AllowUsers)",
@@ -447,7 +455,8 @@ def closed_early(s: SshSettings, reason: str = "") -> UnreachableError:
 
 def negotiation_failed(s: SshSettings, reason: str) -> UnreachableError:
     return UnreachableError(
-        f"SSH negotiation with {s.where} failed: {reason}", cause=causes.PROTOCOL_ERROR
+        f"SSH negotiation with {s.where} failed: {safe_text(reason, 200)}",
+        cause=causes.PROTOCOL_ERROR,
     )
 
 
@@ -484,5 +493,6 @@ def translate(exc: BaseException, s: SshSettings) -> TransportError:
             f"cannot connect to {s.where}: {exc.strerror or exc}", cause=causes.TRANSPORT_ERROR
         )
     return UnreachableError(
-        f"cannot connect to {s.where}: {type(exc).__name__}: {exc}", cause=causes.TRANSPORT_ERROR
+        f"cannot connect to {s.where}: {type(exc).__name__}: {safe_text(exc, 200)}",
+        cause=causes.TRANSPORT_ERROR,
     )
