@@ -58,3 +58,21 @@ def test_host_port_and_user_survive_json():
     host = HostResult("h", "a", "ssh", "unix", (), port=2222, user="audit")
     run = RunResult("i", "p", "s", "f", (host,))
     assert RunResult.from_json(run.to_json()).hosts[0] == host
+
+
+def test_a_template_compiled_by_an_older_fleet_is_not_run(tmp_path):
+    """Jinja's bytecode cache keys a template by its source only; an older fleet's
+    compile (made without the sanitising ``finalize``) must never be loaded."""
+    import jinja2
+
+    from fleet.render import htmlreport
+
+    cache = jinja2.FileSystemBytecodeCache()  # the default directory and file names
+    plain = jinja2.Environment(
+        loader=jinja2.PackageLoader("fleet.render", "templates"),
+        autoescape=True,
+        bytecode_cache=cache,
+    )
+    plain.get_template("report.html.j2")  # what a fleet without finalize left behind
+    assert htmlreport._bytecode_cache().pattern != cache.pattern
+    assert CONTROL.search(render_html(evil_run())) is None

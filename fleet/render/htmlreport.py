@@ -14,9 +14,11 @@ and is what the tests look at when they want more than the final markup.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -251,9 +253,14 @@ class _BestEffortCache(jinja2.FileSystemBytecodeCache):
 
 def _bytecode_cache() -> jinja2.BytecodeCache | None:
     """Compiled templates kept between runs: compiling them cost more than rendering
-    a 200-host report.  None if the cache directory cannot be made."""
+    a 200-host report.  None if the cache directory cannot be made.
+
+    Jinja keys a compiled template by its source alone, yet the code compiled depends
+    on the environment (``finalize`` is compiled in): the file names carry a digest of
+    this module, so a fleet whose environment changed never runs an older compile."""
+    tag = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
     try:
-        return _BestEffortCache()
+        return _BestEffortCache(pattern=f"__fleet_{tag}_%s.cache")
     except (OSError, RuntimeError):
         return None
 
