@@ -190,7 +190,7 @@ def test_a_full_disk_still_prints_the_table_tries_the_mail_and_keeps_latest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import fleet.deliver.mail
-    import fleet.render
+    import fleet.render.reports
     from fleet import cli
 
     inv, play = world(tmp_path, "here ansible_connection=local")
@@ -204,7 +204,7 @@ def test_a_full_disk_still_prints_the_table_tries_the_mail_and_keeps_latest(
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     mailed: list[dict] = []
-    monkeypatch.setattr(fleet.render, "write_reports", disk_full)
+    monkeypatch.setattr(fleet.render.reports, "write_reports", disk_full)
     monkeypatch.setattr(
         fleet.deliver.mail, "send_report", lambda run, diagnosis, files, *a: mailed.append(files)
     )

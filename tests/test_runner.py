@@ -423,15 +423,8 @@ def test_output_cut_at_the_cap_says_so() -> None:
 
 
 def test_a_check_whose_output_was_cut_at_the_cap_is_truncated_and_the_others_kept() -> None:
-    plan = HostPlan(
-        "mx1",
-        "fake",
-        "127.0.0.1",
-        None,
-        None,
-        {},
-        checks=(CheckPlan("echo", {"word": "short"}), CheckPlan("echo", {"word": "x" * 50_000})),
-    )
+    words = ("short", "x" * 50_000)
+    plan = replace(host("mx1"), checks=tuple(CheckPlan("echo", {"word": w}) for w in words))
     first, second = audit_host(plan, RunOptions(max_output=4096)).results
     assert (first.status, first.summary) == (Status.OK, "short")
     assert (second.status, second.cause) == (Status.ERROR, causes.OUTPUT_TRUNCATED)

@@ -6,26 +6,20 @@ their parsers are made from (fleet.app.request), and call :func:`audit`.
 
 Exit codes are ansible-playbook's, which ops already script against:
 0 all ok, 2 some checks failed, 4 some hosts unreachable (wins over 2),
-1 internal error, 5 bad options/inventory/playbook, 6 the report could not be
-delivered (mail), 99 interrupted.
+1 internal error, 5 bad options/inventory/playbook, 6 the reports could not all
+be written or mailed, 99 interrupted (SIGTERM or Ctrl-C, at any point).
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import gc
-import itertools
 import os
-import secrets
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -340,6 +334,7 @@ def deliver(
     """
     from fleet.deliver.history import History, default_path
     from fleet.diagnose import diagnose
+    from fleet.render.reports import publish_reports
 
     interrupts = interrupts or Interrupts()
     with interrupts.held():
@@ -352,7 +347,11 @@ def deliver(
             except Exception as exc:  # noqa: BLE001 - the reports matter more than the history
                 print(f"fleet: no comparison with the previous run: {exc}", file=sys.stderr)
         files, written = publish_reports(
-            run, Path(request.report_dir), request.formats, diagnosis=diagnosis, delta=delta
+            run,
+            Path(request.report_dir),
+            ["json", *(f for f in request.formats if f != "json")],
+            diagnosis=diagnosis,
+            delta=delta,
         )
         for fmt, path in files.items():
             print(f"{fmt:>5} report: {path}", file=sys.stderr)
@@ -392,92 +391,6 @@ def _mail(
         return False
     print(f"report mailed to {', '.join(request.mail_to)}", file=sys.stderr)
     return True
-
-
-def publish_reports(
-    run: RunResult,
-    base: Path,
-    formats: Sequence[str],
-    *,
-    diagnosis: Diagnosis | None = None,
-    delta: Delta | None = None,
-) -> tuple[dict[str, Path], bool]:
-    """Write ``<base>/<inventory>/<timestamp>/``; the files written, and whether all were.
-
-    The files are written into a hidden directory of the run's own, which is then
-    renamed to a name no other run holds, so concurrent runs never collide.
-    ``latest`` moves (a new link renamed over it) only to a complete directory.  A
-    disk that fails is said in one line, never raised: the table and the mail go on.
-    """
-    from fleet.changes import inventory_label
-
-    parent = base / inventory_label(run.inventory)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    staging: Path | None = None
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{stamp}-", suffix=".partial", dir=parent))
-        write_run_reports(run, staging, formats, diagnosis=diagnosis, delta=delta)
-        outdir = _claim(staging, parent, stamp)
-        _point_latest(parent, outdir)
-    except (OSError, FleetError) as exc:
-        return _salvage(staging, parent, stamp, exc), False
-    return {fmt: outdir / name for fmt, name in _report_files(outdir).items()}, True
-
-
-def _report_files(outdir: Path) -> dict[str, str]:
-    from fleet.render import FORMATS
-
-    return {fmt: name for fmt, name in FORMATS.items() if (outdir / name).is_file()}
-
-
-def _claim(staging: Path, parent: Path, stamp: str) -> Path:
-    """Rename ``staging`` to ``<stamp>``, or ``<stamp>-2``, ... : the first name free.
-    A rename never replaces a directory that has files, so two runs never share one."""
-    for suffix in itertools.count(1):
-        outdir = parent / (stamp if suffix == 1 else f"{stamp}-{suffix}")
-        if outdir.exists() or outdir.is_symlink():
-            continue
-        try:
-            staging.rename(outdir)
-        except OSError as exc:
-            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
-                raise
-            continue
-        return outdir
-    raise AssertionError("unreachable")
-
-
-def _point_latest(parent: Path, outdir: Path) -> None:
-    """``latest`` -> ``outdir``, atomically: a reader never sees no "latest"."""
-    link = parent / f".latest-{os.getpid()}-{secrets.token_hex(4)}"
-    link.symlink_to(outdir.name)
-    try:
-        link.replace(parent / "latest")
-    except OSError:
-        link.unlink(missing_ok=True)
-        raise
-
-
-def _salvage(staging: Path | None, parent: Path, stamp: str, exc: Exception) -> dict[str, Path]:
-    """After a failed write: the reports that were written whole are kept under their
-    own directory (``latest`` stays where it was); the files kept."""
-    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-    print(f"fleet: reports NOT written: {reason}", file=sys.stderr)
-    if staging is None or not staging.is_dir():
-        return {}
-    with contextlib.suppress(OSError):
-        for leftover in staging.glob("*.partial"):
-            leftover.unlink(missing_ok=True)
-    if not _report_files(staging):
-        shutil.rmtree(staging, ignore_errors=True)
-        return {}
-    try:
-        outdir = _claim(staging, parent, stamp)
-    except OSError:
-        outdir = staging
-    print(f"fleet: incomplete reports kept in {outdir} (latest not moved)", file=sys.stderr)
-    return {fmt: outdir / name for fmt, name in _report_files(outdir).items()}
 
 
 def write_run_reports(
