@@ -2,7 +2,8 @@
 
 A problem is identified by (host, check, target, status class), never by the
 wording of its summary, so a check that stays failing is "still open", one that
-passes again is "resolved", and one that starts failing is "new".  Status
+passes again is "resolved" (only when a later run really audited that check), and
+one that starts failing is "new".  Status
 classes fold statuses that mean the same to an operator: ``fail`` and
 ``error`` are both "broken"; ``ok`` and ``skipped`` are not problems at all.
 
@@ -12,10 +13,12 @@ reports (``fleet.render``) show; neither of those needs the other for it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
-from fleet.model import CheckResult, RunResult, Status
+from fleet import causes
+from fleet.model import STOPPED, CheckResult, RunResult, Status
 
 # status -> class; statuses missing here are not problems
 STATUS_CLASS = {
@@ -26,6 +29,7 @@ STATUS_CLASS = {
 }
 
 ProblemKey = tuple[str, str, str, str]  # host, check, target ("" for none), status class
+AuditedCheck = tuple[str, str, str]  # host, check, target ("" for none)
 
 
 @dataclass(frozen=True)
@@ -63,25 +67,41 @@ class Delta:
 
 
 _INVENTORY_SUFFIXES = (".ini", ".yml", ".yaml", ".json")
+# What a label keeps: anything else (a separator, a control character) becomes "_".
+_UNSAFE_IN_LABEL = re.compile(r"[^\w.+-]")
+_LABEL_LIMIT = 100
 
 
 def inventory_label(inventory: str) -> str:
     """A short name for an inventory, the same for reports, history and mail:
     "inventories/prod.ini", "inventories/prod/", "inventories/prod/hosts" -> "prod";
-    "prod.eu" stays "prod.eu".  Idempotent, so a label maps to itself."""
+    "prod.eu" stays "prod.eu".  Idempotent, so a label maps to itself.
+
+    Reports are written under ``<report dir>/<label>/``: the label is always one
+    safe path component ("...ini" is "__", never "..")."""
     text = inventory.rstrip("/\\") or "inventory"
     path = PurePath(text)
     if path.name in ("", ".", ".."):
         path = PurePath(Path(text).resolve())
     stem = path.name[: -len(path.suffix)] if path.suffix in _INVENTORY_SUFFIXES else path.name
     if stem in ("hosts", "inventory") and path.parent.name not in ("", ".", ".."):
-        return path.parent.name
-    return stem or "inventory"
+        stem = path.parent.name
+    return _safe_component(stem) or "inventory"
+
+
+def _safe_component(name: str) -> str:
+    """``name`` as one directory name that stays where it is put: no separators or
+    control characters, no leading dot (neither "." nor ".." nor hidden), bounded."""
+    name = _UNSAFE_IN_LABEL.sub("_", name)[:_LABEL_LIMIT]
+    dots = len(name) - len(name.lstrip("."))
+    return "_" * dots + name[dots:]
 
 
 def problem_key(result: CheckResult) -> ProblemKey | None:
+    """The problem ``result`` shows; None when it shows none, or when the run stopped
+    before the check ran (that is the run's state, not the host's)."""
     status_class = STATUS_CLASS.get(result.status)
-    if status_class is None:
+    if status_class is None or result.cause in STOPPED:
         return None
     return (result.host, result.check, result.target or "", status_class)
 
@@ -100,24 +120,40 @@ def change(r: CheckResult, key: ProblemKey, since: str | None) -> Change:
     return Change(r.host, r.check, r.target, key[3], r.summary, since)
 
 
+def was_audited(result: CheckResult) -> bool:
+    """The check really ran on the host: not skipped, not a failed login, not left
+    undone by a stopped run.  (A result without a cause, from an older report,
+    counts by its status.)"""
+    return (
+        result.status not in (Status.SKIPPED, Status.UNREACHABLE)
+        and result.cause not in causes.NOT_AUDITED
+    )
+
+
+def audited_checks(run: RunResult) -> set[AuditedCheck]:
+    """(host, check, target) that ``run`` really audited: only these can resolve a problem."""
+    return {(r.host, r.check, r.target or "") for r in run.results if was_audited(r)}
+
+
 def audited(run: RunResult) -> set[str]:
-    """Hosts the run really audited (not left unfinished by an interrupt)."""
-    return {h.host for h in run.hosts if any(r.status is not Status.SKIPPED for r in h.results)}
+    """Hosts the run really audited (at least one check)."""
+    return {host for host, _, _ in audited_checks(run)}
 
 
 def diff(a: RunResult, b: RunResult) -> Delta:
     """How run ``b`` differs from the earlier run ``a``.
 
-    Only hosts both runs audited can have resolved problems: a ``--limit`` run
-    says nothing about the hosts it left out.
+    A problem of ``a`` is resolved only when ``b`` really audited that check (on
+    that host, against that target) and did not see it: a ``--limit`` run, an
+    interrupted one, or a login that failed says nothing about what it did not look at.
     """
-    audited_b = audited(b)
-    both = audited(a) & audited_b
-    old = {k: r for k, r in problems(a).items() if k[0] in both}
-    new = {k: r for k, r in problems(b).items() if k[0] in audited_b}
+    seen = audited_checks(b)
+    old, new = problems(a), problems(b)
     return Delta(
         new=tuple(change(r, k, b.started) for k, r in new.items() if k not in old),
-        resolved=tuple(change(r, k, None) for k, r in old.items() if k not in new),
+        resolved=tuple(
+            change(r, k, None) for k, r in old.items() if k not in new and k[:3] in seen
+        ),
         still_open=tuple(change(r, k, a.started) for k, r in new.items() if k in old),
         previous_started=a.started,
     )

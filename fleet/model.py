@@ -16,6 +16,12 @@ from enum import Enum
 from functools import cached_property
 from typing import Any
 
+from fleet import causes
+
+# The causes of a check the run stopped before it finished: the host was not audited,
+# whatever its reach results say.
+STOPPED = frozenset({causes.INTERRUPTED, causes.DEADLINE})
+
 SCHEMA_VERSION = 2  # 2: every result carries a ``cause``
 READABLE_SCHEMA_VERSIONS = (1, 2)  # version 1 results load with no cause
 
@@ -134,6 +140,12 @@ class HostResult:
     @property
     def unreachable(self) -> bool:
         return any(r.status is Status.UNREACHABLE for r in self.results)
+
+    @property
+    def stopped(self) -> str:
+        """``interrupted`` or ``deadline`` when the run stopped before this host was
+        audited (its reach results may still be ok); "" for a host that finished."""
+        return next((r.cause for r in self.results if r.cause in STOPPED), "")
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -46,8 +46,9 @@ _NOT_LOGGED_IN = {
 }
 
 
-class Interrupted(Exception):
-    """Raised in the main thread by the SIGTERM handler (Ctrl-C is KeyboardInterrupt)."""
+class Interrupted(KeyboardInterrupt):
+    """Raised in the main thread by the app's SIGTERM (and Ctrl-C) handler.  A
+    KeyboardInterrupt, so no ``except Exception`` on the way swallows it."""
 
 
 @runtime_checkable
@@ -309,24 +310,31 @@ def _audit_on_host(
         return _results_for_all(host, plans, Status.ERROR, f"transport error: {exc}", exc.cause)
     finally:
         transport.close()
-    if command is not None and command.truncated:
-        lost = causes.OUTPUT_TRUNCATED  # what is missing was cut at the output cap
     outputs = split_sections(stdout, nonce, batch.steps)
+    if command is not None and command.truncated:
+        # What is missing was cut at the output cap: said so, never "no results".
+        missing = f"output truncated: the host printed more than {options.max_output} bytes"
+        missing += " (the cap) and this check's output was cut off"
+        lost, outputs = causes.OUTPUT_TRUNCATED, _cut_at_cap(outputs)
     if command is not None and all(o.exit_status is None for o in outputs.values()):
         stderr = command.stderr.decode("utf-8", "replace").strip()[:500]
-        return _results_for_all(
-            host,
-            plans,
-            Status.ERROR,
-            f"the audit script produced no results (exit status {command.exit_status})",
-            lost,
-            stderr,
-        )
+        said = f"the audit script produced no results (exit status {command.exit_status})"
+        if command.truncated:
+            said = missing.replace("this check's output was", "every check's output was")
+        return _results_for_all(host, plans, Status.ERROR, said, lost, stderr)
     results = _evaluate(host, batch, outputs, missing, lost)
     if command is None:
         return results
     # Every check's evidence came back in the one command: that is its duration.
     return [r if r.duration else replace(r, duration=command.duration) for r in results]
+
+
+def _cut_at_cap(outputs: Mapping[str, StepOutput]) -> dict[str, StepOutput]:
+    """The sections lost past the command's output cap, marked truncated (not merely missing)."""
+    return {
+        key: output if output.exit_status is not None else replace(output, truncated=True)
+        for key, output in outputs.items()
+    }
 
 
 def _evaluate(
@@ -369,10 +377,11 @@ def _now() -> str:
 
 
 def _unfinished(
-    host: HostPlan, status: Status, why: str, cause: str, gathered: Sequence[CheckResult] = ()
+    host: HostPlan, why: str, cause: str, gathered: Sequence[CheckResult] = ()
 ) -> HostResult:
-    """A host the run stopped for: what it had gathered (reach's results), and
-    ``why`` for each check that had not finished."""
+    """A host the run stopped for: what it had gathered (reach's results), and ``why``
+    for each check that had not finished: an ``error`` (the check could not run),
+    never ``skipped``, which would let the host pass as ok on reach alone."""
     done = {r.check for r in gathered}
     left = [p for p in host.checks if p.name not in done]
     return HostResult(
@@ -380,7 +389,7 @@ def _unfinished(
         address=host.address,
         connection=host.connection,
         platform=host.platform.value,
-        results=(*gathered, *_results_for_all(host, left, status, why, cause)),
+        results=(*gathered, *_results_for_all(host, left, Status.ERROR, why, cause)),
         port=host.port,
         user=host.user or "",
     )
@@ -459,7 +468,8 @@ def run_audit(
     Returns when every host is done, at ``options.run_deadline``, or on
     KeyboardInterrupt/Interrupted (then ``interrupted`` is set); hosts that
     had not finished keep what they gathered (reach), and their other checks
-    say why they did not run (``skipped`` on interrupt, ``error`` at the deadline).
+    are ``error`` results saying they were not audited (cause ``interrupted``
+    or ``deadline``).
     """
     started_at = _now()
     started = time.monotonic()
@@ -503,30 +513,54 @@ def run_audit(
     interrupted = deadline_hit = False
     try:
         deadline_hit = _wait_for_all(done, len(hosts), finished, options.run_deadline, started)
-    except (KeyboardInterrupt, Interrupted):
+    except KeyboardInterrupt:  # Ctrl-C, or Interrupted from SIGTERM
         interrupted = True
     stop.set()
     slots.stop()
 
-    with finished:
-        snapshot, partial = dict(done), dict(gathered)
+    def result(interrupted: bool) -> RunResult:
+        with finished:
+            snapshot, partial = dict(done), dict(gathered)
+        return RunResult(
+            inventory=inventory,
+            playbook=playbook,
+            started=started_at,
+            finished=_now(),
+            hosts=_as_stopped(hosts, options, snapshot, partial, interrupted),
+            interrupted=interrupted,
+            deadline_hit=deadline_hit,
+            fleet_version=__version__,
+        )
+
+    return _kept_through_interrupts(result, interrupted)
+
+
+def _kept_through_interrupts(result: Callable[[bool], RunResult], interrupted: bool) -> RunResult:
+    """``result(interrupted)``; an interrupt that lands while it is built marks the run
+    interrupted and builds it again, so what finished is never lost to it."""
+    while True:
+        try:
+            return result(interrupted)
+        except KeyboardInterrupt:
+            interrupted = True
+
+
+def _as_stopped(
+    hosts: Sequence[HostPlan],
+    options: RunOptions,
+    done: Mapping[int, HostResult],
+    gathered: Mapping[int, Sequence[CheckResult]],
+    interrupted: bool,
+) -> tuple[HostResult, ...]:
+    """Every host's result once the run stops: the finished hosts', and the others as
+    not audited (interrupted, or at the deadline) with what they had gathered."""
     if interrupted:
-        status, why = Status.SKIPPED, "interrupted before this host finished"
-        cause = causes.INTERRUPTED
-    else:  # the run deadline: the checks could not run, which is an error
-        status, cause = Status.ERROR, causes.DEADLINE
-        why = f"run deadline of {options.run_deadline or 0:g}s reached before this host finished"
-    results = tuple(
-        snapshot.get(i) or _unfinished(host, status, why, cause, partial.get(i, ()))
+        cause, why = causes.INTERRUPTED, "the run was stopped before this host finished"
+    else:
+        cause = causes.DEADLINE
+        why = f"the run deadline of {options.run_deadline or 0:g}s passed before this host finished"
+    why = f"not audited ({cause}): {why}"
+    return tuple(
+        done.get(i) or _unfinished(host, why, cause, gathered.get(i, ()))
         for i, host in enumerate(hosts)
-    )
-    return RunResult(
-        inventory=inventory,
-        playbook=playbook,
-        started=started_at,
-        finished=_now(),
-        hosts=results,
-        interrupted=interrupted,
-        deadline_hit=deadline_hit,
-        fleet_version=__version__,
     )

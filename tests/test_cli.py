@@ -161,8 +161,9 @@ def test_sigterm_writes_what_finished_and_exits_99(tmp_path: Path) -> None:
     assert proc.returncode == 99
     [latest] = (tmp_path / "r").glob("*/latest")
     data = json.loads((latest / "report.json").read_text())
-    statuses = {h["host"]: h["results"][0]["status"] for h in data["hosts"]}
-    assert statuses == {"here": "ok", "stuck": "skipped"}
+    first = {h["host"]: h["results"][0] for h in data["hosts"]}
+    statuses = {name: (r["status"], r["cause"]) for name, r in first.items()}
+    assert statuses == {"here": ("ok", ""), "stuck": ("error", "interrupted")}
     assert data["interrupted"] is True
 
 

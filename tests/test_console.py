@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 from fleet.model import CheckResult, HostResult, RunResult, Status
 from fleet.progress import BarProgress, LineProgress, progress_for
@@ -35,6 +36,41 @@ def test_healthy_host_is_one_row_and_a_problem_gets_its_reason() -> None:
     assert len(mx1) == 1 and "2 checks ok" in mx1[0]
     assert any(line.startswith("mx2") and "mx9: refused" in line for line in text.splitlines())
     assert "2 hosts: 1 ok, 1 failing, 0 unreachable" in text
+
+
+def test_a_skipped_check_is_shown_and_counted_as_skipped_not_ok() -> None:
+    text = render_console(
+        run_of(host("mx1", ("binding", Status.OK, "bound"), ("smtp", Status.SKIPPED, "no targets")))
+    )
+    rows = [line.split() for line in text.splitlines() if line.startswith("mx1")]
+    assert ["mx1", "smtp", "skipped", "no", "targets"] in rows
+    assert not any("all" in row or "2 checks ok" in " ".join(row) for row in rows)
+    assert "checks: 1 ok, 1 skipped" in text
+
+
+def test_a_host_the_run_stopped_for_is_not_audited_whatever_its_reach_says() -> None:
+    stopped = HostResult(
+        host="mx2",
+        address="198.18.0.2",
+        connection="ssh",
+        platform="unix",
+        results=(
+            CheckResult("mx2", "reach", Status.OK, "port 22 open", target="22"),
+            CheckResult(
+                "mx2",
+                "binding",
+                Status.ERROR,
+                "not audited (interrupted): the run was stopped before this host finished",
+                cause="interrupted",
+            ),
+        ),
+    )
+    run = replace(run_of(host("mx1", ("binding", Status.OK, "bound")), stopped), interrupted=True)
+    text = render_console(run)
+    [row] = [line for line in text.splitlines() if line.startswith("mx2")]
+    assert "not audited (interrupted)" in row and " ok" not in row
+    assert "2 hosts: 1 ok, 0 failing, 0 unreachable, 1 not audited (interrupted)" in text
+    assert "checks: 2 ok, 1 not audited" in text
 
 
 def test_host_text_cannot_drive_the_terminal() -> None:

@@ -10,11 +10,17 @@ from fleet.changes import diff, inventory_label
 from fleet.deliver.history import History, default_path, diff_command, format_delta
 from fleet.model import CheckResult, HostResult, RunResult, Status
 
+# What every night audits besides binding; each is ok unless the night says otherwise.
+PROBES = (("mx2", "smtp", "mx1"), ("mx1", "ping", "mx2"))
+
 
 def night(day: int, *problems: tuple[str, str, str | None, Status], inventory="inv/prod.ini"):
     """A run of mx1/mx2 on 2024-05-<day> with the given (host, check, target, status)."""
     results = {h: [CheckResult(h, "binding", Status.OK, "bound")] for h in ("mx1", "mx2")}
-    for host, check, target, status in problems:
+    bad = {(host, check, target): status for host, check, target, status in problems}
+    for probe in dict.fromkeys([*PROBES, *bad]):
+        host, check, target = probe
+        status = bad.get(probe, Status.OK)
         results[host].append(CheckResult(host, check, status, f"{check} {status}", target))
     hosts = tuple(HostResult(h, "", "ssh", "unix", tuple(rs)) for h, rs in results.items())
     return RunResult(
@@ -157,3 +163,102 @@ def test_a_limit_run_neither_resolves_nor_renews_the_hosts_it_left_out(history):
     assert delta.new == ()  # mx2's problem is the old one, not a new one
     (still,) = delta.still_open
     assert (still.host, still.since) == ("mx2", "2024-05-01T02:00:00Z")
+
+
+def stopped(run: RunResult, host: str, cause: str = "interrupted") -> RunResult:
+    """``run`` as if it had stopped before ``host`` finished: its reach ok, the rest not run."""
+    from dataclasses import replace
+
+    def unfinished(h: HostResult) -> HostResult:
+        if h.host != host:
+            return h
+        why = f"not audited ({cause}): the run was stopped before this host finished"
+        left = tuple(
+            CheckResult(h.host, r.check, Status.ERROR, why, r.target, cause=cause)
+            for r in h.results
+        )
+        return replace(h, results=(CheckResult(h.host, "reach", Status.OK, "22 open", "22"), *left))
+
+    return replace(run, hosts=tuple(unfinished(h) for h in run.hosts), interrupted=True)
+
+
+@pytest.mark.parametrize("cause", ["interrupted", "deadline"])
+def test_a_run_stopped_before_a_host_finished_resolves_none_of_its_problems(history, cause):
+    history.record(night(1, REFUSED))
+    tonight = stopped(night(2), "mx2", cause)
+    delta = history.delta(tonight)
+    assert delta.resolved == () and delta.new == ()
+    assert diff(night(1, REFUSED), tonight).resolved == ()
+    history.record(tonight)
+    # ...nor breaks the problem's streak, nor makes it new when it is seen again.
+    delta = history.delta(night(3, REFUSED))
+    assert delta.new == ()
+    (still,) = delta.still_open
+    assert (still.host, still.since) == ("mx2", "2024-05-01T02:00:00Z")
+
+
+def test_a_host_that_could_not_be_logged_into_resolves_none_of_its_problems(history):
+    history.record(night(1, REFUSED))
+    login_failed = night(2, ("mx2", "smtp", "mx1", Status.UNREACHABLE))
+    delta = history.delta(login_failed)
+    assert delta.resolved == ()
+    assert [c.status_class for c in delta.new] == ["unreachable"]
+
+
+def test_a_problem_is_resolved_only_by_a_run_that_audited_that_target(history):
+    from dataclasses import replace
+
+    history.record(night(1, REFUSED))
+    # mx2 was audited, but its smtp check no longer probes mx1 (no result for it).
+    other = replace(
+        night(2),
+        hosts=tuple(
+            replace(h, results=tuple(r for r in h.results if r.check != "smtp"))
+            for h in night(2).hosts
+        ),
+    )
+    assert history.delta(other).resolved == ()
+    assert [c.host for c in history.delta(night(2)).resolved] == ["mx2"]
+
+
+@pytest.mark.parametrize(
+    ("inventory", "label"),
+    [
+        ("...ini", "__"),
+        ("..ini", "_"),
+        ("inventories/..", None),
+        ("a/b/...yml", "__"),
+        ("evil\x1b]0;x\x07.ini", "evil__0_x_"),
+        (".hidden", "_hidden"),
+        ("prod", "prod"),
+    ],
+)
+def test_an_inventory_label_is_one_safe_path_component(inventory, label):
+    got = inventory_label(inventory)
+    if label is not None:
+        assert got == label
+    assert got not in ("", ".", "..") and not got.startswith(".")
+    assert "/" not in got and "\\" not in got
+    assert inventory_label(got) == got  # idempotent
+
+
+def test_concurrent_writers_all_land_in_the_history(history):
+    import threading
+
+    history.record(night(1))
+    errors: list[Exception] = []
+
+    def record(day: int) -> None:
+        try:
+            History(history.path).record(night(day, REFUSED))
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=record, args=(day,)) for day in range(2, 22)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    with sqlite3.connect(history.path) as db:
+        assert db.execute("SELECT count(*) FROM runs").fetchone()[0] == 21

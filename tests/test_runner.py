@@ -157,8 +157,11 @@ def test_interrupt_keeps_finished_hosts(monkeypatch: pytest.MonkeyPatch) -> None
     timer.cancel()
     assert run.interrupted and run.exit_code() == 99
     assert run.host("quick").results[0].status is Status.OK
-    assert run.host("stuck").results[0].status is Status.SKIPPED
-    assert run.host("stuck").results[0].cause == causes.INTERRUPTED
+    stuck = run.host("stuck")
+    assert stuck.results[0].status is Status.ERROR  # could not run: never skipped, never ok
+    assert stuck.results[0].cause == causes.INTERRUPTED
+    assert stuck.stopped == causes.INTERRUPTED and stuck.status is not Status.OK
+    assert "not audited (interrupted)" in stuck.results[0].summary
 
 
 def count_logins(monkeypatch: pytest.MonkeyPatch, pause: float = 0.0) -> list[int]:
@@ -416,6 +419,41 @@ def test_a_run_deadline_keeps_what_a_host_waiting_for_a_login_slot_had_gathered(
 def test_output_cut_at_the_cap_says_so() -> None:
     [check] = audit_host(host("mx1"), RunOptions(max_output=10)).results
     assert (check.status, check.cause) == (Status.ERROR, causes.OUTPUT_TRUNCATED)
+    assert "truncated" in check.summary and "no results" not in check.summary
+
+
+def test_a_check_whose_output_was_cut_at_the_cap_is_truncated_and_the_others_kept() -> None:
+    words = ("short", "x" * 50_000)
+    plan = replace(host("mx1"), checks=tuple(CheckPlan("echo", {"word": w}) for w in words))
+    first, second = audit_host(plan, RunOptions(max_output=4096)).results
+    assert (first.status, first.summary) == (Status.OK, "short")
+    assert (second.status, second.cause) == (Status.ERROR, causes.OUTPUT_TRUNCATED)
+    assert "truncated" in second.summary and "4096 bytes" in second.summary
+
+
+def test_a_step_lost_past_the_cap_is_truncated_not_merely_missing() -> None:
+    from fleet.checks.harness import output_problem
+
+    cut = StepOutput("binding:ip", None, b"", truncated=True)
+    assert output_problem(cut)[1] == causes.OUTPUT_TRUNCATED
+    lost = StepOutput("binding:ip", None, b"")
+    assert output_problem(lost)[1] == causes.OUTPUT_LOST
+
+
+def test_an_interrupt_reports_a_host_with_an_open_reach_as_not_audited(monkeypatch) -> None:
+    sys.modules["fleet_test_fakes"].OpenReach = OpenReach
+    monkeypatch.setitem(base.CHECKS, "openreach", "fleet_test_fakes:OpenReach")
+    stuck = host("stuck", "hang")  # holds the only login slot until the interrupt
+    waiting = replace(host("waiting"), checks=(CheckPlan("openreach", {}), *host("x").checks))
+    timer = threading.Timer(1.0, lambda: __import__("_thread").interrupt_main())
+    timer.start()
+    run = run_audit([stuck, waiting], RunOptions(forks=1))
+    timer.cancel()
+    reach, echo = run.host("waiting").results
+    assert reach.status is Status.OK  # what reach saw stays true...
+    assert (echo.status, echo.cause) == (Status.ERROR, causes.INTERRUPTED)
+    assert run.host("waiting").stopped == causes.INTERRUPTED  # ...but the host was not audited
+    assert run.host("waiting").status is not Status.OK
 
 
 def test_the_audit_shares_one_context_with_every_transport(monkeypatch) -> None:

@@ -6,8 +6,8 @@ their parsers are made from (fleet.app.request), and call :func:`audit`.
 
 Exit codes are ansible-playbook's, which ops already script against:
 0 all ok, 2 some checks failed, 4 some hosts unreachable (wins over 2),
-1 internal error, 5 bad options/inventory/playbook, 6 the report could not be
-delivered (mail), 99 interrupted.
+1 internal error, 5 bad options/inventory/playbook, 6 the reports could not all
+be written or mailed, 99 interrupted (SIGTERM or Ctrl-C, at any point).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import gc
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -124,22 +124,67 @@ def audit(request: AuditRequest) -> int:
     """Run an audit, write the reports, deliver them, print the table; the exit code.
 
     Bad options, inventory or playbook raise ConfigError before any host is contacted.
+    SIGTERM, like Ctrl-C, stops any phase with exit 99 and keeps what finished.
     """
     from fleet.progress import progress_for
     from fleet.render.console import render_console
 
-    prepared = prepare(request)
-    observers = progress_for(len(prepared.hosts), request.quiet)
-    with tuned_for_the_audit():
-        run = _run(prepared, request, observers)
-        # Reports first: a broken stdout or a failing relay must not cost them.
-        delivered = deliver(run, request, prepared.mail)
-        colour = sys.stdout.isatty() if request.colour is None else request.colour
-        print(render_console(run, colour=colour))
-    code = run.exit_code()
-    if not delivered and code != EXIT_INTERRUPTED:
-        code = EXIT_DELIVERY
-    return code
+    interrupts = Interrupts()
+    with interrupts.installed():
+        prepared = prepare(request)
+        observers = progress_for(len(prepared.hosts), request.quiet)
+        with tuned_for_the_audit():
+            run = _run(prepared, request, observers)
+            # Reports first: a broken stdout or a failing relay must not cost them; and
+            # the table whatever the disk and the relay do.
+            delivered = deliver(run, request, prepared.mail, interrupts)
+            colour = sys.stdout.isatty() if request.colour is None else request.colour
+            print(render_console(run, colour=colour))
+    if run.interrupted or interrupts.pending:
+        return EXIT_INTERRUPTED
+    return run.exit_code() if delivered else EXIT_DELIVERY
+
+
+class Interrupts:
+    """SIGTERM and Ctrl-C for a whole audit, from loading the inventory to the mail:
+    each raises ``Interrupted`` in the main thread (the runner keeps what finished;
+    elsewhere it ends the audit with exit 99).  While ``held()`` (the reports being
+    written) a signal is only noted in ``pending``, so what finished is written."""
+
+    def __init__(self) -> None:
+        self.pending = False
+        self._held = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self._held:
+            self.pending = True
+            return
+        from fleet.runner import Interrupted
+
+        raise Interrupted()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        self._held = True
+        try:
+            yield
+        finally:
+            self._held = False
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """The handlers for the block, then the caller's back (a signal handler can only
+        be set from the main thread: elsewhere, the caller's stay)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        signals = (signal.SIGTERM, signal.SIGINT)
+        previous = [signal.signal(signum, self) for signum in signals]
+        try:
+            yield
+        finally:
+            for signum, handler in zip(signals, previous, strict=True):
+                signal.signal(signum, handler)
 
 
 def prepare(request: AuditRequest) -> _Prepared:
@@ -178,7 +223,6 @@ def prepare(request: AuditRequest) -> _Prepared:
 def _run(prepared: _Prepared, request: AuditRequest, observers: Sequence[Any]) -> RunResult:
     from fleet import runner
 
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return runner.run_audit(
             prepared.hosts,
@@ -189,15 +233,8 @@ def _run(prepared: _Prepared, request: AuditRequest, observers: Sequence[Any]) -
             context=prepared.context,
         )
     finally:
-        signal.signal(signal.SIGTERM, previous)
         for observer in observers:
             observer.finish()
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    from fleet.runner import Interrupted
-
-    raise Interrupted()
 
 
 @contextlib.contextmanager
@@ -282,61 +319,78 @@ def inventory_name(source: str) -> str:
 # -- delivery --------------------------------------------------------------
 
 
-def deliver(run: RunResult, request: AuditRequest, mail: MailSettings | None) -> bool:
-    """Write reports (always), record history, mail; False when the mail failed.
+def deliver(
+    run: RunResult,
+    request: AuditRequest,
+    mail: MailSettings | None,
+    interrupts: Interrupts | None = None,
+) -> bool:
+    """Write reports, record history, mail; False when the reports or the mail failed.
 
-    Nothing gathered is lost: the reports are written before history or mail
-    can fail, and a history failure is reported without stopping delivery.
+    Nothing gathered is lost: the reports are written before history or mail can
+    fail, a history or disk failure is reported without stopping delivery (the mail
+    carries the report whatever the disk did), and an interrupt while the reports are
+    written waits for them (it only stops the mail).
     """
     from fleet.deliver.history import History, default_path
     from fleet.diagnose import diagnose
+    from fleet.render.reports import publish_reports
 
-    diagnosis = diagnose(run)
-    history = History(default_path(run, Path(request.report_dir))) if request.history else None
-    delta = None
-    if history is not None:
-        try:
-            delta = history.delta(run)
-        except Exception as exc:  # noqa: BLE001 - the reports matter more than the history
-            print(f"fleet: no comparison with the previous run: {exc}", file=sys.stderr)
-    outdir = report_directory(Path(request.report_dir), run.inventory)
-    files = write_run_reports(run, outdir, request.formats, diagnosis=diagnosis, delta=delta)
-    for fmt, path in files.items():
-        print(f"{fmt:>5} report: {path}", file=sys.stderr)
-    if history is not None:
-        try:
-            history.record(run)
-        except Exception as exc:  # noqa: BLE001 - as above: reported, never fatal
-            print(f"fleet: run not recorded in the history: {exc}", file=sys.stderr)
+    interrupts = interrupts or Interrupts()
+    with interrupts.held():
+        diagnosis = diagnose(run)
+        history = History(default_path(run, Path(request.report_dir))) if request.history else None
+        delta = None
+        if history is not None:
+            try:
+                delta = history.delta(run)
+            except Exception as exc:  # noqa: BLE001 - the reports matter more than the history
+                print(f"fleet: no comparison with the previous run: {exc}", file=sys.stderr)
+        files, written = publish_reports(
+            run,
+            Path(request.report_dir),
+            ["json", *(f for f in request.formats if f != "json")],
+            diagnosis=diagnosis,
+            delta=delta,
+        )
+        for fmt, path in files.items():
+            print(f"{fmt:>5} report: {path}", file=sys.stderr)
+        if history is not None:
+            try:
+                history.record(run)
+            except Exception as exc:  # noqa: BLE001 - as above: reported, never fatal
+                print(f"fleet: run not recorded in the history: {exc}", file=sys.stderr)
     if mail is None:
-        return True
-    from fleet.deliver.mail import send_report
+        return written
+    return _mail(run, diagnosis, files, request, mail, delta, interrupts) and written
 
+
+def _mail(
+    run: RunResult,
+    diagnosis: Diagnosis,
+    files: dict[str, Path],
+    request: AuditRequest,
+    mail: MailSettings,
+    delta: Delta | None,
+    interrupts: Interrupts,
+) -> bool:
+    from fleet.deliver.mail import send_report
+    from fleet.runner import Interrupted
+
+    if interrupts.pending:
+        print("fleet: interrupted: report NOT mailed", file=sys.stderr)
+        return False
     try:
         send_report(run, diagnosis, files, list(request.mail_to), mail, delta)
     except FleetError as exc:
         print(f"fleet: report NOT mailed: {exc}", file=sys.stderr)
         return False
+    except Interrupted:  # a relay that stalls must not hold the audit: exit 99
+        interrupts.pending = True
+        print("fleet: interrupted while mailing: report NOT mailed", file=sys.stderr)
+        return False
     print(f"report mailed to {', '.join(request.mail_to)}", file=sys.stderr)
     return True
-
-
-def report_directory(base: Path, inventory: str) -> Path:
-    """``reports/<inventory>/<timestamp>/``, with ``reports/<inventory>/latest`` pointing at it."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    parent = base / inventory
-    outdir = parent / stamp
-    suffix = 1
-    while outdir.exists():
-        suffix += 1
-        outdir = parent / f"{stamp}-{suffix}"
-    outdir.mkdir(parents=True)
-    latest = parent / "latest"
-    tmp = parent / f".latest-{os.getpid()}"
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(outdir.name)
-    tmp.replace(latest)  # atomic: a reader never sees no "latest"
-    return outdir
 
 
 def write_run_reports(

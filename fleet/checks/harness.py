@@ -64,6 +64,11 @@ def excerpt(raw: bytes | str, limit: int = EVIDENCE_LIMIT) -> str:
 
 def output_problem(output: StepOutput | None) -> tuple[str, str] | None:
     """Why a step's output cannot be judged, and its cause; None when it can."""
+    if output is not None and output.exit_status is None and output.truncated:
+        return (
+            "output truncated: the host's output passed its cap before this step's part",
+            causes.OUTPUT_TRUNCATED,
+        )
     if output is None or output.exit_status is None:
         return "no output came back for this step (the batch was cut short)", causes.OUTPUT_LOST
     if output.truncated:

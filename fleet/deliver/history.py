@@ -8,10 +8,9 @@ keeps each run's JSON, so ``previous`` gives back a full RunResult and
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
@@ -21,7 +20,7 @@ from fleet.changes import (
     Change,
     Delta,
     ProblemKey,
-    audited,
+    audited_checks,
     change,
     diff,
     inventory_label,
@@ -29,6 +28,7 @@ from fleet.changes import (
 )
 from fleet.errors import ConfigError, FleetError
 from fleet.model import RunResult
+from fleet.text import safe_text  # host text must not drive the terminal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -53,7 +53,19 @@ CREATE TABLE IF NOT EXISTS run_hosts (
     host TEXT NOT NULL,
     PRIMARY KEY (run_id, host)
 );
+-- Which checks a run really audited (an interrupted run, a failed login: not all).
+-- Runs recorded before this table have no rows in it: their run_hosts count.
+CREATE TABLE IF NOT EXISTS run_checks (
+    run_id INTEGER NOT NULL REFERENCES runs (id),
+    host TEXT NOT NULL,
+    check_name TEXT NOT NULL,
+    target TEXT NOT NULL,
+    PRIMARY KEY (run_id, host, check_name, target)
+);
 """
+# Concurrent runs on one report directory share this file: each waits its turn
+# instead of failing with "database is locked".
+_BUSY_TIMEOUT = 60.0
 
 
 class HistoryError(FleetError):
@@ -74,7 +86,9 @@ class History:
     def _connect(self) -> sqlite3.Connection:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path)
+            db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT)
+            # WAL: readers never block the writer; one writer at a time, waiting its turn.
+            db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as e:
             raise HistoryError(f"history {self.path}: {e}") from e
@@ -92,9 +106,14 @@ class History:
                 "INSERT OR IGNORE INTO problems VALUES (?, ?, ?, ?, ?)",
                 [(run_id, *key) for key in problems(run)],
             )
+            checks = audited_checks(run)
             db.executemany(
                 "INSERT OR IGNORE INTO run_hosts VALUES (?, ?)",
-                [(run_id, host) for host in sorted(audited(run))],
+                [(run_id, host) for host in sorted({host for host, _, _ in checks})],
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO run_checks VALUES (?, ?, ?, ?)",
+                [(run_id, *check) for check in sorted(checks)],
             )
         return run_id
 
@@ -115,9 +134,10 @@ class History:
             new = tuple(change(r, k, run.started) for k, r in problems(run).items())
             return Delta(new=new, resolved=(), still_open=())
         delta = diff(before, run)
-        # A host the previous run left out (--limit): its problems may be old ones.
-        audited_before = audited(before)
-        unseen = [c for c in delta.new if c.host not in audited_before]
+        # A check the previous run did not audit (--limit, interrupted): its problems
+        # may be old ones.
+        audited_before = audited_checks(before)
+        unseen = [c for c in delta.new if c.key[:3] not in audited_before]
         keys = [c.key for c in delta.still_open + delta.resolved + tuple(unseen)]
         first = self._first_seen(run.inventory, run.started, keys)
         older = [c for c in unseen if c.key in first]
@@ -151,13 +171,10 @@ class History:
                         (run_id,),
                     )
                 }
-                audited = {
-                    row[0]
-                    for row in db.execute("SELECT host FROM run_hosts WHERE run_id = ?", (run_id,))
-                }
-                # A run that audited the host without the problem ended its streak;
-                # a run that did not audit the host (--limit) says nothing.
-                absent = {k for k in wanted if k[0] in audited or not audited} - present
+                looked = _audited_in(db, run_id)
+                # A run that audited the check without the problem ended its streak; a
+                # run that did not audit it (--limit, interrupted) says nothing.
+                absent = {k for k in wanted if looked is None or looked(k)} - present
                 wanted -= absent
                 if not wanted:
                     break
@@ -165,12 +182,20 @@ class History:
         return since
 
 
-# ANSI escape sequences and control characters: host text must not drive the terminal
-_UNPRINTABLE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|[\x00-\x1f\x7f-\x9f]")
-
-
-def _printable(text: str) -> str:
-    return _UNPRINTABLE.sub(" ", text)
+def _audited_in(db: sqlite3.Connection, run_id: int) -> Callable[[ProblemKey], bool] | None:
+    """Whether run ``run_id`` audited a problem's check; None when the store cannot say
+    (a run recorded before hosts and checks were)."""
+    checks = set(
+        db.execute(
+            "SELECT host, check_name, target FROM run_checks WHERE run_id = ?", (run_id,)
+        ).fetchall()
+    )
+    if checks:
+        return lambda key: key[:3] in checks
+    hosts = {row[0] for row in db.execute("SELECT host FROM run_hosts WHERE run_id = ?", (run_id,))}
+    if hosts:
+        return lambda key: key[0] in hosts
+    return None
 
 
 def format_delta(delta: Delta) -> str:
@@ -179,7 +204,8 @@ def format_delta(delta: Delta) -> str:
     def line(c: Change) -> str:
         target = f" -> {c.target}" if c.target else ""
         since = f" (since {c.since})" if c.since else ""
-        return _printable(f"  {c.host} {c.check}{target}: {c.status_class}: {c.summary}{since}")
+        line = f"  {c.host} {c.check}{target}: {c.status_class}: {c.summary}{since}"
+        return safe_text(line, limit=None)
 
     out = []
     for title, changes in (
@@ -207,6 +233,6 @@ def diff_command(a: Path, b: Path, out: TextIO | None = None) -> int:
         print(f"fleet diff: {e}", file=sys.stderr)
         return 5
     delta = diff(older, newer)
-    print(_printable(f"{a} ({older.started}) -> {b} ({newer.started})"), file=out)
+    print(safe_text(f"{a} ({older.started}) -> {b} ({newer.started})", limit=None), file=out)
     print(format_delta(delta), file=out)
     return 2 if delta.new else 0

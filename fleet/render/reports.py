@@ -1,17 +1,26 @@
 """Report files: write a run as report.json/.csv/.html/.xml, and ``fleet report``.
 
-The CLI calls ``write_reports`` after an audit and ``report_command`` for
+An audit publishes its reports with ``publish_reports`` (a report directory of its
+own, ``latest`` moved to it once complete); ``report_command`` serves
 ``fleet report RESULT.json --format html,csv,junit``, which re-renders a saved
 result without contacting any host.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import itertools
+import os
+import secrets
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 
-from fleet.changes import Delta
+from fleet.changes import Delta, inventory_label
 from fleet.diagnose import Diagnosis, diagnose
 from fleet.errors import ConfigError, FleetError
 from fleet.model import RunResult
@@ -78,6 +87,88 @@ def write_reports(
     except OSError as e:
         raise FleetError(f"cannot write reports to {outdir}: {e.strerror or e}") from e
     return written
+
+
+def publish_reports(
+    run: RunResult,
+    base: Path,
+    formats: Sequence[str],
+    *,
+    diagnosis: Diagnosis | None = None,
+    delta: Delta | None = None,
+) -> tuple[dict[str, Path], bool]:
+    """Write ``<base>/<inventory>/<timestamp>/``; the files written, and whether all were.
+
+    The files are written into a hidden directory of the run's own, which is then
+    renamed to a name no other run holds, so concurrent runs never collide.
+    ``latest`` moves (a new link renamed over it) only to a complete directory.  A
+    disk that fails is said in one line, never raised: the table and the mail go on.
+    """
+    parent = base / inventory_label(run.inventory)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    staging: Path | None = None
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{stamp}-", suffix=".partial", dir=parent))
+        write_reports(run, staging, formats, diagnosis=diagnosis, delta=delta)
+        outdir = _claim(staging, parent, stamp)
+        _point_latest(parent, outdir)
+    except (OSError, FleetError) as exc:
+        return _salvage(staging, parent, stamp, exc), False
+    return {fmt: outdir / name for fmt, name in _report_files(outdir).items()}, True
+
+
+def _report_files(outdir: Path) -> dict[str, str]:
+    return {fmt: name for fmt, name in FORMATS.items() if (outdir / name).is_file()}
+
+
+def _claim(staging: Path, parent: Path, stamp: str) -> Path:
+    """Rename ``staging`` to ``<stamp>``, or ``<stamp>-2``, ... : the first name free.
+    A rename never replaces a directory that has files, so two runs never share one."""
+    for suffix in itertools.count(1):
+        outdir = parent / (stamp if suffix == 1 else f"{stamp}-{suffix}")
+        if outdir.exists() or outdir.is_symlink():
+            continue
+        try:
+            staging.rename(outdir)
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
+                raise
+            continue
+        return outdir
+    raise AssertionError("unreachable")
+
+
+def _point_latest(parent: Path, outdir: Path) -> None:
+    """``latest`` -> ``outdir``, atomically: a reader never sees no "latest"."""
+    link = parent / f".latest-{os.getpid()}-{secrets.token_hex(4)}"
+    link.symlink_to(outdir.name)
+    try:
+        link.replace(parent / "latest")
+    except OSError:
+        link.unlink(missing_ok=True)
+        raise
+
+
+def _salvage(staging: Path | None, parent: Path, stamp: str, exc: Exception) -> dict[str, Path]:
+    """After a failed write: the reports that were written whole are kept under their
+    own directory (``latest`` stays where it was); the files kept."""
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    print(f"fleet: reports NOT written: {reason}", file=sys.stderr)
+    if staging is None or not staging.is_dir():
+        return {}
+    with contextlib.suppress(OSError):
+        for leftover in staging.glob("*.partial"):
+            leftover.unlink(missing_ok=True)
+    if not _report_files(staging):
+        shutil.rmtree(staging, ignore_errors=True)
+        return {}
+    try:
+        outdir = _claim(staging, parent, stamp)
+    except OSError:
+        outdir = staging
+    print(f"fleet: incomplete reports kept in {outdir} (latest not moved)", file=sys.stderr)
+    return {fmt: outdir / name for fmt, name in _report_files(outdir).items()}
 
 
 def load_result(path: Path) -> RunResult:
