@@ -14,8 +14,9 @@ from typing import Any
 
 from fleet import causes
 from fleet.checks.base import Step, StepOutput
-from fleet.checks.facts import SMTP_OUTCOMES, SmtpProbe
+from fleet.checks.facts import SmtpProbe
 from fleet.checks.harness import excerpt
+from fleet.checks.smtp.probe import checked_probe, deadline
 from fleet.errors import ParseError
 
 NO_PYTHON = "fleet: no python3"
@@ -31,31 +32,31 @@ _QUOTED_PROGRAM = shlex.quote(PROBE_PROGRAM)
 
 
 def step(key: str, target: str, params: Mapping[str, Any]) -> Step:
-    script = smtp_script(target, int(params["port"]), float(params["timeout"]), str(params["helo"]))
+    timeout, greeting = float(params["timeout"]), float(params["greeting_timeout"])
+    script = smtp_script(
+        target, int(params["port"]), timeout, str(params["helo"]), greeting, deadline(params)
+    )
     return Step(key, script, target)
 
 
-def smtp_script(target: str, port: int, timeout: float, helo: str) -> str:
+def smtp_script(
+    target: str,
+    port: int,
+    timeout: float,
+    helo: str,
+    greeting_timeout: float | None = None,
+    deadline: float | None = None,
+) -> str:
     """sh that runs the probe program with its parameters as quoted argv."""
-    args = " ".join(shlex.quote(str(v)) for v in (target, int(port), float(timeout), helo))
+    values: list[object] = [target, int(port), float(timeout), helo]
+    values += [float(v) for v in (greeting_timeout, deadline) if v is not None]
+    args = " ".join(shlex.quote(str(v)) for v in values)
     return SMTP_RUN.format(no_python=NO_PYTHON, program=_QUOTED_PROGRAM, args=args)
 
 
 def _excerpt(text: str) -> str:
     """Enough of the output to recognise it in an error message."""
     return excerpt(text, 200)
-
-
-def _strings(value: object, field: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ParseError(f"smtp probe: {field} is not a list of strings")
-    return tuple(value)
-
-
-def _optional_number(value: object, field: str) -> Any:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise ParseError(f"smtp probe: {field} is not a number")
-    return value
 
 
 def _probe_json(text: str) -> Mapping[str, Any]:
@@ -75,20 +76,4 @@ def parse(output: StepOutput, target: str) -> SmtpProbe:
     text = output.stdout.decode("utf-8", errors="replace")
     if NO_PYTHON in text:
         raise ParseError("smtp probe needs python3 on the host", cause=causes.TOOL_MISSING)
-    data = _probe_json(text)
-    outcome = data.get("outcome")
-    if outcome not in SMTP_OUTCOMES:
-        raise ParseError(f"smtp probe: unknown outcome {outcome!r}")
-    code = _optional_number(data.get("greeting_code"), "greeting_code")
-    return SmtpProbe(
-        target=target,
-        port=int(_optional_number(data.get("port"), "port") or 0),
-        outcome=str(outcome),
-        address=str(data.get("address") or ""),
-        greeting_code=int(code) if code is not None else None,
-        greeting=_strings(data.get("greeting", []), "greeting"),
-        ehlo=_strings(data.get("ehlo", []), "ehlo"),
-        starttls=data.get("starttls") is True,
-        error=str(data.get("error") or ""),
-        connect_ms=_optional_number(data.get("connect_ms"), "connect_ms"),
-    )
+    return checked_probe(_probe_json(text), target, "smtp probe")

@@ -7,12 +7,15 @@ from typing import Any
 
 from fleet.checks import winjson
 from fleet.checks.base import Step, StepOutput
-from fleet.checks.facts import SMTP_OUTCOMES, SmtpProbe
+from fleet.checks.facts import SmtpProbe
+from fleet.checks.smtp.probe import checked_probe, deadline
 from fleet.errors import ParseError
 
 
 def step(key: str, target: str, params: Mapping[str, Any]) -> Step:
-    timeout_ms = max(1, round(float(params["timeout"]) * 1000))
+    def ms(seconds: float) -> int:
+        return max(1, round(seconds * 1000))
+
     return Step(
         key=key,
         script="smtp/smtp.ps1",
@@ -20,7 +23,9 @@ def step(key: str, target: str, params: Mapping[str, Any]) -> Step:
         params={
             "target": target,
             "port": int(params["port"]),
-            "timeout_ms": timeout_ms,
+            "timeout_ms": ms(float(params["timeout"])),
+            "greeting_timeout_ms": ms(float(params["greeting_timeout"])),
+            "deadline_ms": ms(deadline(params)),
             "helo": str(params["helo"]),
         },
     )
@@ -29,25 +34,19 @@ def step(key: str, target: str, params: Mapping[str, Any]) -> Step:
 def parse(output: StepOutput, target: str) -> SmtpProbe:
     """The SMTP conversation the host had with ``target``."""
     data = winjson.load(output)
-    outcome = data.get("outcome")
-    if outcome not in SMTP_OUTCOMES:
-        raise ParseError(f"{output.key}: unknown smtp outcome {outcome!r}")
-    port = winjson.integer(data.get("port"))
-    if port is None:
+    if winjson.integer(data.get("port")) is None:
         raise ParseError(f"{output.key}: no port in the smtp report")
-    connect_ms = data.get("connect_ms")
-    return SmtpProbe(
-        target=target,
-        port=port,
-        outcome=str(outcome),
-        address=winjson.text(data, "address"),
-        greeting_code=winjson.integer(data.get("code")),
-        greeting=tuple(_lines(data.get("greeting"))),
-        ehlo=tuple(_lines(data.get("ehlo"))),
-        starttls=data.get("starttls") is True,
-        error=winjson.text(data, "error"),
-        connect_ms=round(float(connect_ms), 3) if isinstance(connect_ms, (int, float)) else None,
-    )
+    found = {
+        **data,
+        "port": winjson.integer(data.get("port")),
+        "greeting_code": winjson.integer(data.get("code")),
+        "greeting": _lines(data.get("greeting")),
+        "ehlo": _lines(data.get("ehlo")),
+    }
+    for name in ("connect_ms", "greeting_ms"):
+        value = data.get(name)
+        found[name] = round(float(value), 3) if isinstance(value, (int, float)) else None
+    return checked_probe(found, target, output.key)
 
 
 def _lines(value: Any) -> list[str]:
