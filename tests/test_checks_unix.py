@@ -816,6 +816,20 @@ class TestSmtpParsing:
             with pytest.raises(ValueError, match=message):
                 check.validate(bad)
 
+    def test_compact_program_drops_comments_and_docstrings_not_code(self):
+        source = (
+            'class Retry(Exception):\n    """Only a docstring."""\n\n\n'
+            'def f():\n    """Doc\n    on two lines."""\n'
+            '    x = "a # not a comment"  # a comment\n    return x\n'
+        )
+        compacted = smtp_unix.compact(source)
+        assert 'comment"' in compacted and "# a comment" not in compacted
+        assert "Doc" not in compacted and "docstring" not in compacted
+        namespace: dict = {}
+        exec(compile(compacted, "compacted", "exec"), namespace)
+        assert namespace["f"]() == "a # not a comment"
+        assert len(smtp_unix.PROBE_PROGRAM) < 0.75 * len(smtp_unix.PROBE_SOURCE)
+
     def test_probe_program_has_no_single_quote(self):
         # It is sent inside sh single quotes; one there would cost escaping on every host.
         assert "'" not in smtp_unix.PROBE_PROGRAM

@@ -8,7 +8,7 @@ from typing import Any
 from fleet.checks import winjson
 from fleet.checks.base import Step, StepOutput
 from fleet.checks.facts import SmtpProbe
-from fleet.checks.smtp.probe import checked_probe, deadline
+from fleet.checks.smtp.probe import checked_probe
 from fleet.errors import ParseError
 
 
@@ -24,8 +24,8 @@ def step(key: str, target: str, params: Mapping[str, Any]) -> Step:
             "target": target,
             "port": int(params["port"]),
             "timeout_ms": ms(float(params["timeout"])),
-            "greeting_timeout_ms": ms(float(params["greeting_timeout"])),
-            "deadline_ms": ms(deadline(params)),
+            # The script's deadline is probe.deadline(): this patience plus four timeouts.
+            "greet_ms": ms(float(params["greeting_timeout"])),
             "helo": str(params["helo"]),
         },
     )
