@@ -2,8 +2,9 @@
 
 From the audited host: connect, wait (patiently: postscreen and exim delay
 it on purpose) for the whole greeting, EHLO, STARTTLS and its handshake when
-offered, QUIT; never DATA.  Each probe has an overall deadline
-(``probe.deadline``) besides its per-read timeouts.  One result per target.  Unix: ``unix.py`` runs
+offered, QUIT; never DATA.  On Unix each probe has an overall deadline
+(``probe.deadline``) besides its per-read timeouts; Windows notes STARTTLS
+as offered without the handshake.  One result per target.  Unix: ``unix.py`` runs
 ``unix_probe.py`` with the host's python3; Windows: ``windows.py`` and
 ``smtp.ps1``; ``judge.py`` decides.
 """

@@ -1,4 +1,4 @@
-"""What both platforms' probes share: the overall deadline, and their report checked.
+"""The probes' report checked (both platforms), and the Unix probe's overall deadline.
 
 A probe reports one object (JSON from ``unix_probe.py`` or ``smtp.ps1``);
 ``checked_probe`` refuses one whose fields have the wrong types, so a broken
