@@ -160,6 +160,41 @@ def test_diagnosis_names_each_broken_host_with_its_cause(run: RunResult) -> None
     assert not {h for _, h in causes} & healthy
 
 
+# -- real postfix: postscreen, STARTTLS ---------------------------------------------------
+
+
+def test_postscreen_slow_greeting_is_ok_or_warn_never_down(run: RunResult) -> None:
+    for source in ("pf-plain", "pf-badtls"):
+        probe = one(run, source, "smtp", "pf-postscreen")
+        assert probe.status in (Status.OK, Status.WARN), probe.summary
+        assert probe.cause in ("", "slow-greeting"), probe.summary
+        greeting = probe.facts["greeting"]
+        # postscreen's pre-greeting is kept, then smtpd's greeting after the greet wait.
+        assert greeting[0].startswith("220-pf-postscreen.lab") and greeting[-1].startswith("220 ")
+        assert probe.facts["greeting_ms"] > 5000
+    findings = {(f.cause, h) for f in diagnose(run).findings for h in f.hosts}
+    assert not {c for c, h in findings if h == "pf-postscreen"} & {"host-down", "mail-service"}
+
+
+def test_postfix_starttls_with_a_broken_certificate_fails_require_starttls(run: RunResult) -> None:
+    for source in ("pf-plain", "pf-postscreen"):
+        probe = one(run, source, "smtp", "pf-badtls")
+        assert (probe.status, probe.cause) == (Status.FAIL, "starttls-failed"), probe.summary
+        assert probe.facts["starttls"] is True and probe.facts["tls_checked"] is True
+        assert probe.facts["tls_error"].startswith("454 ")
+
+
+def test_plain_postfix_is_ok_with_starttls_facts(run: RunResult) -> None:
+    probe = one(run, "pf-badtls", "smtp", "pf-plain")
+    assert probe.status is Status.OK, probe.summary
+    facts = probe.facts
+    assert facts["tls_protocol"].startswith("TLSv1.")
+    assert facts["cert_subject"] == "CN=pf-plain.lab"
+    assert facts["cert_verified"] is False and facts["cert_verify_error"]
+    assert facts["cert_not_after"] > "2026"
+    assert "STARTTLS TLSv1." in probe.summary
+
+
 # -- the CLI on the lab: exit code, reports, mail, history ---------------------------------
 
 

@@ -441,8 +441,14 @@ class ScriptedServer:
     anything before the greeting was complete (postscreen would punish that).
     """
 
-    def __init__(self, greeting: Sequence[str], ehlo: Sequence[str] = ("250 ok",), pause=0.2):
-        self.greeting, self.ehlo, self.pause = greeting, ehlo, pause
+    def __init__(
+        self,
+        greeting: Sequence[str],
+        ehlo: Sequence[str] = ("250 ok",),
+        pause=0.2,
+        starttls: str = "454 4.7.0 TLS not available due to local problem",
+    ):
+        self.greeting, self.ehlo, self.pause, self.starttls = greeting, ehlo, pause, starttls
         self.received: list[str] = []
         self.talked_early = False
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -472,6 +478,11 @@ class ScriptedServer:
             self.received.append(line)
             if line.upper().startswith("EHLO"):
                 conn.sendall("".join(f"{x}\r\n" for x in self.ehlo).encode())
+            elif line.upper() == "STARTTLS":
+                conn.sendall(f"{self.starttls}\r\n".encode())
+                if self.starttls.startswith("220"):  # then no TLS at all: garbage
+                    conn.sendall(b"this is not a TLS server hello\r\n" * 4)
+                    return
             elif line.upper() == "QUIT":
                 conn.sendall(b"221 2.0.0 bye\r\n")
                 return
@@ -497,12 +508,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def smtp_through_sh(port: int, timeout: float = 3, require_starttls: bool = False):
+def smtp_through_sh(port: int, timeout: float = 3, require_starttls: bool = False, **more):
     """The smtp check end to end: steps, composed script under sh, parse, judge."""
     check = SmtpCheck()
     params = check.validate(
         {"targets": ["127.0.0.1"], "port": port, "timeout": timeout,
-         "require_starttls": require_starttls}
+         "require_starttls": require_starttls, **more}
     )  # fmt: skip
     outputs = run_steps(check.steps(UNIX, params))
     [result] = check.evaluate("mx1", UNIX, params, outputs)
@@ -523,6 +534,7 @@ def test_probe_against_aiosmtpd_is_ok():
         controller.stop()
     assert result.status is Status.OK, result.summary
     assert result.summary == "127.0.0.1: 220 greeting, EHLO 250, no STARTTLS"
+    assert result.facts["tls_checked"] is False
     assert result.facts["greeting_code"] == 220
     assert result.facts["ehlo"][-1].startswith("250 ")
     assert result.facts["connect_ms"] is not None
@@ -538,11 +550,13 @@ def test_probe_reads_a_multi_line_greeting_before_speaking():
     ehlo = ["250-mx2.lab.invalid", "250-STARTTLS", "250 SIZE 10240000"]
     with scripted(greeting, ehlo) as server:
         result = smtp_through_sh(server.port)
-    assert result.status is Status.OK, result.summary
+    assert result.status is Status.WARN, result.summary
+    assert result.cause == causes.STARTTLS_FAILED
     assert list(result.facts["greeting"]) == greeting
     assert result.facts["starttls"] is True
     assert server.talked_early is False
-    assert server.received == ["EHLO fleet.invalid", "QUIT"]  # never DATA, never MAIL
+    # STARTTLS was offered, so tried; the server said 454: a warning, not a dead server.
+    assert server.received == ["EHLO fleet.invalid", "STARTTLS", "QUIT"]  # never DATA, MAIL
 
 
 def test_probe_421_greeting_fails_and_still_quits():
@@ -560,7 +574,7 @@ def test_probe_421_greeting_fails_and_still_quits():
 def test_probe_silent_server_times_out_waiting_for_the_greeting():
     with scripted([]) as server:
         started = time.monotonic()
-        result = smtp_through_sh(server.port, timeout=1)
+        result = smtp_through_sh(server.port, timeout=1, greeting_timeout=1)
     assert result.status is Status.FAIL
     assert result.facts["outcome"] == "timeout"
     # Connected (a connect time), then nothing: the greeting timed out, not the connect.
@@ -578,6 +592,143 @@ def test_probe_closed_port_is_refused():
         f"127.0.0.1: connection refused on port {port}",
     )
     assert result.cause == causes.REFUSED
+
+
+def test_slow_greeting_after_a_pre_greeting_warns_with_its_delay():
+    # postscreen: "220-" at once, the real greeting after its greet wait.
+    greeting = ["220-mx.lab.invalid pre-greeting", "220 mx.lab.invalid ESMTP Postfix"]
+    with scripted(greeting, pause=1.5) as server:
+        result = smtp_through_sh(server.port, timeout=0.5, greeting_warn=1)
+    assert (result.status, result.cause) == (Status.WARN, causes.SLOW_GREETING), result.summary
+    assert result.summary.startswith("127.0.0.1: slow greeting: 1.")
+    assert list(result.facts["greeting"]) == greeting
+    assert 1400 < result.facts["greeting_ms"] < 5000
+    assert server.talked_early is False
+
+
+def test_greeting_that_never_ends_times_out_keeping_its_first_lines():
+    with scripted(["220-mx.lab.invalid pre-greeting", "220-still"], pause=0) as server:
+        result = smtp_through_sh(server.port, timeout=0.5, greeting_timeout=1)
+    assert (result.status, result.cause) == (Status.FAIL, causes.GREETING_TIMEOUT)
+    assert list(result.facts["greeting"]) == ["220-mx.lab.invalid pre-greeting", "220-still"]
+    assert "after 2 greeting line(s)" in result.summary
+
+
+class DripServer:
+    """Accepts one connection and sends "220-" bytes one at a time, forever."""
+
+    def __init__(self, every: float = 0.2):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.every, self.stop = every, threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn, contextlib.suppress(OSError):
+            while not self.stop.wait(self.every):
+                conn.sendall(b"2")
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+        self.listener.close()
+
+
+def test_slow_drip_server_is_cut_at_the_probe_deadline():
+    server = DripServer()
+    try:
+        started = time.monotonic()
+        # Each byte comes well within the 0.5 s read timeout; the deadline is 1 + 4 x 0.5 s.
+        result = smtp_through_sh(server.port, timeout=0.5, greeting_timeout=1)
+        elapsed = time.monotonic() - started
+    finally:
+        server.close()
+    assert (result.status, result.cause) == (Status.FAIL, causes.GREETING_TIMEOUT)
+    assert elapsed < 6  # not the step's 20 s
+
+
+def test_starttls_refused_with_454_fails_when_required():
+    ehlo = ["250-mx.lab.invalid", "250 STARTTLS"]
+    with scripted(["220 mx.lab.invalid ESMTP"], ehlo) as server:
+        result = smtp_through_sh(server.port, require_starttls=True)
+    assert (result.status, result.cause) == (Status.FAIL, causes.STARTTLS_FAILED)
+    assert result.summary == (
+        "127.0.0.1: STARTTLS offered, but failed: 454 4.7.0 TLS not available due to local problem"
+    )
+    assert result.facts["tls_checked"] is True and result.facts["tls_protocol"] == ""
+    assert server.received == ["EHLO fleet.invalid", "STARTTLS", "QUIT"]
+
+
+def test_starttls_handshake_garbage_is_a_failed_handshake():
+    ehlo = ["250-mx.lab.invalid", "250 STARTTLS"]
+    with scripted(["220 mx.lab.invalid ESMTP"], ehlo, starttls="220 2.0.0 go ahead") as server:
+        result = smtp_through_sh(server.port, timeout=2)
+    assert (result.status, result.cause) == (Status.WARN, causes.STARTTLS_FAILED)
+    assert "TLS handshake failed" in result.facts["tls_error"]
+
+
+def test_starttls_handshake_reports_protocol_and_the_self_signed_certificate(tmp_path):
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Sink
+
+    from tests.lab.smtpd import self_signed
+
+    port = free_port()
+    context = self_signed("mx7", tmp_path)
+    controller = Controller(Sink(), hostname="127.0.0.1", port=port, tls_context=context)
+    controller.start()
+    try:
+        result = smtp_through_sh(port, require_starttls=True)
+    finally:
+        controller.stop()
+    facts = result.facts
+    assert result.status is Status.OK, result.summary
+    assert facts["tls_protocol"].startswith("TLSv1.")
+    assert (facts["cert_subject"], facts["cert_issuer"]) == ("CN=mx7.lab", "CN=mx7.lab")
+    # Reported, not failed: mail servers often present self-signed certificates.
+    assert facts["cert_verified"] is False and "self" in facts["cert_verify_error"]
+    assert facts["cert_not_after"].endswith("Z") and facts["cert_not_after"][:2] == "20"
+    assert "STARTTLS TLSv1." in result.summary and "not verified" in result.summary
+
+
+@pytest.mark.parametrize("years", [1, 40])  # UTCTime before 2050, GeneralizedTime after
+def test_probe_reads_subject_issuer_and_not_after_from_der(years):
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "DE"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Müller Mail"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "mx.example"),
+        ]
+    )
+    issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Lab CA")])
+    end = datetime.datetime(2025 + years, 3, 4, 5, 6, 7)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(datetime.datetime(2024, 1, 1))
+        .not_valid_after(end)
+        .sign(key, hashes.SHA256())
+    )
+    found: dict = {}
+    unix_probe.certificate(cert.public_bytes(serialization.Encoding.DER), found)
+    assert found == {
+        "cert_subject": "C=DE, O=Müller Mail, CN=mx.example",
+        "cert_issuer": "CN=Lab CA",
+        "cert_not_after": f"{2025 + years}-03-04T05:06:07Z",
+    }
 
 
 def probe_main(monkeypatch, capsys, **patches) -> dict:
@@ -652,16 +803,35 @@ class TestSmtpParsing:
             "targets": [],
             "port": 25,
             "timeout": 5.0,
+            "greeting_timeout": 30.0,
+            "greeting_warn": 5.0,
             "helo": "fleet.invalid",
             "require_starttls": False,
+            "cert_warn_days": 14,
         }
         for bad, message in [
             ({"helo": "x\r\nMAIL FROM:<a@b>"}, "smtp: helo must be a host name"),
             ({"port": 70000}, "smtp: port must be between 1 and 65535"),
             ({"starttls": True}, "smtp: unknown parameter 'starttls'"),
+            ({"greeting_timeout": 0}, "smtp: greeting_timeout must be between 0.1 and 300"),
+            ({"cert_warn_days": "soon"}, "smtp: cert_warn_days must be a number"),
         ]:
             with pytest.raises(ValueError, match=message):
                 check.validate(bad)
+
+    def test_compact_program_drops_comments_and_docstrings_not_code(self):
+        source = (
+            'class Retry(Exception):\n    """Only a docstring."""\n\n\n'
+            'def f():\n    """Doc\n    on two lines."""\n'
+            '    x = "a # not a comment"  # a comment\n    return x\n'
+        )
+        compacted = smtp_unix.compact(source)
+        assert 'comment"' in compacted and "# a comment" not in compacted
+        assert "Doc" not in compacted and "docstring" not in compacted
+        namespace: dict = {}
+        exec(compile(compacted, "compacted", "exec"), namespace)
+        assert namespace["f"]() == "a # not a comment"
+        assert len(smtp_unix.PROBE_PROGRAM) < 0.75 * len(smtp_unix.PROBE_SOURCE)
 
     def test_probe_program_has_no_single_quote(self):
         # It is sent inside sh single quotes; one there would cost escaping on every host.

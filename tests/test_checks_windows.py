@@ -391,6 +391,25 @@ def test_smtp_multi_line_greeting_and_starttls():
     assert probe.starttls and probe.connect_ms == 0.831
 
 
+def test_smtp_waits_for_a_slow_greeting_and_reports_its_delay():
+    params = SmtpCheck().validate({"targets": ["mx3"], "greeting_timeout": 20})
+    assert smtp_win.step("smtp:mx3", "mx3", params).params["greet_ms"] == 20000
+    data = {
+        "target": "mx3",
+        "port": 25,
+        "outcome": "ok",
+        "code": 220,
+        "greeting": ["220-pre-greeting", "220 mx3.lab"],
+        "ehlo": ["250-mx3.lab", "250 STARTTLS"],
+        "starttls": True,
+        "connect_ms": 0.5,
+        "greeted_ms": 6100.5,
+    }
+    probe = smtp_win.parse(out("smtp:mx3", data), "mx3")
+    assert probe.greeting_ms == 6100.0 and probe.tls_checked is False
+    assert SmtpCheck().judge("win-ok", params, probe, "").cause == "slow-greeting"
+
+
 def test_smtp_single_line_as_a_string_and_unknown_outcomes():
     data = {
         "target": "mx",

@@ -42,11 +42,22 @@ PING = PingResult("mx2", 3, 2, 0.31, 0.42, 0.55, "198.18.0.12", "")
 SMTP = SmtpProbe(
     "mx2", 25, SMTP_BAD_GREETING, "198.18.0.12", 421, ("421 busy",), (), False, "", 1.5
 )
+SMTP_TLS = SmtpProbe(
+    "mx3", 25, "ok", "198.18.0.13", 220, ("220-wait", "220 mx3"), ("250 STARTTLS",), True,
+    greeting_ms=6012.5, stage="quit", tls_checked=True, tls_protocol="TLSv1.3",
+    cert_subject="CN=mx3.lab", cert_issuer="CN=mx3.lab", cert_not_after="2027-01-01T00:00:00Z",
+    cert_verified=False, cert_verify_error="self-signed certificate",
+)  # fmt: skip
 
 
 @pytest.mark.parametrize(
     ("value", "decode"),
-    [(NET, net_config_from), (PING, ping_result_from), (SMTP, smtp_probe_from)],
+    [
+        (NET, net_config_from),
+        (PING, ping_result_from),
+        (SMTP, smtp_probe_from),
+        (SMTP_TLS, smtp_probe_from),
+    ],
 )
 def test_facts_come_back_equal_from_json(value, decode):
     assert decode(json.loads(json.dumps(as_facts(value)))) == value

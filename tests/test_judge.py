@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 
 from fleet import causes
@@ -25,7 +27,7 @@ from fleet.checks.facts import (
 )
 from fleet.checks.ipconfig.judge import judge_ipconfig
 from fleet.checks.ping.judge import judge_ping
-from fleet.checks.smtp.judge import judge_smtp
+from fleet.checks.smtp.judge import Expectations, judge_smtp
 from fleet.model import Status
 
 LO = Interface("lo", up=True, loopback=True, ipv4=(Address("127.0.0.1", 8),))
@@ -368,13 +370,56 @@ class TestSmtp:
     def test_220_and_250_is_ok(self):
         good = probe(SMTP_OK, greeting_code=220, greeting=("220 mx2 ESMTP",), starttls=True)
         result = judge_smtp("mx1", good)
-        assert verdict(result) == (Status.OK, "mx2: 220 greeting, EHLO 250, STARTTLS", "")
+        summary = "mx2: 220 greeting, EHLO 250, STARTTLS offered (handshake not tried)"
+        assert verdict(result) == (Status.OK, summary, "")
         assert result.evidence == "220 mx2 ESMTP"
+
+    def test_slow_greeting_warns_with_its_delay_and_is_never_a_failure(self):
+        slow = probe(
+            SMTP_OK, greeting_code=220, greeting=("220-pre", "220 mx2"), greeting_ms=6200.0
+        )
+        result = judge_smtp("mx1", slow)
+        assert (result.status, result.cause) == (Status.WARN, causes.SLOW_GREETING)
+        assert result.summary == "mx2: slow greeting: 6.2 s after connecting"
+        assert judge_smtp("mx1", slow, Expectations(greeting_warn=10)).status is Status.OK
+
+    def test_handshake_failure_fails_only_when_starttls_is_required(self):
+        broken = probe(
+            SMTP_OK, greeting_code=220, starttls=True, tls_checked=True,
+            tls_error="454 4.7.0 TLS not available due to local problem",
+        )  # fmt: skip
+        required = judge_smtp("mx1", broken, Expectations(require_starttls=True))
+        assert (required.status, required.cause) == (Status.FAIL, causes.STARTTLS_FAILED)
+        assert required.summary == (
+            "mx2: STARTTLS offered, but failed: 454 4.7.0 TLS not available due to local problem"
+        )
+        assert judge_smtp("mx1", broken).status is Status.WARN
+
+    @pytest.mark.parametrize(
+        ("not_after", "status", "cause"),
+        [
+            ("2030-01-31T00:00:00Z", Status.OK, ""),
+            ("2030-01-10T00:00:00Z", Status.WARN, causes.CERTIFICATE_EXPIRING),
+            ("2029-12-31T23:59:59Z", Status.FAIL, causes.CERTIFICATE_EXPIRED),
+        ],
+    )
+    def test_certificate_expiry(self, not_after, status, cause):
+        now = datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc).timestamp()
+        tls = probe(
+            SMTP_OK, greeting_code=220, starttls=True, tls_checked=True, tls_protocol="TLSv1.3",
+            cert_subject="CN=mx2.example", cert_not_after=not_after, cert_verified=False,
+        )  # fmt: skip
+        result = judge_smtp("mx1", tls, Expectations(cert_warn_days=14), now=now)
+        assert (result.status, result.cause) == (status, cause), result.summary
+        if status is Status.OK:
+            assert result.summary == (
+                "mx2: 220 greeting, EHLO 250, STARTTLS TLSv1.3 (CN=mx2.example, not verified)"
+            )
 
     def test_missing_starttls_warns_when_required(self):
         plain = probe(SMTP_OK, greeting_code=220, starttls=False)
         assert judge_smtp("mx1", plain).status is Status.OK
-        result = judge_smtp("mx1", plain, require_starttls=True)
+        result = judge_smtp("mx1", plain, Expectations(require_starttls=True))
         summary = "mx2: no STARTTLS offered on port 25"
         assert verdict(result) == (Status.WARN, summary, causes.NO_STARTTLS)
 

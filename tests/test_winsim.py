@@ -314,6 +314,7 @@ def test_recognise_reads_back_the_steps_as_data():
         "port": "2525",
         "target": hostile,
         "timeout_ms": "3000",
+        "greet_ms": "30000",
     }
 
 

@@ -139,19 +139,36 @@ SMTP_OUTCOMES = (
 
 @dataclass(frozen=True)
 class SmtpProbe:
-    """A polite SMTP conversation from the audited host to one target."""
+    """A polite SMTP conversation from the audited host to one target.
+
+    ``starttls`` says the server offered it; ``tls_checked`` that the probe
+    tried it (STARTTLS and the handshake), ``tls_protocol`` what was
+    negotiated ("" when it failed: ``tls_error`` says why).  The certificate's
+    facts are reported whether or not it verified against the host's CA store
+    (``cert_verified``; None when not tried).
+    """
 
     target: str
     port: int
     outcome: str  # one of SMTP_OUTCOMES
     address: str = ""
     greeting_code: int | None = None
-    greeting: tuple[str, ...] = ()  # every line of the (possibly multi-line) 220
+    greeting: tuple[str, ...] = ()  # every line of the (possibly multi-line) 220, as received
     ehlo: tuple[str, ...] = ()  # the EHLO reply lines (extensions)
     starttls: bool = False
     error: str = ""
     connect_ms: float | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    greeting_ms: float | None = None  # from connected to the last greeting line
+    stage: str = ""  # where the dialogue stopped: connect, greeting, ehlo, starttls, quit
+    tls_checked: bool = False
+    tls_protocol: str = ""  # "TLSv1.3"
+    tls_error: str = ""  # "454 4.7.0 TLS not available ...", "TLS handshake failed: ..."
+    cert_subject: str = ""  # "CN=mx1.example, O=Example"
+    cert_issuer: str = ""
+    cert_not_after: str = ""  # ISO 8601 UTC, "2026-01-31T12:00:00Z"
+    cert_verified: bool | None = None
+    cert_verify_error: str = ""  # "self-signed certificate", ...
 
 
 # -- facts back from a result's dict (report.json): the diagnosis reads typed facts
@@ -243,6 +260,18 @@ def smtp_probe_from(data: Mapping[str, Any]) -> SmtpProbe:
             error=str(data.get("error", "")),
             connect_ms=_number(data.get("connect_ms")),
             extra={str(k): str(v) for k, v in dict(data.get("extra") or {}).items()},
+            greeting_ms=_number(data.get("greeting_ms")),
+            stage=str(data.get("stage", "")),
+            tls_checked=data.get("tls_checked") is True,
+            tls_protocol=str(data.get("tls_protocol", "")),
+            tls_error=str(data.get("tls_error", "")),
+            cert_subject=str(data.get("cert_subject", "")),
+            cert_issuer=str(data.get("cert_issuer", "")),
+            cert_not_after=str(data.get("cert_not_after", "")),
+            cert_verified=data.get("cert_verified")
+            if isinstance(data.get("cert_verified"), bool)
+            else None,
+            cert_verify_error=str(data.get("cert_verify_error", "")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"not an SMTP probe: {exc!r}") from exc

@@ -2,7 +2,8 @@
 
 ``up()`` turns this machine (as root) into a fleet of mail servers in
 network namespaces: it wires the topology, starts a real sshd and aiosmtpd
-per host, and the Windows simulators when ``tests.lab.winhost`` exists.
+(or a real postfix, ``tests.lab.postfix``) per host, and the Windows
+simulators when ``tests.lab.winhost`` exists.
 ``down()`` removes everything any lab left, found by name, so it also cleans
 after a crash.  Used by tests, benchmarks and demos, never by an audit.
 """
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.lab import inventory, netns, sshd, topology
+from tests.lab import inventory, netns, postfix, sshd, topology
 from tests.lab.netns import LabError
 from tests.lab.topology import LabHost, Node, Smtp, Topology
 
@@ -121,6 +122,8 @@ def require_root() -> None:
 
 
 def _build(topo: Topology, state: Path, inventory_dir: Path | None, record: dict) -> Lab:
+    if any(node.smtp in postfix.MODES for node in topo.nodes):
+        postfix.require()  # before anything is built: one line naming the package
     record["privsep_created"] = sshd.ensure_privsep_dir()
     sshd.ensure_user()
     _save(record)
@@ -251,8 +254,11 @@ def _start_sshd(node: Node, directory: Path, state: Path) -> _Started:
 def _start_smtp(topo: Topology, node: Node, greeting: Smtp, directory: Path) -> _Started:
     name = topo.hosts_of(node.namespace)[0].name
     address = node.addresses[0]
-    argv = [sys.executable, "-m", "tests.lab.smtpd", "--address", address, "--name", name]
-    argv += ["--greeting", greeting.value]
+    if greeting in postfix.MODES:
+        argv = postfix.configure(directory, name, address, greeting)
+    else:
+        argv = [sys.executable, "-m", "tests.lab.smtpd", "--address", address, "--name", name]
+        argv += ["--greeting", greeting.value]
     log = directory / "smtp.out"
     return _Started(f"SMTP server of {name}", (address, 25), _spawn(node, argv, log), log)
 

@@ -27,6 +27,10 @@ class Smtp(str, Enum):
     READY = "ready"  # 220 in one line
     MULTILINE = "multiline"  # 220-... / 220 ...
     NOT_READY = "not-ready"  # 421 4.3.2 Service not available, then close
+    # Real postfix (tests.lab.postfix), as mail teams run it:
+    POSTFIX = "postfix"  # plain, STARTTLS with a self-signed certificate
+    POSTFIX_POSTSCREEN = "postfix-postscreen"  # "220-" at once, the greeting 6 s later
+    POSTFIX_BADTLS = "postfix-badtls"  # STARTTLS offered; certificate and key do not match
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,22 @@ def standard() -> Topology:
             wrong_host_key=True,
         ),
         _unix("mx-421", 25, "SMTP answers 421 (not ready)", ("mail_broken",), smtp=Smtp.NOT_READY),
+        # Real postfix: each probes the three (fleet_smtp_targets, STARTTLS required).
+        _unix("pf-plain", 41, "postfix, STARTTLS", ("postfix",), smtp=Smtp.POSTFIX),
+        _unix(
+            "pf-postscreen",
+            42,
+            "postfix behind postscreen: pre-greeting, greeting after 6 s",
+            ("postfix",),
+            smtp=Smtp.POSTFIX_POSTSCREEN,
+        ),
+        _unix(
+            "pf-badtls",
+            43,
+            "postfix, STARTTLS offered with a broken certificate/key pair",
+            ("postfix",),
+            smtp=Smtp.POSTFIX_BADTLS,
+        ),
         _windows("ok", 31, "healthy Windows Server 2019"),
         _windows("unbound", 32, "TCP/IP not bound to the adapter"),
         _windows("apipa", 33, "APIPA address (DHCP failed)"),

@@ -1,7 +1,10 @@
 """The smtp check: does each peer answer on port 25 with a 220 greeting (KB Q128961, step 4)?
 
-From the audited host: connect, read the whole greeting, EHLO, note
-STARTTLS, QUIT; never DATA.  One result per target.  Unix: ``unix.py`` runs
+From the audited host: connect, wait (patiently: postscreen and exim delay
+it on purpose) for the whole greeting, EHLO, STARTTLS and its handshake when
+offered, QUIT; never DATA.  On Unix each probe has an overall deadline
+(``probe.deadline``) besides its per-read timeouts; Windows notes STARTTLS
+as offered without the handshake.  One result per target.  Unix: ``unix.py`` runs
 ``unix_probe.py`` with the host's python3; Windows: ``windows.py`` and
 ``smtp.ps1``; ``judge.py`` decides.
 """
@@ -14,21 +17,29 @@ from typing import Any
 from fleet.checks.facts import SmtpProbe
 from fleet.checks.harness import PerTargetCheck
 from fleet.checks.params import as_bool, as_int, as_number, as_targets, merged, valid_target
-from fleet.checks.smtp.judge import judge_smtp
+from fleet.checks.smtp.judge import Expectations, judge_smtp
 from fleet.model import CheckResult, Platform
 
 DEFAULTS: dict[str, Any] = {
     "targets": [],
     "port": 25,
     "timeout": 5.0,
+    "greeting_timeout": 30.0,
+    "greeting_warn": 5.0,
     "helo": "fleet.invalid",
     "require_starttls": False,
+    "cert_warn_days": 14,
 }
 
 
 class SmtpCheck(PerTargetCheck[SmtpProbe]):
-    """``smtp``: ``{targets: [..], port: 25, timeout: 5, helo: fleet.invalid,
-    require_starttls: false}``."""
+    """``smtp``: ``{targets: [..], port: 25, timeout: 5, greeting_timeout: 30,
+    greeting_warn: 5, helo: fleet.invalid, require_starttls: false, cert_warn_days: 14}``.
+
+    ``timeout`` bounds the connect and each reply after the greeting;
+    ``greeting_timeout`` is the patience for the greeting (RFC 5321 allows a
+    client five minutes), ``greeting_warn`` the delay after which it is slow.
+    """
 
     name = "smtp"
     defaults = DEFAULTS
@@ -48,11 +59,22 @@ class SmtpCheck(PerTargetCheck[SmtpProbe]):
             "targets": as_targets(self.name, given["targets"]),
             "port": as_int(self.name, "port", given["port"], 1, 65535),
             "timeout": as_number(self.name, "timeout", given["timeout"], 0.1, 120),
+            "greeting_timeout": as_number(
+                self.name, "greeting_timeout", given["greeting_timeout"], 0.1, 300
+            ),
+            "greeting_warn": as_number(self.name, "greeting_warn", given["greeting_warn"], 0, 300),
             "helo": helo,
             "require_starttls": as_bool(self.name, "require_starttls", given["require_starttls"]),
+            "cert_warn_days": as_int(self.name, "cert_warn_days", given["cert_warn_days"], 0, 3650),
         }
 
     def judge(
         self, host: str, params: Mapping[str, Any], facts: SmtpProbe, raw: str
     ) -> CheckResult:
-        return judge_smtp(host, facts, bool(params.get("require_starttls", False)))
+        given = {**DEFAULTS, **params}
+        wants = Expectations(
+            require_starttls=bool(given["require_starttls"]),
+            greeting_warn=float(given["greeting_warn"]),
+            cert_warn_days=int(given["cert_warn_days"]),
+        )
+        return judge_smtp(host, facts, wants)

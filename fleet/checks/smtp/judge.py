@@ -1,6 +1,16 @@
-"""smtp's verdict: ok on 220 and 250; warn when STARTTLS is required and missing; else fail."""
+"""smtp's verdict: ok on 220 and 250, warn on what a healthy-but-odd server does, else fail.
+
+A slow greeting (postscreen waits 6 s on purpose) is a warning with its
+delay, never a dead server.  STARTTLS is judged by the handshake the probe
+did, not by the word in the EHLO reply: a failed handshake fails a host that
+requires STARTTLS (and warns otherwise), an expired certificate fails, one
+expiring soon warns.  A self-signed certificate is reported, not failed.
+"""
 
 from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, replace
 
 from fleet import causes
 from fleet.checks.facts import (
@@ -13,7 +23,7 @@ from fleet.checks.facts import (
     SmtpProbe,
     as_facts,
 )
-from fleet.checks.harness import excerpt
+from fleet.checks.harness import Finding, excerpt, with_findings
 from fleet.model import CheckResult, Status
 
 _CAUSES = {
@@ -22,16 +32,28 @@ _CAUSES = {
     SMTP_UNRESOLVED: causes.NAME_UNRESOLVED,
     SMTP_BAD_GREETING: causes.BAD_GREETING,
 }
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class Expectations:
+    """What the operator asked of a target (the smtp check's parameters)."""
+
+    require_starttls: bool = False
+    greeting_warn: float = 5.0  # seconds: a slower greeting is a warning
+    cert_warn_days: int = 14  # a certificate expiring within this many days is a warning
 
 
 def smtp_cause(probe: SmtpProbe) -> str:
     """The cause of a failed probe.  A timeout is the connect's when the probe never
-    connected (no ``connect_ms``), the greeting's when it connected and heard nothing,
-    and the dialogue's when it timed out after the greeting (EHLO)."""
+    connected (no ``connect_ms``), the greeting's when it connected and the greeting
+    never ended (its ``220-`` lines may have come), and the dialogue's after it."""
     if probe.outcome == SMTP_TIMEOUT:
         if probe.connect_ms is None:
             return causes.TIMEOUT
-        return causes.SMTP_ERROR if probe.greeting else causes.GREETING_TIMEOUT
+        if probe.stage == "greeting" or (not probe.stage and not probe.greeting):
+            return causes.GREETING_TIMEOUT
+        return causes.SMTP_ERROR
     if probe.outcome == SMTP_OK:  # connected and talked, but the greeting was not 220
         return causes.BAD_GREETING
     return _CAUSES.get(probe.outcome, causes.SMTP_ERROR)
@@ -43,7 +65,9 @@ def _failure(probe: SmtpProbe) -> str:
     if probe.outcome == SMTP_REFUSED:
         return f"connection refused on port {port}"
     if probe.outcome == SMTP_TIMEOUT:
-        return f"timed out on port {port}: {probe.error or 'no answer'}"
+        cut = probe.stage == "greeting" and probe.greeting  # 220- lines, never the last
+        said = f" after {len(probe.greeting)} greeting line(s)" if cut else ""
+        return f"timed out on port {port}{said}: {probe.error or 'no answer'}"
     if probe.outcome == SMTP_UNREACHABLE:
         return f"unreachable ({probe.error or 'no route to host'}), port {port}"
     if probe.outcome == SMTP_UNRESOLVED:
@@ -54,29 +78,75 @@ def _failure(probe: SmtpProbe) -> str:
     return f"error: {probe.error or probe.outcome}"
 
 
-def judge_smtp(
-    host: str, probe: SmtpProbe, require_starttls: bool = False, evidence: str = ""
-) -> CheckResult:
-    """ok on 220 and 250; warn when STARTTLS is required and missing; fail otherwise."""
-    ok = probe.outcome == SMTP_OK and probe.greeting_code == 220
-    cause = ""
-    if not ok:
-        status, summary = Status.FAIL, f"{probe.target}: {_failure(probe)}"
-        cause = smtp_cause(probe)
-    elif require_starttls and not probe.starttls:
-        status, summary = Status.WARN, f"{probe.target}: no STARTTLS offered on port {probe.port}"
-        cause = causes.NO_STARTTLS
+def _days_left(not_after: str, now: float) -> float | None:
+    try:
+        end = datetime.datetime.strptime(not_after, "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        return None
+    return (end.replace(tzinfo=datetime.timezone.utc).timestamp() - now) / DAY
+
+
+def _tls_findings(probe: SmtpProbe, wants: Expectations, now: float) -> list[Finding]:
+    """What the STARTTLS handshake and the certificate say."""
+    port = probe.port
+    if not probe.starttls:
+        if wants.require_starttls:
+            return [(Status.WARN, causes.NO_STARTTLS, f"no STARTTLS offered on port {port}")]
+        return []
+    if probe.tls_checked and not probe.tls_protocol:
+        status = Status.FAIL if wants.require_starttls else Status.WARN
+        why = probe.tls_error or "the handshake did not complete"
+        return [(status, causes.STARTTLS_FAILED, f"STARTTLS offered, but failed: {why}")]
+    days = _days_left(probe.cert_not_after, now) if probe.cert_not_after else None
+    if days is not None and days < 0:
+        expired = f"certificate expired {probe.cert_not_after} ({probe.cert_subject})"
+        return [(Status.FAIL, causes.CERTIFICATE_EXPIRED, expired)]
+    if days is not None and days < wants.cert_warn_days:
+        soon = f"certificate expires in {days:.0f} days, {probe.cert_not_after}"
+        return [(Status.WARN, causes.CERTIFICATE_EXPIRING, f"{soon} ({probe.cert_subject})")]
+    return []
+
+
+def _ok_summary(probe: SmtpProbe) -> str:
+    if probe.tls_protocol:
+        trust = "verified" if probe.cert_verified else "not verified"
+        tls = f", STARTTLS {probe.tls_protocol} ({probe.cert_subject or 'no subject'}, {trust})"
+    elif probe.starttls:
+        tls = ", STARTTLS offered (handshake not tried)"
     else:
-        tls = ", STARTTLS" if probe.starttls else ", no STARTTLS"
-        status, summary = Status.OK, f"{probe.target}: 220 greeting, EHLO 250{tls}"
+        tls = ", no STARTTLS"
+    return f"220 greeting, EHLO 250{tls}"
+
+
+def judge_smtp(
+    host: str,
+    probe: SmtpProbe,
+    wants: Expectations = Expectations(),
+    evidence: str = "",
+    now: float | None = None,
+) -> CheckResult:
+    """ok on 220 and 250 unless a finding says otherwise; fail when the dialogue failed.
+
+    ``now`` (epoch seconds, for the certificate's expiry) is the runner's clock
+    unless given.
+    """
+    now = datetime.datetime.now(datetime.timezone.utc).timestamp() if now is None else now
     shown = evidence or excerpt("\n".join([*probe.greeting, *probe.ehlo]))
-    return CheckResult(
-        host=host,
-        check="smtp",
-        status=status,
-        summary=summary,
-        target=probe.target,
-        facts=as_facts(probe),
-        evidence=shown,
-        cause=cause,
-    )
+    facts = as_facts(probe)
+    if not (probe.outcome == SMTP_OK and probe.greeting_code == 220):
+        return CheckResult(
+            host=host,
+            check="smtp",
+            status=Status.FAIL,
+            summary=f"{probe.target}: {_failure(probe)}",
+            target=probe.target,
+            facts=facts,
+            evidence=shown,
+            cause=smtp_cause(probe),
+        )
+    findings = _tls_findings(probe, wants, now)
+    if probe.greeting_ms is not None and probe.greeting_ms > wants.greeting_warn * 1000:
+        slow = f"slow greeting: {probe.greeting_ms / 1000:.1f} s after connecting"
+        findings.insert(0, (Status.WARN, causes.SLOW_GREETING, slow))
+    found = with_findings(host, "smtp", findings, _ok_summary(probe), facts, shown)
+    return replace(found, target=probe.target, summary=f"{probe.target}: {found.summary}")

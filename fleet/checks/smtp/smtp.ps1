@@ -1,7 +1,8 @@
 param($p)
 $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
-# Polite SMTP: read the whole greeting before speaking, EHLO, QUIT; never DATA.
+# Polite SMTP: wait (greet_ms) for the whole greeting before speaking, EHLO, QUIT; never
+# DATA.  STARTTLS is noted as offered, not tried (tls_checked stays false).
 function fleetReply($rd) {
     # Bounded: a hostile server cannot make the report (or this process) grow.
     $lines = @()
@@ -40,7 +41,7 @@ try {
     $c.EndConnect($ar)
     $r.connect_ms = $sw.Elapsed.TotalMilliseconds
     $s = $c.GetStream()
-    $s.ReadTimeout = $ms
+    $s.ReadTimeout = [int]$p.greet_ms
     $s.WriteTimeout = $ms
     $rd = New-Object IO.StreamReader($s, [Text.Encoding]::ASCII)
     $wr = New-Object IO.StreamWriter($s, [Text.Encoding]::ASCII)
@@ -48,6 +49,8 @@ try {
     $wr.AutoFlush = $true
     $stage = 'greeting'
     $r.greeting = fleetReply $rd
+    $r.greeted_ms = $sw.Elapsed.TotalMilliseconds
+    $s.ReadTimeout = $ms
     if ($r.greeting.Count -eq 0) { $r.error = 'connection closed before the greeting'; return $r }
     if ($r.greeting[0] -match '^(\d{3})') { $r.code = [int]$matches[1] }
     if ($r.code -ne 220) { $r.outcome = 'bad-greeting'; return $r }
@@ -55,7 +58,7 @@ try {
     $wr.WriteLine('EHLO ' + ([string]$p.helo -replace '[\r\n]', ''))
     $r.ehlo = fleetReply $rd
     if ($r.ehlo.Count -eq 0 -or $r.ehlo[-1] -notmatch '^250 ') { $r.error = 'EHLO refused'; return $r }
-    foreach ($l in $r.ehlo) { if ($l -match '^250[ -]STARTTLS') { $r.starttls = $true } }
+    $r.starttls = [bool]($r.ehlo -match '^250[ -]STARTTLS')
     $stage = 'quit'
     $wr.WriteLine('QUIT')
     [void](fleetReply $rd)
