@@ -13,8 +13,12 @@ readers add the file and line.
 from __future__ import annotations
 
 import ipaddress
+import itertools
+import math
 import re
 import string
+
+from fleet.inventory.limits import MAX_HOSTS_PER_RANGE
 
 # ``host:port``, where the host part may hold complete ``[...]`` ranges but no
 # other colon (so a bare IPv6 address never loses its last group to a "port").
@@ -56,17 +60,31 @@ def expand_host_entry(entry: str) -> tuple[list[str], int | None]:
 
 
 def expand_ranges(name: str) -> list[str]:
-    """``mx[01:03]`` -> ``mx01 mx02 mx03``; a name without ``[`` is returned alone."""
+    """``mx[01:03]`` -> ``mx01 mx02 mx03``; a name without ``[`` is returned alone.
+
+    Several ranges multiply; more than MAX_HOSTS_PER_RANGE names is an error,
+    found before any name is made.
+    """
     if "[" not in name:
         return [name]
-    match = _RANGE.search(name)
-    if match is None:
+    pieces = _RANGE.split(name)
+    texts, specs = pieces[0::2], pieces[1::2]
+    if any("[" in text for text in texts):
         raise ValueError(f"host range in {name!r} has no closing ']': write e.g. mx[01:20]")
-    head, tail = name[: match.start()], name[match.end() :]
-    names: list[str] = []
-    for item in _range_items(match.group(1), name):
-        names.extend(expand_ranges(f"{head}{item}{tail}"))
-    return names
+    items = [_range_items(spec, name) for spec in specs]
+    if math.prod(len(i) for i in items) > MAX_HOSTS_PER_RANGE:
+        raise _too_many(name)
+    return [
+        "".join(itertools.chain.from_iterable(zip(texts, chosen, strict=False))) + texts[-1]
+        for chosen in itertools.product(*items)
+    ]
+
+
+def _too_many(name: str) -> ValueError:
+    return ValueError(
+        f"host range {name!r} makes more than {MAX_HOSTS_PER_RANGE:,} hosts "
+        "(fleet.inventory.limits.MAX_HOSTS_PER_RANGE): split it, or check the bounds"
+    )
 
 
 def _range_items(spec: str, name: str) -> list[str]:
@@ -120,4 +138,7 @@ def _number_range(begin: str, end: str, step: int, spec: str, name: str) -> list
     # Ansible silently yields no host for [20:01]; an empty range is a typo, so say so.
     if int(begin) > int(end):
         raise ValueError(f"host range [{spec}] in {name!r} runs backwards: begin must be <= end")
-    return [str(i).zfill(width) for i in range(int(begin), int(end) + 1, step)]
+    numbers = range(int(begin), int(end) + 1, step)
+    if len(numbers) > MAX_HOSTS_PER_RANGE:
+        raise _too_many(name)
+    return [str(i).zfill(width) for i in numbers]
