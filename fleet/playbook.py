@@ -31,6 +31,7 @@ import yaml
 from fleet.checks.base import CHECKS, get_check
 from fleet.errors import InventoryError, PlaybookError
 from fleet.inventory import Inventory, VaultedValue
+from fleet.inventory.hostnames import address_problem, shorten
 from fleet.inventory.limits import read_text_bounded
 from fleet.inventory.yamlload import ShapeError, load_bounded
 from fleet.plan import CheckPlan, HostPlan, is_secret
@@ -378,10 +379,18 @@ def _host_plan(name: str, hostvars: Mapping[str, Any], checks: Sequence[CheckPla
             "\"{{ lookup('env', 'WINRM_PASSWORD') }}\"",
             path=source,
         )
+    address = str(hostvars.get("ansible_host") or name)
+    problem = address_problem(address) if connection != "local" else None
+    if problem:
+        given = "ansible_host" if hostvars.get("ansible_host") else "the inventory name"
+        raise InventoryError(
+            f"host {name}: {given} {shorten(address)!r} is not a host name or address: {problem}",
+            path=source,
+        )
     plan = HostPlan(
         name=name,
         connection=connection,
-        address=str(hostvars.get("ansible_host") or name),
+        address=address,
         port=port_number,
         user=hostvars.get("ansible_user") or hostvars.get("ansible_ssh_user"),
         vars=hostvars,

@@ -33,7 +33,12 @@ from typing import Any
 
 import jinja2
 from jinja2 import nodes
-from jinja2.nativetypes import NativeCodeGenerator, NativeTemplate, native_concat
+from jinja2.nativetypes import (
+    NativeCodeGenerator,
+    NativeEnvironment,
+    NativeTemplate,
+    native_concat,
+)
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
@@ -207,7 +212,7 @@ class _Budgeted(NodeTransformer):
         return _call("_concat", node.nodes)
 
 
-def _call(function: str, args: list[nodes.Expr]) -> nodes.Call:
+def _call(function: str, args: list[Any]) -> nodes.Call:
     return nodes.Call(nodes.ImportedName(f"{__name__}.{function}"), args, [], None, None)
 
 
@@ -215,15 +220,25 @@ class _TextSandbox(_Sandbox):
     concat = staticmethod(lambda values: "".join(_counted_output(values)))
 
 
-class _NativeSandbox(_Sandbox):
+class _NativeSandbox(NativeEnvironment, _Sandbox):
     """Values keep their type (a list stays a list), as with Ansible's native types."""
 
     code_generator_class = NativeCodeGenerator
-    concat = staticmethod(lambda values: native_concat(_counted_output(values)))
+    concat = staticmethod(lambda values: _native_concat(_counted_output(values)))
+
+
+def _native_concat(values: Iterator[Any]) -> Any:
+    """Jinja2's native concatenation, except that a result holding a template stays
+    a string (to be rendered again), never read as a Python set literal."""
+    head = list(itertools.islice(values, 2))
+    if len(head) == 1 and not isinstance(head[0], str):
+        return head[0]
+    raw = "".join(str(v) for v in itertools.chain(head, values))
+    return raw if has_template(raw) else native_concat([raw])
 
 
 class _NativeSandboxTemplate(NativeTemplate):
-    environment_class = _NativeSandbox
+    environment_class: type[NativeEnvironment] = _NativeSandbox
 
 
 _NativeSandbox.template_class = _NativeSandboxTemplate

@@ -142,3 +142,47 @@ def _number_range(begin: str, end: str, step: int, spec: str, name: str) -> list
     if len(numbers) > MAX_HOSTS_PER_RANGE:
         raise _too_many(name)
     return [str(i).zfill(width) for i in numbers]
+
+
+#: DNS's own limits (RFC 1035): a label, and a whole name without its final dot.
+MAX_DNS_LABEL = 63
+MAX_DNS_NAME = 253
+_LABEL = re.compile(r"^[^\W_](?:[\w-]*[^\W_])?$|^_[\w-]*$")
+
+
+def address_problem(address: str) -> str | None:
+    """Why ``address`` can be neither an IP address nor a DNS name, or None when it can.
+
+    Letters of any script (internationalised names), digits, ``-`` and ``_``
+    are allowed in labels, as resolvers and ``/etc/hosts`` accept them.
+    """
+    try:
+        ipaddress.ip_address(address.split("%", 1)[0])  # fe80::1%eth0 keeps its zone
+    except ValueError:
+        pass
+    else:
+        return None
+    name = address[:-1] if address.endswith(".") else address
+    if not name:
+        return "it is empty"
+    if len(name) > MAX_DNS_NAME:
+        return f"it is {len(name)} characters long (a DNS name has at most {MAX_DNS_NAME})"
+    for label in name.split("."):
+        if len(label) > MAX_DNS_LABEL:
+            return (
+                f"its label {shorten(label)!r} is {len(label)} characters long "
+                f"(a DNS label has at most {MAX_DNS_LABEL})"
+            )
+        if not _LABEL.match(label):
+            return (
+                f"its label {shorten(label)!r} is not a DNS label "
+                "(letters, digits and '-', with no '-' at either end)"
+                if label
+                else "it has an empty label ('..', or a leading '.')"
+            )
+    return None
+
+
+def shorten(text: str, keep: int = 40) -> str:
+    """``text`` cut to ``keep`` characters with an ellipsis, for messages about long values."""
+    return text if len(text) <= keep else text[: keep - 1] + "…"

@@ -159,7 +159,7 @@ def check_shape(loader: Any) -> None:
             anchor = None
             if event.anchor in open_anchors:
                 raise ShapeError(f"alias *{event.anchor} is inside its own anchor: a loop", event)
-            size = sizes.get(event.anchor, 1)  # an unknown alias: the loader says so
+            size = sizes.get(event.anchor or "", 1)  # an unknown alias: the loader says so
         else:
             continue
         if anchor is not None:
