@@ -7,7 +7,6 @@ same :class:`AuditRequest` for the same options.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleet.errors import ConfigError
-from fleet.inventory.hostnames import address_problem, shorten
+from fleet.inventory.hostnames import address_problem, is_ip_address, shorten
 
 DEFAULT_PLAYBOOK = "mail-connectivity"
 DEFAULT_FORMATS = ("json", "csv", "html", "junit")
@@ -97,18 +96,10 @@ def mail_address_problem(address: str) -> str | None:
             "letters, digits and ._%+-)"
         )
     if domain.startswith("[") and domain.endswith("]"):
-        ip = _is_ip(domain[1:-1].removeprefix("IPv6:"))
+        ip = is_ip_address(domain[1:-1].removeprefix("IPv6:"))
         return None if ip else "a domain in brackets must be an IP address"
     problem = address_problem(domain)
     return f"the domain {shorten(domain)!r} is not a host name: {problem}" if problem else None
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 @dataclass(frozen=True)

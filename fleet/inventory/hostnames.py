@@ -17,6 +17,7 @@ import itertools
 import math
 import re
 import string
+from typing import Any
 
 from fleet.inventory.limits import MAX_HOSTS_PER_RANGE
 
@@ -40,8 +41,13 @@ def split_port(entry: str) -> tuple[str, int | None]:
 
 
 def _is_ipv6(text: str) -> bool:
+    return is_ip_address(text, ipaddress.IPv6Address)
+
+
+def is_ip_address(text: str, kind: Any = ipaddress.ip_address) -> bool:
+    """True when ``text`` is an IP address (of ``kind``: IPv6Address for IPv6 only)."""
     try:
-        ipaddress.IPv6Address(text)
+        kind(text)
     except ValueError:
         return False
     return True
@@ -156,11 +162,7 @@ def address_problem(address: str) -> str | None:
     Letters of any script (internationalised names), digits, ``-`` and ``_``
     are allowed in labels, as resolvers and ``/etc/hosts`` accept them.
     """
-    try:
-        ipaddress.ip_address(address.split("%", 1)[0])  # fe80::1%eth0 keeps its zone
-    except ValueError:
-        pass
-    else:
+    if is_ip_address(address.split("%", 1)[0]):  # fe80::1%eth0 keeps its zone
         return None
     name = address[:-1] if address.endswith(".") else address
     if not name:
