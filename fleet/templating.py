@@ -256,18 +256,49 @@ def _to_list(value: Any) -> list[Any]:
 
 
 def _unique(seq: Iterable[Any]) -> list[Any]:
-    seen: list[Any] = []
+    kept: list[Any] = []
+    seen = _Members()
     for item in seq:
         if item not in seen:
-            seen.append(item)
-    return seen
+            seen.add(item)
+            kept.append(item)
+    return kept
+
+
+class _Members:
+    """``in`` for a filter's list: a set for hashable items (host names), so
+    ``groups['mail'] | difference(...)`` stays linear on a big group."""
+
+    def __init__(self, items: Iterable[Any] = ()) -> None:
+        self.hashable: set[Any] = set()
+        self.other: list[Any] = []
+        for item in items:
+            self.add(item)
+
+    def add(self, item: Any) -> None:
+        try:
+            self.hashable.add(item)
+        except TypeError:
+            self.other.append(item)
+
+    def __contains__(self, item: Any) -> bool:
+        try:
+            return item in self.hashable
+        except TypeError:
+            return item in self.other
+
+
+def _keep(a: Any, b: Any, *, wanted: bool) -> list[Any]:
+    """The unique items of ``a`` that are (or, not ``wanted``, are not) in ``b``."""
+    members = _Members(_to_list(b))
+    return [x for x in _unique(_to_list(a)) if (x in members) is wanted]
 
 
 # The Ansible filters a fleet playbook is likely to use.
 FILTERS: dict[str, Callable[..., Any]] = {
-    "difference": lambda a, b: [x for x in _unique(_to_list(a)) if x not in _to_list(b)],
+    "difference": lambda a, b: _keep(a, b, wanted=False),
     "union": lambda a, b: _unique(_to_list(a) + _to_list(b)),
-    "intersect": lambda a, b: [x for x in _unique(_to_list(a)) if x in _to_list(b)],
+    "intersect": lambda a, b: _keep(a, b, wanted=True),
     "unique": lambda a: _unique(_to_list(a)),
     "flatten": lambda a: list(
         itertools.chain.from_iterable(

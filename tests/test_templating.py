@@ -161,3 +161,15 @@ def test_ordinary_ansible_templates_still_render(template: str, expected: Any) -
 
 def test_a_value_holding_a_template_is_rendered_again() -> None:
     assert render("{{ a }}", a="{{ b }}", b="{{ 'deep' }}") == "deep"
+
+
+def test_set_filters_keep_order_and_take_unhashable_items() -> None:
+    assert render("{{ [1, 2, [3], 2, 'a'] | difference([2, [3]]) }}") == [1, "a"]
+    assert render("{{ ['a', 'b', {'x': 1}] | intersect(['b', {'x': 1}]) }}") == ["b", {"x": 1}]
+    assert render("{{ [[1], [1], 'h', 'h'] | unique }}") == [[1], "h"]
+
+
+def test_difference_on_a_big_group_stays_linear() -> None:
+    hosts = [f"mx{i:05d}" for i in range(50_000)]
+    # Quadratic membership took minutes here; a set answers at once.
+    assert render("{{ hosts | difference(hosts[1:]) }}", hosts=hosts) == ["mx00000"]
