@@ -20,25 +20,23 @@ the file, the line and what is wrong.
 
 from __future__ import annotations
 
-import itertools
-import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jinja2
-import jinja2.nativetypes
 import yaml
 
 from fleet.checks.base import CHECKS, get_check
 from fleet.errors import InventoryError, PlaybookError
 from fleet.inventory import Inventory, VaultedValue
-from fleet.inventory.yamlload import UnsafeText
+from fleet.inventory.hostnames import address_problem, shorten
+from fleet.inventory.limits import read_text_bounded
+from fleet.inventory.yamlload import ShapeError, load_bounded
 from fleet.plan import CheckPlan, HostPlan, is_secret
+from fleet.templating import Renderer, has_template
 from fleet.transports.base import TRANSPORTS
-from fleet.truth import parse_bool
 
 PLAY_KEYS = {"name", "hosts", "vars", "checks"}
 
@@ -98,12 +96,13 @@ def resolve_playbook(name_or_path: str | Path, base: Path = Path("playbooks")) -
 def load_playbook(path: str | Path) -> Playbook:
     """Read and validate a playbook's structure and check names/parameters."""
     path = Path(path)
+    text = read_text_bounded(path, PlaybookError, "playbook")
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PlaybookError(f"cannot read playbook: {exc.strerror}", path=path) from exc
-    try:
-        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+        data = load_bounded(text, _LineLoader)
+    except ShapeError as exc:
+        raise PlaybookError(f"refused YAML: {exc}", path=path, line=exc.line) from exc
+    except ValueError as exc:  # e.g. a date like 2024-13-45, which the loader rejects
+        raise PlaybookError(f"not valid YAML: {exc}", path=path) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -174,117 +173,12 @@ def _load_check(path: Path, item: Any, play_line: int) -> CheckSpec:
     params = item[name] if item[name] is not None else {}
     if not isinstance(params, dict):
         raise PlaybookError(f"check {name}: parameters must be a mapping", path=path, line=line)
-    if not _has_template(params):
+    if not has_template(params):
         try:  # static parameters are checked now, templated ones once rendered
             get_check(name).validate(params)
         except ValueError as exc:
             raise PlaybookError(f"check {name}: {exc}", path=path, line=line) from exc
     return CheckSpec(name, dict(params), line)
-
-
-def _has_template(value: Any) -> bool:
-    if isinstance(value, UnsafeText):  # !unsafe: literal, as in Ansible
-        return False
-    if isinstance(value, str):
-        return "{{" in value or "{%" in value
-    if isinstance(value, dict):
-        return any(_has_template(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_template(v) for v in value)
-    return False
-
-
-# -- rendering -------------------------------------------------------------
-
-
-def _to_list(value: Any) -> list[Any]:
-    if value is None or isinstance(value, jinja2.Undefined):
-        return []
-    if isinstance(value, (str, bytes, Mapping)):
-        return [value]
-    return list(value)
-
-
-def _unique(seq: Iterable[Any]) -> list[Any]:
-    seen: list[Any] = []
-    for item in seq:
-        if item not in seen:
-            seen.append(item)
-    return seen
-
-
-# The Ansible filters a fleet playbook is likely to use.
-FILTERS: dict[str, Callable[..., Any]] = {
-    "difference": lambda a, b: [x for x in _unique(_to_list(a)) if x not in _to_list(b)],
-    "union": lambda a, b: _unique(_to_list(a) + _to_list(b)),
-    "intersect": lambda a, b: [x for x in _unique(_to_list(a)) if x in _to_list(b)],
-    "unique": lambda a: _unique(_to_list(a)),
-    "flatten": lambda a: list(
-        itertools.chain.from_iterable(
-            _to_list(x) if isinstance(x, (list, tuple)) else [x] for x in _to_list(a)
-        )
-    ),
-    "bool": lambda a: parse_bool(a) is True,  # Ansible coerces any other value to False
-}
-
-
-def _lookup(kind: str, *terms: str, default: Any = None) -> Any:
-    """Ansible's ``lookup('env', NAME)`` and ``lookup('file', PATH)``: secrets for CI jobs."""
-    if kind == "env":
-        values = [os.environ.get(t, "" if default is None else default) for t in terms]
-    elif kind == "file":
-        values = [Path(t).expanduser().read_text(encoding="utf-8").rstrip("\n") for t in terms]
-    else:
-        raise jinja2.TemplateError(f"lookup {kind!r} is not supported (env, file)")
-    return ",".join(values)
-
-
-def _environment() -> jinja2.nativetypes.NativeEnvironment:
-    env = jinja2.nativetypes.NativeEnvironment(undefined=jinja2.StrictUndefined)
-    env.filters.update(FILTERS)
-    env.globals["lookup"] = _lookup
-    return env
-
-
-class Renderer:
-    """Renders templated values per host; templates are compiled once."""
-
-    def __init__(self) -> None:
-        self.env = _environment()
-        self.text_env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701 - not HTML
-        self.text_env.filters.update(FILTERS)
-        self.text_env.globals["lookup"] = _lookup
-        self._compiled: dict[str, jinja2.Template] = {}
-
-    def render_text(self, value: str, context: Mapping[str, Any]) -> str:
-        """A template rendered as a plain string: a password '0x1F' stays '0x1F'.
-
-        Re-rendered while the result is still a template, as Ansible does for
-        ``ansible_password: "{{ vault_pw }}"`` with ``vault_pw: "{{ lookup(...) }}"``.
-        """
-        for _ in range(6):
-            value = self.text_env.from_string(value).render(context)
-            if not _has_template(value):
-                return value
-        raise jinja2.TemplateError("the value still holds a template after 6 renderings")
-
-    def render(self, value: Any, context: Mapping[str, Any], depth: int = 0) -> Any:
-        if isinstance(value, str) and _has_template(value):
-            template = self._compiled.get(value)
-            if template is None:
-                template = self._compiled[value] = self.env.from_string(value)
-            result = template.render(context)
-            if isinstance(result, jinja2.Undefined):
-                # Native rendering hands back a lone undefined value instead of raising.
-                raise jinja2.UndefinedError(result._undefined_message)
-            if depth < 5 and _has_template(result):  # a variable holding a template
-                return self.render(result, context, depth + 1)
-            return result
-        if isinstance(value, dict):
-            return {k: self.render(v, context, depth) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self.render(v, context, depth) for v in value]
-        return value
 
 
 def build_plan(
@@ -316,7 +210,11 @@ def build_plan(
                 for spec in play.checks
             )
     return [
-        _host_plan(name, _render_host_vars(renderer, name, raw_hostvars, groups), tuple(checks))
+        _host_plan(
+            name,
+            _render_host_vars(renderer, name, raw_hostvars, groups, inventory.var_origin),
+            tuple(checks),
+        )
         for name in inventory.hosts
         if (checks := per_host.get(name))
     ]
@@ -351,8 +249,10 @@ def _render_host_vars(
     host: str,
     hostvars: Mapping[str, Mapping[str, Any]],
     groups: Mapping[str, Any],
+    origin: Callable[[str, str], str | None],
 ) -> dict[str, Any]:
-    """The host's variables with templated values rendered (e.g. a password from the env)."""
+    """The host's variables with templated values rendered (e.g. a password from the env);
+    a PlaybookError names the variable and the file that sets it."""
     own = hostvars[host]
     context = {**own, "groups": groups, "hostvars": hostvars, "inventory_hostname": host}
     rendered = dict(own)
@@ -360,7 +260,7 @@ def _render_host_vars(
         # Only what fleet reads; an inventory also holds variables for Ansible
         # (ansible_python_interpreter: "{{ ansible_playbook_python }}") that
         # fleet cannot and need not render.
-        if not _has_template(value) or not _fleet_reads(key):
+        if not has_template(value) or not _fleet_reads(key):
             continue
         try:
             if is_secret(key) and isinstance(value, str):
@@ -372,7 +272,7 @@ def _render_host_vars(
             raise PlaybookError(
                 f"host {host}: variable {key} cannot be rendered: {type(exc).__name__}"
                 f"{'' if is_secret(key) else f': {exc}'}",
-                path=own.get("inventory_file"),
+                path=origin(host, key) or own.get("inventory_file"),
             ) from exc
     return rendered
 
@@ -438,7 +338,7 @@ def _variables_hint(params: Mapping[str, Any], origin: Callable[[str], str | Non
         {
             name
             for value in params.values()
-            if isinstance(value, str) and _has_template(value)
+            if isinstance(value, str) and has_template(value)
             for name in _VARIABLE.findall(value)
             if name.startswith("fleet_")
         }
@@ -479,10 +379,18 @@ def _host_plan(name: str, hostvars: Mapping[str, Any], checks: Sequence[CheckPla
             "\"{{ lookup('env', 'WINRM_PASSWORD') }}\"",
             path=source,
         )
+    address = str(hostvars.get("ansible_host") or name)
+    problem = address_problem(address) if connection != "local" else None
+    if problem:
+        given = "ansible_host" if hostvars.get("ansible_host") else "the inventory name"
+        raise InventoryError(
+            f"host {name}: {given} {shorten(address)!r} is not a host name or address: {problem}",
+            path=source,
+        )
     plan = HostPlan(
         name=name,
         connection=connection,
-        address=str(hostvars.get("ansible_host") or name),
+        address=address,
         port=port_number,
         user=hostvars.get("ansible_user") or hostvars.get("ansible_ssh_user"),
         vars=hostvars,

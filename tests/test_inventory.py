@@ -751,3 +751,10 @@ def test_a_dynamic_inventory_script_is_refused_with_the_way_out(tmp_path):
     script.chmod(0o755)
     with pytest.raises(InventoryError, match=r"ansible-inventory -i .*dyn\.py --list --yaml"):
         load_inventory(script)
+
+
+def test_a_yaml_date_is_listed_as_iso_text(tmp_path: Path) -> None:
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("all:\n  vars:\n    since: 2024-01-31\n  hosts:\n    mx1:\n")
+    listed = load_inventory(inventory).to_ansible_list()
+    assert json.loads(json.dumps(listed))["_meta"]["hostvars"]["mx1"]["since"] == "2024-01-31"

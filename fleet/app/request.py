@@ -8,11 +8,13 @@ same :class:`AuditRequest` for the same options.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from fleet.errors import ConfigError
+from fleet.inventory.hostnames import address_problem, is_ip_address, shorten
 
 DEFAULT_PLAYBOOK = "mail-connectivity"
 DEFAULT_FORMATS = ("json", "csv", "html", "junit")
@@ -63,8 +65,41 @@ def report_formats(text: str) -> tuple[str, ...]:
 
 
 def mail_addresses(text: str) -> tuple[str, ...]:
-    """``a@x`` or ``a@x,b@x``: the addresses are checked before the audit."""
-    return tuple(filter(None, (part.strip() for part in text.split(","))))
+    """``a@x`` or ``a@x,b@x``, each checked to be a plain address (``user@domain``)."""
+    addresses = tuple(filter(None, (part.strip() for part in text.split(","))))
+    if not addresses:
+        raise ConfigError(f"{text!r} holds no mail address")
+    for address in addresses:
+        problem = mail_address_problem(address)
+        if problem:
+            raise ConfigError(f"{shorten(address)!r} is not a mail address: {problem}")
+    return addresses
+
+
+#: RFC 5321's longest forward path (an address), and its longest local part.
+MAX_MAIL_ADDRESS = 254
+MAX_MAIL_LOCAL_PART = 64
+# RFC 5322's dot-atom: what an address's user part is without quotes (non-ASCII allowed).
+_LOCAL_PART = re.compile(r"^[\w!#$%&'*+/=?^`{|}~-]+(?:\.[\w!#$%&'*+/=?^`{|}~-]+)*$")
+
+
+def mail_address_problem(address: str) -> str | None:
+    """Why ``address`` is not ``user@domain`` (a DNS name or a ``[literal]``), or None."""
+    if len(address) > MAX_MAIL_ADDRESS:
+        return f"it is {len(address)} characters long (at most {MAX_MAIL_ADDRESS})"
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain:
+        return "write it as user@domain"
+    if len(local) > MAX_MAIL_LOCAL_PART or not _LOCAL_PART.match(local):
+        return (
+            f"the part before '@' is not a mail user name (at most {MAX_MAIL_LOCAL_PART} "
+            "letters, digits and ._%+-)"
+        )
+    if domain.startswith("[") and domain.endswith("]"):
+        ip = is_ip_address(domain[1:-1].removeprefix("IPv6:"))
+        return None if ip else "a domain in brackets must be an IP address"
+    problem = address_problem(domain)
+    return f"the domain {shorten(domain)!r} is not a host name: {problem}" if problem else None
 
 
 @dataclass(frozen=True)

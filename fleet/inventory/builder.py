@@ -17,6 +17,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from fleet.errors import InventoryError
+from fleet.inventory.limits import MAX_GROUP_DEPTH, MAX_HOSTS
 from fleet.inventory.model import Group, Host, Inventory
 
 _BUILT_IN = ("all", "ungrouped")
@@ -61,6 +63,11 @@ class InventoryBuilder:
     ) -> None:
         host = self.hosts.get(name)
         if host is None:
+            if len(self.hosts) >= MAX_HOSTS:
+                raise ValueError(
+                    f"more than {MAX_HOSTS:,} hosts (fleet.inventory.limits.MAX_HOSTS): "
+                    "audit the fleet in parts, one inventory each"
+                )
             host = self.hosts[name] = _HostDraft(source=source)
             # As Ansible: the port written where the host first appears.
             if port is not None:
@@ -73,11 +80,15 @@ class InventoryBuilder:
         """Make group ``child`` a child of group ``parent`` (both already declared)."""
         if child in self.groups[parent].children:
             return
-        if child == parent or child in self.ancestors(parent):
+        above = self.ancestors(parent)
+        if child == parent or child in above:
             raise CycleError(
                 f"group {child!r} cannot be a child of {parent!r}: {parent!r} is already "
                 f"inside {child!r}, which would make a loop; remove one of the two entries"
             )
+        # Only a group with many ancestors can be deep: the longer walk is for those.
+        if len(above) >= MAX_GROUP_DEPTH and self._height(parent) >= MAX_GROUP_DEPTH:
+            raise _too_deep(child)
         self.groups[parent].children[child] = None
         self.groups[child].parents[parent] = None
 
@@ -116,9 +127,12 @@ class InventoryBuilder:
     ) -> Inventory:
         """Reconcile as Ansible does and freeze, adding group_vars/host_vars file contents."""
         self._reconcile()
+        try:
+            depths = self._depths()
+        except ValueError as exc:
+            raise InventoryError(str(exc), path=source) from exc
         group_file_vars = group_file_vars or {}
         host_file_vars = host_file_vars or {}
-        depths = self._depths()
         groups = {
             name: _freeze_group(name, draft, depths[name], group_file_vars.get(name, {}))
             for name, draft in self.groups.items()
@@ -164,19 +178,44 @@ class InventoryBuilder:
         for name in self.groups.keys() & self.hosts.keys():
             self.warnings.append(f"found both a group and a host named {name!r}")
 
+    def _height(self, name: str) -> int:
+        """The longest chain of parents above group ``name`` (without recursion)."""
+        heights: dict[str, int] = {}
+        stack = [name]
+        while stack:
+            current = stack[-1]
+            parents = self.groups[current].parents
+            missing = [p for p in parents if p not in heights]
+            if missing:
+                stack.extend(missing)
+                continue
+            stack.pop()
+            heights[current] = 1 + max((heights[p] for p in parents), default=-1)
+        return heights[name]
+
     def _depths(self) -> dict[str, int]:
-        """Each group's longest distance from 'all' (Ansible's group depth)."""
+        """Each group's longest distance from 'all' (Ansible's group depth), parents
+        before children; ValueError past MAX_GROUP_DEPTH."""
         depths: dict[str, int] = {"all": 0}
-
-        def depth(name: str) -> int:
-            if name not in depths:
-                parents = self.groups[name].parents
-                depths[name] = 1 + max((depth(p) for p in parents), default=0)
-            return depths[name]
-
-        for name in self.groups:
-            depth(name)
+        waiting = {name: len(draft.parents) for name, draft in self.groups.items()}
+        ready = ["all"]
+        while ready:
+            name = ready.pop()
+            for child in self.groups[name].children:
+                depths[child] = max(depths.get(child, 0), depths[name] + 1)
+                if depths[child] > MAX_GROUP_DEPTH:
+                    raise _too_deep(child)
+                waiting[child] -= 1
+                if not waiting[child]:
+                    ready.append(child)
         return depths
+
+
+def _too_deep(group: str) -> ValueError:
+    return ValueError(
+        f"group {group!r} is nested more than {MAX_GROUP_DEPTH} groups deep "
+        "(fleet.inventory.limits.MAX_GROUP_DEPTH): check the :children sections"
+    )
 
 
 def _freeze_group(name: str, draft: _GroupDraft, depth: int, file_vars: Mapping[str, Any]) -> Group:

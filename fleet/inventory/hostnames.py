@@ -13,8 +13,13 @@ readers add the file and line.
 from __future__ import annotations
 
 import ipaddress
+import itertools
+import math
 import re
 import string
+from typing import Any
+
+from fleet.inventory.limits import MAX_HOSTS_PER_RANGE
 
 # ``host:port``, where the host part may hold complete ``[...]`` ranges but no
 # other colon (so a bare IPv6 address never loses its last group to a "port").
@@ -36,8 +41,13 @@ def split_port(entry: str) -> tuple[str, int | None]:
 
 
 def _is_ipv6(text: str) -> bool:
+    return is_ip_address(text, ipaddress.IPv6Address)
+
+
+def is_ip_address(text: str, kind: Any = ipaddress.ip_address) -> bool:
+    """True when ``text`` is an IP address (of ``kind``: IPv6Address for IPv6 only)."""
     try:
-        ipaddress.IPv6Address(text)
+        kind(text)
     except ValueError:
         return False
     return True
@@ -56,17 +66,31 @@ def expand_host_entry(entry: str) -> tuple[list[str], int | None]:
 
 
 def expand_ranges(name: str) -> list[str]:
-    """``mx[01:03]`` -> ``mx01 mx02 mx03``; a name without ``[`` is returned alone."""
+    """``mx[01:03]`` -> ``mx01 mx02 mx03``; a name without ``[`` is returned alone.
+
+    Several ranges multiply; more than MAX_HOSTS_PER_RANGE names is an error,
+    found before any name is made.
+    """
     if "[" not in name:
         return [name]
-    match = _RANGE.search(name)
-    if match is None:
+    pieces = _RANGE.split(name)
+    texts, specs = pieces[0::2], pieces[1::2]
+    if any("[" in text for text in texts):
         raise ValueError(f"host range in {name!r} has no closing ']': write e.g. mx[01:20]")
-    head, tail = name[: match.start()], name[match.end() :]
-    names: list[str] = []
-    for item in _range_items(match.group(1), name):
-        names.extend(expand_ranges(f"{head}{item}{tail}"))
-    return names
+    items = [_range_items(spec, name) for spec in specs]
+    if math.prod(len(i) for i in items) > MAX_HOSTS_PER_RANGE:
+        raise _too_many(name)
+    return [
+        "".join(itertools.chain.from_iterable(zip(texts, chosen, strict=False))) + texts[-1]
+        for chosen in itertools.product(*items)
+    ]
+
+
+def _too_many(name: str) -> ValueError:
+    return ValueError(
+        f"host range {name!r} makes more than {MAX_HOSTS_PER_RANGE:,} hosts "
+        "(fleet.inventory.limits.MAX_HOSTS_PER_RANGE): split it, or check the bounds"
+    )
 
 
 def _range_items(spec: str, name: str) -> list[str]:
@@ -120,4 +144,47 @@ def _number_range(begin: str, end: str, step: int, spec: str, name: str) -> list
     # Ansible silently yields no host for [20:01]; an empty range is a typo, so say so.
     if int(begin) > int(end):
         raise ValueError(f"host range [{spec}] in {name!r} runs backwards: begin must be <= end")
-    return [str(i).zfill(width) for i in range(int(begin), int(end) + 1, step)]
+    numbers = range(int(begin), int(end) + 1, step)
+    if len(numbers) > MAX_HOSTS_PER_RANGE:
+        raise _too_many(name)
+    return [str(i).zfill(width) for i in numbers]
+
+
+#: DNS's own limits (RFC 1035): a label, and a whole name without its final dot.
+MAX_DNS_LABEL = 63
+MAX_DNS_NAME = 253
+_LABEL = re.compile(r"^[^\W_](?:[\w-]*[^\W_])?$|^_[\w-]*$")
+
+
+def address_problem(address: str) -> str | None:
+    """Why ``address`` can be neither an IP address nor a DNS name, or None when it can.
+
+    Letters of any script (internationalised names), digits, ``-`` and ``_``
+    are allowed in labels, as resolvers and ``/etc/hosts`` accept them.
+    """
+    if is_ip_address(address.split("%", 1)[0]):  # fe80::1%eth0 keeps its zone
+        return None
+    name = address[:-1] if address.endswith(".") else address
+    if not name:
+        return "it is empty"
+    if len(name) > MAX_DNS_NAME:
+        return f"it is {len(name)} characters long (a DNS name has at most {MAX_DNS_NAME})"
+    for label in name.split("."):
+        if len(label) > MAX_DNS_LABEL:
+            return (
+                f"its label {shorten(label)!r} is {len(label)} characters long "
+                f"(a DNS label has at most {MAX_DNS_LABEL})"
+            )
+        if not _LABEL.match(label):
+            return (
+                f"its label {shorten(label)!r} is not a DNS label "
+                "(letters, digits and '-', with no '-' at either end)"
+                if label
+                else "it has an empty label ('..', or a leading '.')"
+            )
+    return None
+
+
+def shorten(text: str, keep: int = 40) -> str:
+    """``text`` cut to ``keep`` characters with an ellipsis, for messages about long values."""
+    return text if len(text) <= keep else text[: keep - 1] + "…"

@@ -23,6 +23,7 @@ from pathlib import Path
 from fleet.errors import InventoryError
 from fleet.inventory.builder import InventoryBuilder
 from fleet.inventory.ini import read_ini
+from fleet.inventory.limits import read_text_bounded
 from fleet.inventory.model import Inventory
 from fleet.inventory.varsfiles import vars_for_names
 from fleet.inventory.yamlsrc import read_yaml
@@ -93,10 +94,7 @@ def _read_directory(directory: Path, builder: InventoryBuilder) -> int:
 
 
 def _read_file(path: Path, builder: InventoryBuilder) -> None:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InventoryError(f"cannot read the inventory file: {exc}", path=path) from exc
+    text = read_text_bounded(path, InventoryError, "inventory file")
     if text.startswith("#!") and os.access(path, os.X_OK):
         # Ansible would run it; fleet never executes inventory files.
         raise InventoryError(

@@ -18,6 +18,7 @@ default ``hash_behaviour=replace``.
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -269,9 +270,11 @@ def _fresh(value: Any) -> Any:
 
 
 def _for_json(value: Any) -> Any:
-    """Vault-encrypted values as ansible-inventory prints them."""
+    """Vault-encrypted values and dates as ansible-inventory prints them."""
     if isinstance(value, VaultedValue):
         return {"__ansible_vault": value.ciphertext}
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()  # a YAML timestamp, printed as ansible-inventory does
     if isinstance(value, Mapping):
         return {k: _for_json(v) for k, v in value.items()}
     if isinstance(value, list):

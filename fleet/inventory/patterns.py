@@ -46,6 +46,12 @@ def split_patterns(pattern: str) -> list[str]:
         words = [pattern]
     else:
         words = _COLON_WORD.findall(pattern)
+        left = _COLON_WORD.sub("", pattern).strip(": \t")
+        if left:  # e.g. '~[': the regex would be cut to '~', which matches every host
+            raise InventoryError(
+                f"invalid host pattern {pattern!r}: an unmatched {left[0]!r}; write a "
+                "regex holding ':' or brackets as one pattern of a ','-separated list"
+            )
     return [w.strip() for w in words if w.strip()]
 
 

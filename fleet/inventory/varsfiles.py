@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet.errors import InventoryError
+from fleet.inventory.limits import read_text_bounded
 from fleet.inventory.yamlload import load_vars_text
 
 VARS_EXTENSIONS = (".yml", ".yaml", ".json")
@@ -79,10 +80,7 @@ def _vars_files(directory: Path) -> list[Path]:
 
 def load_vars_file(path: Path, kind: str = "vars") -> dict[str, Any]:
     """One group_vars/host_vars file: a mapping, or {} when the file is empty."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InventoryError(f"cannot read {kind} file: {exc}", path=path) from exc
+    text = read_text_bounded(path, InventoryError, f"{kind} file")
     data = load_vars_text(text, path)
     if data is None:
         return {}

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from fleet.errors import InventoryError
+from fleet.inventory.limits import MAX_YAML_DEPTH, MAX_YAML_NODES
 
 # libyaml is ten times faster on big group_vars; PyYAML built without it still works.
 _BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -108,9 +109,77 @@ def load_vars_text(text: str, path: Path) -> Any:
     return _load(text, path, _VarsLoader)
 
 
+def load_bounded(text: str, loader_class: Any) -> Any:
+    """``yaml.load`` with nesting and alias expansion bounded (``check_shape``)."""
+    loader = loader_class(text)
+    try:
+        check_shape(loader)
+    finally:
+        loader.dispose()
+    loader = loader_class(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+class ShapeError(ValueError):
+    """A YAML document past one of the limits of fleet.inventory.limits, at ``line``."""
+
+    def __init__(self, message: str, event: Any) -> None:
+        super().__init__(message)
+        self.line = event.start_mark.line + 1 if event.start_mark else None
+
+
+def check_shape(loader: Any) -> None:
+    """ShapeError when the document nests deeper than MAX_YAML_DEPTH, or holds more
+    than MAX_YAML_NODES values once every alias is expanded (a "billion laughs"), or
+    an alias inside its own anchor.  Reads the event stream, which (unlike composing,
+    where libyaml recurses in C) costs no stack per level."""
+    open_sizes: list[int] = [0]  # values in each collection still open
+    open_anchors: list[str | None] = []
+    sizes: dict[str, int] = {}  # anchor -> its value's expanded size
+    while (event := loader.get_event()) is not None:
+        size = 0
+        if isinstance(event, yaml.CollectionStartEvent):
+            open_anchors.append(event.anchor)
+            open_sizes.append(1)
+            if len(open_anchors) > MAX_YAML_DEPTH:
+                raise ShapeError(
+                    f"lists and mappings nested more than {MAX_YAML_DEPTH} deep "
+                    "(fleet.inventory.limits.MAX_YAML_DEPTH)",
+                    event,
+                )
+            continue
+        if isinstance(event, yaml.CollectionEndEvent):
+            anchor, size = open_anchors.pop(), open_sizes.pop()
+        elif isinstance(event, yaml.ScalarEvent):
+            anchor, size = event.anchor, 1
+        elif isinstance(event, yaml.AliasEvent):
+            anchor = None
+            if event.anchor in open_anchors:
+                raise ShapeError(f"alias *{event.anchor} is inside its own anchor: a loop", event)
+            size = sizes.get(event.anchor or "", 1)  # an unknown alias: the loader says so
+        else:
+            continue
+        if anchor is not None:
+            sizes[anchor] = size
+        open_sizes[-1] += size
+        if open_sizes[-1] > MAX_YAML_NODES or size > MAX_YAML_NODES:
+            raise ShapeError(
+                f"more than {MAX_YAML_NODES:,} values once its aliases are expanded "
+                "(fleet.inventory.limits.MAX_YAML_NODES): an alias bomb?",
+                event,
+            )
+
+
 def _load(text: str, path: Path, loader: Any) -> Any:
     try:
-        return yaml.load(text, Loader=loader)  # noqa: S506 - loader derives from SafeLoader
+        return load_bounded(text, loader)
+    except ShapeError as exc:
+        raise InventoryError(f"refused YAML: {exc}", path=path, line=exc.line) from exc
+    except ValueError as exc:  # e.g. a date like 2024-13-45, which the loader rejects
+        raise InventoryError(f"invalid YAML: {exc}", path=path) from exc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None

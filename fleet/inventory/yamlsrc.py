@@ -135,12 +135,12 @@ class _YamlReader:
                 )
             try:
                 names, port = expand_host_entry(entry)
+                for name in names:
+                    self.builder.add_host(name, group, port=port, source=self.path)
+                    for key, value in (variables or {}).items():
+                        self.builder.set_host_var(name, str(key), plain(value))
             except ValueError as exc:
                 raise self.error(str(exc), hosts, entry) from exc
-            for name in names:
-                self.builder.add_host(name, group, port=port, source=self.path)
-                for key, value in (variables or {}).items():
-                    self.builder.set_host_var(name, str(key), plain(value))
 
 
 def _normalised_sections(body: Mapping) -> Mapping:
