@@ -50,8 +50,8 @@ class _Parser(argparse.ArgumentParser):
     """Bad options exit 5 (as bad inventories do), with argparse's one-line reason."""
 
     def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_CONFIG, f"fleet: {message}\n")
+        # One line, no usage block: what is wrong and where to read how it goes.
+        self.exit(EXIT_CONFIG, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,10 +26,11 @@ def fleet(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.C
 
 
 def refused(done: subprocess.CompletedProcess) -> str:
-    """The one clean line (no traceback) a run refused with exit 5 ends with."""
+    """The one clean line (no traceback, no usage block) of a run refused with exit 5."""
     assert done.returncode == 5
-    assert "Traceback" not in done.stderr
-    return [line for line in done.stderr.splitlines() if line.strip()][-1]
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    return lines[0]
 
 
 def test_malformed_inventory_is_one_line_naming_file_and_line_exit_5(tmp_path: Path) -> None:
@@ -379,3 +380,11 @@ def test_the_bundled_playbook_is_found_by_name_and_a_working_directory_one_wins(
         "- hosts: all\n  checks:\n    - binding: {}\n"
     )
     assert checks_run() == {"binding"}
+
+
+def test_a_bad_option_is_one_line_naming_it_and_where_help_is(tmp_path: Path) -> None:
+    line = refused(fleet("audit", "--forks", "many", "--report-dir", str(tmp_path)))
+    assert line == (
+        "fleet audit: argument -f/--forks: 'many' is not a whole number >= 1 "
+        "(see fleet audit --help)"
+    )
