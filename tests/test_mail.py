@@ -453,6 +453,11 @@ def test_a_digest_shows_host_text_escaped_and_without_controls(big):
     # for Outlook's Word engine and Gmail: inline styles, no stylesheet, no grid or flex
     assert "<style" not in html and "flex" not in html and "grid" not in html
     assert not re.search(r"\son\w+=", html)
+    from fleet.render.digest import ReportPlace
+
+    odd = ReportPlace(("a<b>.zip",), "/reports/\x1b[2J<b>x", False, "note\u202e<i>")
+    page = digest_html(digest(run, diagnosis, delta, odd))
+    assert "\x1b" not in page and "\u202e" not in page and "<b>" not in page and "<i>" not in page
 
 
 def test_over_the_limit_the_mail_says_where_the_report_lies(big):

@@ -18,12 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import jinja2
-import markupsafe
 
 from fleet.changes import Change, Delta, inventory_label
 from fleet.diagnose import CAUSES, Diagnosis, Finding
 from fleet.model import HostResult, RunResult, Status
-from fleet.text import clean, safe_text
+from fleet.text import safe_text
 
 MAX_FINDINGS = 30  # findings named in all (at least one per cause); the others are counted
 DETAILED = 2  # findings per cause shown with evidence and fix; the next ones by title only
@@ -225,20 +224,20 @@ def digest(
         changes=_changes(delta),
         worst=worst,
         hosts_with_problems=with_problems,
-        report=report,
+        report=ReportPlace(
+            tuple(_line(name) for name in report.attached),
+            safe_text(report.location, None),
+            report.is_url,
+            safe_text(report.note, None),
+        ),
     )
 
 
-def _shown(value: object) -> object:
-    if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
-        return clean(value)
-    return value
-
-
+# Every text of a Digest is already one clean line (``digest`` made it so): the template
+# only has to escape it.
 _ENVIRONMENT = jinja2.Environment(
     loader=jinja2.PackageLoader("fleet.render", "templates"),
     autoescape=True,  # every host value is untrusted text
-    finalize=_shown,
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
