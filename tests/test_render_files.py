@@ -134,7 +134,7 @@ def test_xml_text_removes_exactly_what_xml_1_0_forbids():
 
 def test_write_reports_writes_each_requested_format(tmp_path):
     run = sample_run()
-    written = write_reports(run, tmp_path / "out", ["json", "csv", "html", "junit"])
+    written = write_reports(run, tmp_path / "out", ["json", "csv", "html", "junit", "prom"])
     assert {k: p.name for k, p in written.items()} == FORMATS
     saved = RunResult.from_json(written["json"].read_text(encoding="utf-8"))
     assert saved == RunResult.from_json(run.to_json())  # facts' tuples come back as lists

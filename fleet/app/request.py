@@ -17,7 +17,7 @@ from fleet.errors import ConfigError
 from fleet.inventory.hostnames import address_problem, is_ip_address, shorten
 
 DEFAULT_PLAYBOOK = "mail-connectivity"
-DEFAULT_FORMATS = ("json", "csv", "html", "junit")
+DEFAULT_FORMATS = ("json", "csv", "html", "junit", "prom")
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ AUDIT_OPTIONS: tuple[AuditOption, ...] = (
     AuditOption(
         ("--format",),
         "formats",
-        "report formats besides json: csv,html,junit (all)",
+        "report formats besides json: csv,html,junit,prom (all)",
         report_formats,
     ),
     AuditOption(

@@ -1,4 +1,10 @@
-"""Mail the report to the team: the HTML report as the body, CSV and JSON attached.
+"""Mail the report to the team: a digest as the body, the full report zipped alongside.
+
+The body is ``fleet.render.digest`` (a few tens of KB whatever the fleet's size);
+report.html, report.csv and report.json travel as zip attachments while the whole
+message stays under FLEET_MAIL_MAX_BYTES (10 MB, Exchange's default limit); what
+does not fit is left out and the mail says where it lies (the report's path, or
+its URL under FLEET_REPORT_URL).
 
 Relay settings come from the environment only (FLEET_SMTP_HOST, FLEET_SMTP_PORT,
 FLEET_SMTP_STARTTLS, FLEET_SMTP_USER, FLEET_SMTP_PASSWORD, FLEET_MAIL_FROM), never
@@ -13,26 +19,40 @@ relay and what went wrong.
 from __future__ import annotations
 
 import base64
+import io
 import os
 import smtplib
 import socket
 import ssl
-from collections.abc import Mapping, Sequence
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
-from fleet.changes import Delta, inventory_label
-from fleet.deliver.history import format_delta
+from fleet.changes import Delta
 from fleet.diagnose import Diagnosis
 from fleet.errors import ConfigError, FleetError
 from fleet.model import RunResult
 from fleet.render.csvreport import render_csv
+from fleet.render.digest import ReportPlace, digest, digest_html, digest_text, subject
 from fleet.render.htmlreport import render_html
 from fleet.text import safe_text
 from fleet.truth import as_bool
+
+__all__ = [
+    "DeliveryError",
+    "MailSettings",
+    "build_message",
+    "check_mail_settings",
+    "send_report",
+    "subject",
+]
+
+DEFAULT_MAX_BYTES = 10_000_000  # an on-premises Exchange organisation's default message limit
 
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
@@ -52,6 +72,8 @@ class MailSettings:
     password: str | None = field(default=None, repr=False)
     mail_from: str = "fleet@localhost"
     timeout: float = 30.0
+    max_bytes: int = DEFAULT_MAX_BYTES  # the whole message, attachments encoded
+    report_url: str = ""  # the URL the report directory is served at, "" for none
 
     @property
     def relay(self) -> str:
@@ -78,50 +100,114 @@ class MailSettings:
             user=env.get("FLEET_SMTP_USER") or None,
             password=env.get("FLEET_SMTP_PASSWORD") or None,
             mail_from=env.get("FLEET_MAIL_FROM") or f"fleet@{socket.getfqdn()}",
+            max_bytes=_max_bytes(env.get("FLEET_MAIL_MAX_BYTES", "").strip()),
+            report_url=_report_url(env.get("FLEET_REPORT_URL", "").strip()),
         )
 
 
-def subject(run: RunResult, delta: Delta | None = None) -> str:
-    """ "fleet prod: 3 failing (1 new), 1 unreachable", or "fleet prod: all ok".
-
-    Counts are hosts; "new" counts failing hosts with a problem the previous
-    run did not have.
-    """
-    label = safe_text(inventory_label(run.inventory), None)
-    failing, unreachable = run.failed_hosts, run.unreachable_hosts
-    parts = []
-    if failing:
-        new = f" ({len(set(failing) & delta.new_hosts())} new)" if delta is not None else ""
-        parts.append(f"{len(failing)} failing{new}")
-    if unreachable:
-        parts.append(f"{len(unreachable)} unreachable")
-    if run.interrupted:
-        parts.append("interrupted")
-    return f"fleet {label}: {', '.join(parts) or 'all ok'}"
+def _max_bytes(text: str) -> int:
+    """FLEET_MAIL_MAX_BYTES: bytes, or with a k/M suffix (decimal, as relays count)."""
+    if not text:
+        return DEFAULT_MAX_BYTES
+    number, unit = (text[:-1], text[-1].lower()) if text[-1:].isalpha() else (text, "")
+    scale = {"": 1, "k": 1_000, "m": 1_000_000}.get(unit)
+    if scale is None or not number.isdigit() or int(number) == 0:
+        raise ConfigError(
+            f"FLEET_MAIL_MAX_BYTES must be a size such as 10000000, 500k or 10M, not {text!r}"
+        )
+    return int(number) * scale
 
 
-def _plain_text(run: RunResult, diagnosis: Diagnosis, delta: Delta | None) -> str:
-    """The text alternative: one line per title, fix step and change.  Each line is made
-    printable on its own, so host text can neither add lines nor join them."""
-    lines = [subject(run, delta), f"started {run.started}, finished {run.finished}", ""]
-    for f in diagnosis.findings:
-        lines += [f"* {f.title}", *(f"    {step}" for step in f.fix.splitlines()), ""]
-    if not diagnosis.findings:
-        lines.append("No problem found.")
-    if delta is not None:
-        lines += ["", *format_delta(delta).splitlines()]
-    lines += ["", "The full report is the HTML part of this mail; CSV and JSON are attached."]
-    return "\n".join(safe_text(line, None) for line in lines) + "\n"
+def _report_url(text: str) -> str:
+    parts = urlsplit(text)
+    if text and (parts.scheme not in ("http", "https") or not parts.netloc):
+        raise ConfigError(f"FLEET_REPORT_URL must be an http(s) URL, not {safe_text(text, 80)!r}")
+    return text.rstrip("/")
 
 
-def _attachment(files: Mapping[str, Path], name: str, fallback: str) -> bytes:
-    path = files.get(name)
-    if path is not None:
-        try:
-            return Path(path).read_bytes()
-        except OSError as e:
-            raise DeliveryError(f"cannot attach {path}: {e.strerror or e}") from e
-    return fallback.encode("utf-8")
+# name in the report directory, attachment name, how to make it when no file was written
+_REPORTS: tuple[tuple[str, str, Callable[[RunResult, Diagnosis, Delta | None], str]], ...] = (
+    ("html", "report.html", render_html),
+    ("csv", "report.csv", lambda run, diagnosis, delta: render_csv(run)),
+    ("json", "report.json", lambda run, diagnosis, delta: run.to_json() + "\n"),
+)
+
+
+def _zipped(name: str, data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+        archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise DeliveryError(f"cannot attach {path}: {e.strerror or e}") from e
+
+
+def _location(files: Mapping[str, Path], settings: MailSettings) -> tuple[str, bool]:
+    """Where the full report lies: its URL under FLEET_REPORT_URL (the report directory's
+    ``<inventory>/<timestamp>/report.html``), else its path; ("", False) when not written."""
+    path = files.get("html") or next(iter(files.values()), None)
+    if path is None:
+        return "", False
+    if settings.report_url:
+        tail = "/".join(quote(part) for part in Path(path).parts[-3:])
+        return f"{settings.report_url}/{tail}", True
+    return str(Path(path).parent), False
+
+
+def _size(n: int) -> str:
+    return f"{n / 1_000_000:.1f} MB" if n >= 1_000_000 else f"{max(1, round(n / 1000))} kB"
+
+
+def _compose(
+    run: RunResult,
+    diagnosis: Diagnosis,
+    delta: Delta | None,
+    head: Callable[[EmailMessage], None],
+    place: ReportPlace,
+    zips: Sequence[tuple[str, bytes]],
+) -> EmailMessage:
+    msg = EmailMessage()
+    head(msg)
+    view = digest(run, diagnosis, delta, place)
+    msg.set_content(digest_text(view))
+    msg.add_alternative(digest_html(view), subtype="html")
+    for name, data in zips:
+        msg.add_attachment(data, maintype="application", subtype="zip", filename=name)
+    return msg
+
+
+def _fitted(
+    run: RunResult,
+    diagnosis: Diagnosis,
+    delta: Delta | None,
+    head: Callable[[EmailMessage], None],
+    zips: Sequence[tuple[str, bytes]],
+    where: tuple[str, bool],
+    limit: int,
+) -> EmailMessage:
+    """The message with as many of ``zips`` (in order) as keep it under ``limit``; the
+    digest says what was left out and where the whole report lies."""
+    for keep in range(len(zips), -1, -1):
+        attached, left = zips[:keep], zips[keep:]
+        note = ""
+        if left:
+            names = ", ".join(name for name, _ in left)
+            lies = ("the link below" if where[1] else "the directory below") if where[0] else ""
+            lies = f"it lies at {lies}" if lies else "it could not be written to disk"
+            note = (
+                f"Not attached: {names} ({_size(sum(len(d) for _, d in left))} zipped); "
+                f"the mail would pass its limit of {_size(limit)}; {lies}."
+            )
+        place = ReportPlace(tuple(name for name, _ in attached), where[0], where[1], note)
+        msg = _compose(run, diagnosis, delta, head, place, attached)
+        if keep == 0 or len(msg.as_bytes()) <= limit:
+            return msg
+    raise AssertionError("unreachable")
 
 
 def _addresses(values: Sequence[str]) -> list[Address]:
@@ -142,20 +228,24 @@ def build_message(
     settings: MailSettings,
     history_delta: Delta | None = None,
 ) -> EmailMessage:
-    """The mail, ready to send: text and HTML alternatives, report.csv and report.json."""
-    msg = EmailMessage()
-    msg["Subject"] = subject(run, history_delta)
-    msg["From"] = _addresses([settings.mail_from])[0]
-    msg["To"] = _addresses(mail_to)
-    msg["Date"] = formatdate(localtime=True)
-    msg["Message-ID"] = make_msgid(domain="fleet.invalid")
-    msg.set_content(_plain_text(run, diagnosis, history_delta))
-    msg.add_alternative(render_html(run, diagnosis, history_delta), subtype="html")
-    csv_data = _attachment(files, "csv", render_csv(run))
-    json_data = _attachment(files, "json", run.to_json() + "\n")
-    msg.add_attachment(csv_data, maintype="text", subtype="csv", filename="report.csv")
-    msg.add_attachment(json_data, maintype="application", subtype="json", filename="report.json")
-    return msg
+    """The mail, ready to send: the digest as text and HTML alternatives, and the full
+    report (HTML, CSV, JSON) zipped, each while the message stays under the limit."""
+    sender, recipients = _addresses([settings.mail_from])[0], _addresses(mail_to)
+
+    def head(msg: EmailMessage) -> None:
+        msg["Subject"] = subject(run, history_delta)
+        msg["From"] = sender
+        msg["To"] = recipients
+        msg["Date"] = formatdate(localtime=True)
+        msg["Message-ID"] = make_msgid(domain="fleet.invalid")
+
+    zips = []
+    for fmt, name, render in _REPORTS:
+        path = files.get(fmt)
+        data = _read(path) if path else render(run, diagnosis, history_delta).encode("utf-8")
+        zips.append((f"{name}.zip", _zipped(name, data)))
+    where = _location(files, settings)
+    return _fitted(run, diagnosis, history_delta, head, zips, where, settings.max_bytes)
 
 
 def _redact(text: str, settings: MailSettings) -> str:

@@ -27,6 +27,7 @@ from fleet.model import RunResult
 from fleet.render.csvreport import render_csv
 from fleet.render.htmlreport import render_html
 from fleet.render.junit import render_junit
+from fleet.render.prom import render_prom
 
 # format name -> file name
 FORMATS: dict[str, str] = {
@@ -34,6 +35,7 @@ FORMATS: dict[str, str] = {
     "csv": "report.csv",
     "html": "report.html",
     "junit": "report.xml",
+    "prom": "report.prom",
 }
 _ALIASES = {"xml": "junit"}
 
@@ -59,6 +61,7 @@ def _renderers(diagnosis: Diagnosis, delta: Delta | None) -> dict[str, Callable[
         "csv": render_csv,
         "html": lambda run: render_html(run, diagnosis, delta),
         "junit": render_junit,
+        "prom": lambda run: render_prom(run, diagnosis),
     }
 
 
