@@ -155,9 +155,48 @@ def test_diagnosis_names_each_broken_host_with_its_cause(run: RunResult) -> None
         ("local-stack", "win-dupaddr"),
         ("not-audited", "mx-badkey"),
         ("not-audited", "win-badpass"),
+        ("local-stack", "rt-nocarrier"),
     } <= causes
-    healthy = {"mx1", "mx2", "mx3", "mon1", *HEALTHY_WINDOWS}
+    healthy = {"mx1", "mx2", "mx3", "mon1", *HEALTHY_WINDOWS, "rt-onlink", "rt-policy", "rt-twogw"}
     assert not {h for _, h in causes} & healthy
+
+
+# -- default routes as the kernel sees them ------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["rt-onlink", "rt-policy", "rt-twogw"])
+def test_healthy_default_routes_pass_ipconfig(run: RunResult, host: str) -> None:
+    ipconfig = one(run, host, "ipconfig")
+    assert ipconfig.status is Status.OK, ipconfig.summary
+    assert one(run, host, "binding").status is Status.OK
+
+
+def test_on_link_default_route_has_no_gateway_to_ping(run: RunResult) -> None:
+    assert "gateway on-link via dev eth0" in one(run, "rt-onlink", "ipconfig").summary
+    ping = one(run, "rt-onlink", "ping", "gateway")
+    assert (ping.status, ping.summary) == (
+        Status.SKIPPED,
+        "gateway: default route has no gateway (on-link via dev eth0): nothing to ping",
+    )
+
+
+@pytest.mark.parametrize("host", ["rt-policy", "rt-twogw"])
+def test_the_gateway_pinged_is_the_one_the_kernel_uses(run: RunResult, host: str) -> None:
+    ping = one(run, host, "ping", "gateway")
+    assert ping.status is Status.OK and ping.facts["address"] == "198.18.0.1", ping.summary
+
+
+def test_default_routes_are_listed_with_their_metrics_or_their_table(run: RunResult) -> None:
+    assert "gateway 198.18.0.1 (metric 100), 198.18.0.54 (metric 200)" in (
+        one(run, "rt-twogw", "ipconfig").summary
+    )
+    assert "gateway 198.18.0.1 (table 100)" in one(run, "rt-policy", "ipconfig").summary
+
+
+def test_default_route_on_an_uplink_without_carrier_fails_as_no_carrier(run: RunResult) -> None:
+    ipconfig = one(run, "rt-nocarrier", "ipconfig")
+    assert (ipconfig.status, ipconfig.cause) == (Status.FAIL, "no-carrier")
+    assert ipconfig.summary == "default route 198.18.0.58: uplink0 has no carrier (NO-CARRIER)"
 
 
 # -- real postfix: postscreen, STARTTLS ---------------------------------------------------

@@ -196,6 +196,118 @@ class TestNetParsing:
         assert len(calls) == 2
 
 
+def routes_text_net(name: str) -> str:
+    """A net step as iproute2 without -j (busybox, < 4.17) prints it, from recorded text."""
+    return labelled(
+        **{
+            "ip addr": sample(f"local-routes-{name}-ip-addr.out"),
+            "ip route": sample(f"local-routes-{name}-ip-route.out"),
+            "ip route get": sample(f"local-routes-{name}-ip-route-get.out"),
+        }
+    )
+
+
+def ipconfig_of(text: str):
+    [result] = IpconfigCheck().evaluate("h", UNIX, {}, {net_unix.KEY: out(net_unix.KEY, text)})
+    return result
+
+
+def routes(net) -> list[tuple[str, str, int | None, str, bool]]:
+    return [(r.gateway, r.interface, r.metric, r.table, r.linkdown) for r in net.default_routes]
+
+
+class TestDefaultRoutes:
+    """Default routes as the kernel sees them, on outputs recorded in namespaces
+    (tests/data/unix/record-routes.sh)."""
+
+    @pytest.mark.parametrize("name", ["onlink", "twodefaults", "policy", "nocarrier"])
+    def test_iproute2_text_gives_the_same_routes_as_json(self, name):
+        from_json = net_unix.parse_net(sample(f"local-routes-{name}-net.out"))
+        from_text = net_unix.parse_net(routes_text_net(name))
+        assert from_text.default_routes == from_json.default_routes
+        assert from_text.default_gateways == from_json.default_gateways
+
+    def test_on_link_default_route_is_a_default_route_without_a_gateway(self):
+        net = net_unix.parse_net(sample("local-routes-onlink-net.out"))
+        assert routes(net) == [("", "rec0", 0, "", False)]
+        assert net.default_gateways == ()
+        result = ipconfig_of(sample("local-routes-onlink-net.out"))
+        assert (result.status, result.cause) == (Status.OK, "")
+        assert "gateway on-link via dev rec0" in result.summary
+        assert "default gateway: on-link via dev rec0" in result.evidence
+
+    def test_default_route_only_in_a_policy_table_counts(self):
+        net = net_unix.parse_net(sample("local-routes-policy-net.out"))
+        assert routes(net) == [("198.18.200.1", "rec0", None, "100", False)]
+        assert net.default_gateways == ("198.18.200.1",)
+        assert net.source == "ip -j addr + ip -j route + ip -j route get + /etc/resolv.conf"
+        result = ipconfig_of(sample("local-routes-policy-net.out"))
+        assert result.status is Status.OK
+        assert "gateway 198.18.200.1 (table 100)" in result.summary
+
+    def test_two_default_routes_are_listed_lowest_metric_first(self):
+        net = net_unix.parse_net(sample("local-routes-twodefaults-net.out"))
+        assert routes(net) == [
+            ("198.18.200.1", "rec0", 100, "", False),
+            ("198.18.200.2", "rec0", 200, "", False),
+        ]
+        result = ipconfig_of(sample("local-routes-twodefaults-net.out"))
+        assert result.status is Status.OK
+        assert "gateway 198.18.200.1 (metric 100), 198.18.200.2 (metric 200)" in result.summary
+
+    def test_default_route_on_an_uplink_without_carrier_fails_as_no_carrier(self):
+        net = net_unix.parse_net(sample("local-routes-nocarrier-net.out"))
+        assert routes(net) == [("198.18.200.130", "up0", 0, "", True)]
+        for text in (sample("local-routes-nocarrier-net.out"), routes_text_net("nocarrier")):
+            result = ipconfig_of(text)
+            assert (result.status, result.cause) == (Status.FAIL, causes.NO_CARRIER)
+            assert result.summary == (
+                "default route 198.18.200.130: up0 has no carrier (NO-CARRIER)"
+            )
+
+    def test_the_route_the_kernel_uses_comes_first_whatever_its_metric(self):
+        listed = net_unix.routes_from_ip_text(sample("local-routes-twodefaults-ip-route.out"))
+        kernel = net_unix.kernel_route_from_ip_text("192.0.2.1 via 198.18.200.2 dev rec0 uid 0\n")
+        ordered = net_unix.ordered_routes(listed, kernel)
+        assert [(r.gateway, r.metric) for r in ordered] == [
+            ("198.18.200.2", 200),
+            ("198.18.200.1", 100),
+        ]
+
+    @pytest.mark.parametrize(
+        ("name", "parser"),
+        [
+            ("local-routes-none-ip-route-get.out", net_unix.kernel_route_from_ip_text),
+            ("local-routes-none-ip-j-route-get.out", net_unix.kernel_route_from_ip_json),
+        ],
+    )
+    def test_no_route_at_all_is_no_kernel_route(self, name, parser):
+        assert parser(sample(name)) is None
+
+    def test_net_step_asks_the_kernel_about_the_probe_destination(self):
+        assert f"route get {net_unix.PROBE_DESTINATION} " in net_unix.NET_SCRIPT
+
+    def test_on_link_gateway_is_skipped_saying_why_not_pinged(self):
+        key = "ping:gateway"
+        raw = sample("local-routes-onlink-ping-gateway.out")
+        [result] = PingCheck().evaluate("h", UNIX, PingCheck().validate({}), {key: out(key, raw)})
+        assert (result.status, result.cause) == (Status.SKIPPED, causes.NO_TARGETS)
+        assert result.summary == (
+            "gateway: default route has no gateway (on-link via dev rec0): nothing to ping"
+        )
+
+    @pytest.mark.parametrize(
+        ("name", "address"),
+        [("policy", "198.18.200.1"), ("twodefaults", "198.18.200.1")],
+    )
+    def test_gateway_pinged_is_the_one_the_kernel_uses(self, name, address):
+        key = "ping:gateway"
+        raw = sample(f"local-routes-{name}-ping-gateway.out")
+        [result] = PingCheck().evaluate("h", UNIX, PingCheck().validate({}), {key: out(key, raw)})
+        assert result.status is Status.OK
+        assert result.summary.startswith(f"gateway {address}: 2/2 replies")
+
+
 class TestNetGarbage:
     @pytest.mark.parametrize(
         ("text", "reason"),
@@ -429,6 +541,31 @@ def test_hostile_targets_run_nothing_even_without_validation(tmp_path):
         assert ping_args[-2:] == ["--\n", target + "\n"]
         smtp_args = outputs[f"smtp:{i}"].stdout.decode().split("arg:")[1:]
         assert smtp_args[-4:] == [target + "\n", "25\n", "1.0\n", "fleet.invalid\n"]
+
+
+@pytest.mark.parametrize(
+    ("name", "first_line", "pinged"),
+    [
+        ("onlink", "fleet: on-link dev rec0", None),
+        ("policy", "fleet: gateway 198.18.200.1", "198.18.200.1"),
+        ("twodefaults", "fleet: gateway 198.18.200.1", "198.18.200.1"),
+        ("nocarrier", "fleet: gateway 198.18.200.130", "198.18.200.130"),
+    ],
+)
+def test_gateway_lookup_follows_the_kernels_route(tmp_path, name, first_line, pinged):
+    """The ping step's lookup, run under sh with an ``ip`` that answers as recorded."""
+    env = fake_tools(tmp_path / "bin")
+    ip = tmp_path / "bin" / "ip"
+    recorded = DATA / f"local-routes-{name}-ip-route-get.out"
+    ip.write_text(f'#!/bin/sh\n[ "$3" = get ] && exec cat {recorded}\nexit 1\n')
+    ip.chmod(0o755)
+    step = Step("ping:gateway", ping_unix.ping_script("gateway", 1, 1), target="gateway")
+    lines = run_steps([step], env=env)["ping:gateway"].stdout.decode().splitlines()
+    assert lines[0] == first_line
+    if pinged is None:
+        assert lines == [first_line]  # nothing pinged
+    else:
+        assert lines[-1] == f"arg:{pinged}"
 
 
 # ---------------------------------------------------------------- smtp probe

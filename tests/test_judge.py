@@ -298,6 +298,59 @@ class TestIpconfig:
         }
 
 
+def routed_net(*routes: DefaultRoute, interfaces: tuple[Interface, ...] = ()):
+    """A Unix host (eth0 198.18.0.11/24 unless told) whose default routes are ``routes``,
+    the kernel's choice first."""
+    return NetConfig(
+        interfaces=(LO, *(interfaces or (eth("198.18.0.11/24"),))),
+        default_gateways=tuple(dict.fromkeys(r.gateway for r in routes if r.gateway)),
+        dns_servers=("198.18.0.53",),
+        default_routes=routes,
+    )
+
+
+class TestDefaultRoutes:
+    def test_on_link_default_route_is_not_a_missing_gateway(self):
+        result = judge_ipconfig("vpn1", routed_net(DefaultRoute("", "wg0", 0)))
+        assert verdict(result) == (
+            Status.OK,
+            "eth0 198.18.0.11/24, gateway on-link via dev wg0, DNS 198.18.0.53",
+            "",
+        )
+
+    def test_no_default_route_at_all_still_fails(self):
+        result = judge_ipconfig("mx1", routed_net())
+        assert (result.status, result.cause) == (Status.FAIL, causes.NO_GATEWAY)
+
+    def test_default_route_on_a_link_without_carrier_is_no_carrier_not_off_subnet(self):
+        uplink = eth("10.9.0.2/30", up=False, name="eth1")  # NO-CARRIER: not up, not judged
+        net = routed_net(
+            DefaultRoute("10.9.0.1", "eth1", 0), interfaces=(eth("198.18.0.11/24"), uplink)
+        )
+        assert verdict(judge_ipconfig("mx1", net)) == (
+            Status.FAIL,
+            "default route 10.9.0.1: eth1 has no carrier (NO-CARRIER)",
+            causes.NO_CARRIER,
+        )
+
+    def test_a_backup_default_route_without_carrier_warns(self):
+        net = routed_net(
+            DefaultRoute("198.18.0.1", "eth0", 100),
+            DefaultRoute("10.9.0.1", "eth1", 200, linkdown=True),
+        )
+        assert verdict(judge_ipconfig("mx1", net)) == (
+            Status.WARN,
+            "backup default route 10.9.0.1: eth1 has no carrier (NO-CARRIER)",
+            causes.NO_CARRIER,
+        )
+
+    def test_policy_table_default_is_shown_with_its_table(self):
+        net = routed_net(DefaultRoute("198.18.0.1", "eth0", None, table="100"))
+        result = judge_ipconfig("mx1", net)
+        assert result.status is Status.OK
+        assert "gateway 198.18.0.1 (table 100)" in result.summary
+
+
 class TestPing:
     def test_no_loss_is_ok_with_rtt(self):
         ping = PingResult("mx2", 2, 2, 0.05, 0.07, 0.09, address="198.18.0.12")

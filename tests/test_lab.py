@@ -21,7 +21,7 @@ import yaml
 
 from tests.lab import Lab, control, netns, sshd, topology
 from tests.lab.inventory import inventory_data
-from tests.lab.topology import Kind, Smtp
+from tests.lab.topology import UPLINK, Kind, Routes, Smtp
 
 INVENTORY = Path(__file__).resolve().parents[1] / "inventories" / "lab"
 STANDARD = topology.standard()
@@ -228,6 +228,21 @@ def test_hosts_ping_the_gateway_but_mx_nogw_has_no_default_route(lab: Lab, in_la
 
 
 @pytest.mark.lab
+def test_routing_hosts_have_the_routes_they_claim(lab: Lab, in_lab) -> None:
+    def route_get(host: str) -> str:
+        return in_lab(host, "ip", "-4", "route", "get", "192.0.2.1").stdout.split("\n")[0]
+
+    assert route_get("rt-onlink").startswith("192.0.2.1 dev eth0 ")
+    assert in_lab("rt-policy", "ip", "route", "show", "default").stdout == ""
+    assert f"via {lab.topology.gateway} dev eth0 table 100 " in route_get("rt-policy")
+    assert f"via {lab.topology.gateway} dev eth0 " in route_get("rt-twogw")
+    defaults = in_lab("rt-twogw", "ip", "route", "show", "default").stdout.splitlines()
+    assert [line.split()[-1] for line in defaults] == ["100", "200"]
+    uplink = in_lab("rt-nocarrier", "ip", "-br", "link", "show", UPLINK[0]).stdout
+    assert "NO-CARRIER" in uplink
+
+
+@pytest.mark.lab
 def test_nothing_in_the_lab_routes_out(lab: Lab, in_lab) -> None:
     gateway = lab.topology.gateway_namespace
     assert in_lab(gateway, "ip", "route", "show", "default").stdout == ""
@@ -237,7 +252,9 @@ def test_nothing_in_the_lab_routes_out(lab: Lab, in_lab) -> None:
     for node in netns.all_nodes(lab.topology):
         links = in_lab(node.namespace, "ip", "-br", "link").stdout.split("\n")
         names = sorted(line.split()[0].split("@")[0] for line in links if line.strip())
-        assert names == ["eth0", "lo"], node.namespace
+        # A no-carrier uplink is a veth pair inside the node, its other end down.
+        uplink = [UPLINK[0], f"{UPLINK[0]}-peer"] if node.routes is Routes.NO_CARRIER else []
+        assert names == sorted(["eth0", "lo", *uplink]), node.namespace
     bridge_ports = subprocess.run(
         ["ip", "-br", "link", "show", "master", lab.topology.bridge],
         capture_output=True,

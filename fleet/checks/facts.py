@@ -76,11 +76,24 @@ class Interface:
 
 @dataclass(frozen=True)
 class DefaultRoute:
-    """One active default route: ``metric`` is the route's plus its interface's (Windows)."""
+    """One active default route, through ``gateway`` on ``interface``.
+
+    ``gateway`` is "" for an on-link route (``default dev ppp0``: tun, WireGuard,
+    point-to-point links), which has no next hop to name or ping.  ``metric`` is
+    the route's (iproute2), or the route's plus its interface's (Windows).
+    """
 
     gateway: str
     interface: str = ""
     metric: int | None = None
+    table: str = ""  # a policy-routing table other than main ("100"), where the kernel said so
+    linkdown: bool = False  # the kernel marks it so: its interface has no carrier
+    proto: str = ""  # who installed it (iproute2: "dhcp", "static", ...)
+
+    def describe(self) -> str:
+        """The route in an operator's words: "198.18.0.1", "on-link via dev ppp0"."""
+        where = self.gateway or f"on-link via dev {self.interface or '?'}"
+        return f"{where} (table {self.table})" if self.table else where
 
 
 @dataclass(frozen=True)
@@ -187,9 +200,12 @@ def _address_from(data: Mapping[str, Any]) -> Address:
 def _route_from(data: Mapping[str, Any]) -> DefaultRoute:
     metric = data.get("metric")
     return DefaultRoute(
-        gateway=str(data["gateway"]),
+        gateway=str(data.get("gateway") or ""),
         interface=str(data.get("interface", "")),
         metric=int(metric) if isinstance(metric, int) and not isinstance(metric, bool) else None,
+        table=str(data.get("table", "")),
+        linkdown=data.get("linkdown") is True,
+        proto=str(data.get("proto", "")),
     )
 
 

@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-from tests.lab.topology import NAMESPACE_PREFIX, Node, Topology
+from tests.lab.topology import BACKUP_GATEWAY, NAMESPACE_PREFIX, UPLINK, Node, Routes, Topology
 
 NETNS_ETC = Path("/etc/netns")
 NETNS_RUN = Path("/run/netns")
@@ -81,7 +81,9 @@ def node_commands(topology: Topology, node: Node) -> list[str]:
     # A local route makes the node answer for every address of the block
     # without adding each one (AnyIP).
     lines += [f"route add local {block} dev lo" for block in node.served_blocks]
-    if node.default_route:
+    if node.routes is not None:
+        lines += route_commands(topology, node.routes)
+    elif node.default_route:
         lines.append(f"route add default via {topology.gateway}")
     if node.blackhole:
         # More specific than the connected /24: every reply to the lab is
@@ -89,6 +91,33 @@ def node_commands(topology: Topology, node: Node) -> list[str]:
         network = ipaddress.ip_network(topology.network)
         lines += [f"route add blackhole {half}" for half in network.subnets(prefixlen_diff=1)]
     return lines
+
+
+def route_commands(topology: Topology, routes: Routes) -> list[str]:
+    """A node's default route(s) made the way ``routes`` says."""
+    gateway, network = topology.gateway, topology.network
+    if routes is Routes.ON_LINK:
+        return ["route add default dev eth0"]
+    if routes is Routes.POLICY:
+        # Table 100 holds the subnet too, so replies to the lab stay on the link.
+        return [
+            f"route add {network} dev eth0 table 100",
+            f"route add default via {gateway} table 100",
+            "rule add pref 1000 lookup 100",
+        ]
+    if routes is Routes.TWO_DEFAULTS:
+        return [
+            f"route add default via {gateway} metric 100",
+            f"route add default via {BACKUP_GATEWAY} metric 200",
+        ]
+    # NO_CARRIER: the uplink's other end stays down, so the uplink has no carrier.
+    name, address, uplink_gateway = UPLINK
+    return [
+        f"link add {name} type veth peer name {name}-peer",
+        f"link set {name} up",
+        f"addr add {address} dev {name}",
+        f"route add default via {uplink_gateway} dev {name}",
+    ]
 
 
 def hosts_file(topology: Topology) -> str:

@@ -33,6 +33,22 @@ class Smtp(str, Enum):
     POSTFIX_BADTLS = "postfix-badtls"  # STARTTLS offered; certificate and key do not match
 
 
+class Routes(str, Enum):
+    """How a node's default route is made, where it is not ``default via`` the lab's gateway."""
+
+    ON_LINK = "on-link"  # default dev eth0: no gateway (as ppp, tun, WireGuard have)
+    POLICY = "policy"  # the default only in table 100, which an ip rule consults first
+    TWO_DEFAULTS = "two-defaults"  # via the gateway (metric 100) and a backup (metric 200)
+    NO_CARRIER = "no-carrier"  # the default on an uplink whose cable is out (veth peer down)
+
+
+# The routing hosts' extra addresses, in their block (.50-.59): the backup router of
+# TWO_DEFAULTS (nobody answers for it) and NO_CARRIER's uplink (.56/30: its own .57,
+# its gateway .58).
+BACKUP_GATEWAY = "198.18.0.54"
+UPLINK = ("uplink0", "198.18.0.57/30", "198.18.0.58")
+
+
 @dataclass(frozen=True)
 class Node:
     """One network namespace: a machine of the lab."""
@@ -49,6 +65,7 @@ class Node:
     # Whole blocks (CIDR) the node answers for besides ``addresses``: a local
     # route in the node, a route via the node's first address in the root namespace.
     served_blocks: tuple[str, ...] = ()
+    routes: Routes | None = None  # a default route other than via the lab's gateway
 
 
 @dataclass(frozen=True)
@@ -116,10 +133,11 @@ def _unix(
     default_route: bool = True,
     blackhole: bool = False,
     wrong_host_key: bool = False,
+    routes: Routes | None = None,
 ) -> tuple[Node, LabHost]:
     address = f"198.18.0.{octet}"
     ns = namespace_of(name)
-    node = Node(ns, (address,), default_route, blackhole, sshd=True, smtp=smtp)
+    node = Node(ns, (address,), default_route, blackhole, sshd=True, smtp=smtp, routes=routes)
     host = LabHost(name, address, ns, Kind.UNIX, role, (*groups, "unix"), wrong_host_key)
     return node, host
 
@@ -197,6 +215,35 @@ def standard() -> Topology:
             "postfix, STARTTLS offered with a broken certificate/key pair",
             ("postfix",),
             smtp=Smtp.POSTFIX_BADTLS,
+        ),
+        # Default routes as real hosts have them (issue 11): three healthy, one broken.
+        _unix(
+            "rt-onlink",
+            50,
+            "default route on-link (no gateway)",
+            ("routes",),
+            routes=Routes.ON_LINK,
+        ),
+        _unix(
+            "rt-policy",
+            51,
+            "default route only in a policy table",
+            ("routes",),
+            routes=Routes.POLICY,
+        ),
+        _unix(
+            "rt-twogw",
+            52,
+            "two default routes, metrics 100 and 200",
+            ("routes",),
+            routes=Routes.TWO_DEFAULTS,
+        ),
+        _unix(
+            "rt-nocarrier",
+            53,
+            "default route on an uplink without carrier",
+            ("routes",),
+            routes=Routes.NO_CARRIER,
         ),
         _windows("ok", 31, "healthy Windows Server 2019"),
         _windows("unbound", 32, "TCP/IP not bound to the adapter"),

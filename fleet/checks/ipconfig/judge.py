@@ -6,7 +6,7 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 
 from fleet import causes
-from fleet.checks.facts import Interface, NetConfig, as_facts
+from fleet.checks.facts import DefaultRoute, Interface, NetConfig, as_facts
 from fleet.checks.harness import Finding, with_findings
 from fleet.checks.net import APIPA, CONFLICT_STATES, gateway_text, global_v4, render_net, v4
 from fleet.model import CheckResult, Status
@@ -55,26 +55,52 @@ def _networks(interfaces: Iterable[Interface]) -> list[ipaddress.IPv4Network]:
     return out
 
 
-def _gateways(net: NetConfig) -> list[str]:
+def _gateways(net: NetConfig, dead: frozenset[str] = frozenset()) -> list[str]:
     found = list(net.default_gateways)
     found += [g for i in net.interfaces for g in i.gateways]
     usable = []
     for g in dict.fromkeys(found):
         ip = v4(g)
-        if ip is not None and not ip.is_unspecified:
+        if ip is not None and not ip.is_unspecified and g not in dead:
             usable.append(g)
     return usable
 
 
+def _on_link(net: NetConfig) -> list[DefaultRoute]:
+    """Default routes without a next hop (``default dev ppp0``): a default route all the same."""
+    return [r for r in net.default_routes if not r.gateway and r.interface]
+
+
+def _carrier_findings(net: NetConfig) -> tuple[list[Finding], frozenset[str]]:
+    """Default routes whose interface has no carrier, and their gateways.
+
+    The one the kernel uses (the first) failing is the host's outage; a backup
+    route on a dead link is a warning.  Either is said as such, not as a gateway
+    "outside every subnet" (the down interface's subnet is not counted).
+    """
+    up = {i.name: i.up for i in net.interfaces}
+    findings: list[Finding] = []
+    dead = []
+    for n, r in enumerate(net.default_routes):
+        if r.linkdown or up.get(r.interface) is False:
+            status = Status.FAIL if n == 0 else Status.WARN
+            which = "default route" if n == 0 else "backup default route"
+            message = f"{which} {r.describe()}: {r.interface} has no carrier (NO-CARRIER)"
+            findings.append((status, causes.NO_CARRIER, message))
+            dead.append(r.gateway)
+    return findings, frozenset(dead)
+
+
 def _gateway_findings(net: NetConfig, interfaces: Sequence[Interface]) -> list[Finding]:
-    gateways = _gateways(net)
-    if not gateways:
+    findings, dead = _carrier_findings(net)
+    gateways = _gateways(net, dead)
+    if not gateways and not findings and not _on_link(net):
         return [(Status.FAIL, causes.NO_GATEWAY, "no default gateway")]
     networks = _networks(interfaces)
     # A /32 address with an on-link gateway is normal in clouds (GCE, Hetzner):
     # the route to the gateway is set explicitly, so it is not a misconfiguration.
     host_routes = any(n.prefixlen == 32 for n in networks)
-    return [
+    return findings + [
         (
             Status.FAIL,
             causes.GATEWAY_OFF_SUBNET,
@@ -92,13 +118,19 @@ def _ok(interfaces: Sequence[Interface], net: NetConfig) -> str:
             how = {True: " (DHCP)", False: " (static)", None: ""}[i.dhcp]
             addresses = ", ".join(f"{a.address}/{a.prefix}" for a in i.ipv4)
             parts.append(f"{i.name} {addresses}{how}")
-    gateways = gateway_text(net) if len(net.default_routes) > 1 else ", ".join(_gateways(net))
+    # Several routes, an on-link one or one from a policy table: each as the route says.
+    plain = len(net.default_routes) < 2 and all(
+        r.gateway and not r.table for r in net.default_routes
+    )
+    gateways = ", ".join(_gateways(net)) if plain else gateway_text(net)
     return f"{'; '.join(parts)}, gateway {gateways}, DNS {', '.join(net.dns_servers) or '-'}"
 
 
 def judge_ipconfig(host: str, net: NetConfig, evidence: str = "") -> CheckResult:
-    """Fail on no IPv4, APIPA, 0.0.0.0, no default gateway, a gateway off every subnet,
-    an address Windows marks Duplicate, Tentative or Invalid (a conflict: the local stack).
+    """Fail on no IPv4, APIPA, 0.0.0.0, no default route, a gateway off every subnet, a
+    default route whose interface has no carrier, an address Windows marks Duplicate,
+    Tentative or Invalid (a conflict: the local stack).  An on-link default route
+    (``default dev ppp0``) is a default route: it has no gateway to judge.
 
     Adapters that are not the server's own connections (``internal``: the failover
     cluster's NetFT adapter, whose 169.254.x.x is by design) are shown, not judged.

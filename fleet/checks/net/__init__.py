@@ -46,11 +46,20 @@ def _address_text(address: Address) -> str:
 
 
 def gateway_text(net: NetConfig) -> str:
-    """The default gateways, the one in use first; with their metrics when there are several."""
-    routes = [r for r in net.default_routes if r.metric is not None]
-    if len(routes) < 2:
-        return ", ".join(net.default_gateways)
-    return ", ".join(f"{r.gateway} (metric {r.metric})" for r in routes)
+    """The default gateways, the one in use first; with their metrics when there are several.
+
+    An on-link default route (no gateway) shows as "on-link via dev ppp0", one from a
+    policy-routing table with its table.
+    """
+    routes = net.default_routes
+    if len([r for r in routes if r.metric is not None]) >= 2:
+        return ", ".join(
+            r.describe() if r.metric is None else f"{r.describe()} (metric {r.metric})"
+            for r in routes
+        )
+    if any(not r.gateway or r.table for r in routes):
+        return ", ".join(r.describe() for r in routes)
+    return ", ".join(net.default_gateways)
 
 
 def render_net(net: NetConfig) -> str:

@@ -9,6 +9,7 @@ jc knows the command; iproute2's own JSON is read directly.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -18,7 +19,7 @@ from typing import Any
 import jc
 
 from fleet.checks.base import Step, StepOutput
-from fleet.checks.facts import Address, Interface, NetConfig
+from fleet.checks.facts import Address, DefaultRoute, Interface, NetConfig
 from fleet.checks.harness import excerpt
 from fleet.errors import ParseError
 
@@ -27,9 +28,15 @@ KEY = "net"  # the step's key in binding's and in ipconfig's outputs
 # One step may print several outputs; each starts with this label line.
 NET_LABEL = "@@fleet-net "
 
+# The outside address whose route the kernel is asked for (NET_SCRIPT spells it
+# out): TEST-NET-1, which no host should route specially.
+PROBE_DESTINATION = "192.0.2.1"
+
 # Prefer iproute2 JSON; fall back to its text (busybox, iproute2 < 4.14, or
 # 4.14-4.16 where `ip -j route` prints text), then to ifconfig/netstat (BSD,
-# macOS, old Linux).  DNS from systemd-resolved's real list when present.
+# macOS, old Linux).  `ip route get` asks the kernel which route an outside
+# address takes (policy rules and every table: one process, no packet sent).
+# DNS from systemd-resolved's real list when present.
 NET_SCRIPT = r"""l() { printf '\n@@fleet-net %s\n' "$1"; }
 if command -v ip >/dev/null 2>&1; then
   a=$(ip -j addr show 2>/dev/null)
@@ -39,8 +46,10 @@ if command -v ip >/dev/null 2>&1; then
   esac
   r=$(ip -j -4 route show 2>/dev/null)
   case $r in
-    \[*) l 'ip -j route'; printf '%s\n' "$r" ;;
-    *) l 'ip route'; ip -4 route show 2>&1 ;;
+    \[*) l 'ip -j route'; printf '%s\n' "$r"
+      l 'ip -j route get'; ip -j -4 route get 192.0.2.1 2>&1 ;;
+    *) l 'ip route'; ip -4 route show 2>&1
+      l 'ip route get'; ip -4 route get 192.0.2.1 2>&1 ;;
   esac
 else
   l 'ifconfig -a'; ifconfig -a 2>&1
@@ -203,19 +212,27 @@ def interfaces_from_ifconfig(text: str) -> list[Interface]:
     return interfaces
 
 
-@dataclass(frozen=True)
-class DefaultRoute:
-    """One IPv4 default route: through ``gateway`` (when it has one) on ``dev``."""
-
-    gateway: str | None
-    dev: str
-    proto: str = ""
+def _metric(value: object) -> int:
+    # iproute2 omits the metric when it is 0 (the kernel sends no RTA_PRIORITY then).
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _json_default_routes(item: Mapping[str, Any]) -> list[DefaultRoute]:
     proto = str(item.get("protocol", ""))
+    table = str(item.get("table", ""))
+    metric = _metric(item.get("metric"))
     hops = item.get("nexthops") or [item]  # ECMP defaults list their gateways as nexthops
-    return [DefaultRoute(_ipv4(h.get("gateway")), str(h.get("dev", "")), proto) for h in hops]
+    return [
+        DefaultRoute(
+            gateway=_ipv4(h.get("gateway")) or "",
+            interface=str(h.get("dev", "")),
+            metric=metric,
+            table="" if table == "main" else table,
+            linkdown="linkdown" in (h.get("flags") or item.get("flags") or ()),
+            proto=proto,
+        )
+        for h in hops
+    ]
 
 
 def routes_from_ip_json(text: str) -> list[DefaultRoute]:
@@ -226,21 +243,66 @@ def routes_from_ip_json(text: str) -> list[DefaultRoute]:
     return [r for item in data if item.get("dst") == "default" for r in _json_default_routes(item)]
 
 
+def _text_route(words: Sequence[str]) -> DefaultRoute:
+    """One route from ``ip route`` words: ``default via 198.18.0.1 dev eth0 metric 100 linkdown``.
+
+    Read here rather than through jc, whose ip_route parser drops ``table``.
+    """
+    pairs = dict(itertools.pairwise(words))
+    table = pairs.get("table", "")
+    return DefaultRoute(
+        gateway=_ipv4(pairs.get("via")) or "",
+        interface=pairs.get("dev", ""),
+        metric=int(pairs["metric"]) if pairs.get("metric", "").isdigit() else 0,
+        table="" if table == "main" else table,
+        linkdown="linkdown" in words,
+        proto=pairs.get("proto", ""),
+    )
+
+
 def routes_from_ip_text(text: str) -> list[DefaultRoute]:
-    """Default routes from ``ip route`` text through jc."""
-    data: Any = jc.parse("ip_route", text, quiet=True) if text.strip() else []
-    return [
-        DefaultRoute(_ipv4(r.get("via")), str(r.get("dev", "")), str(r.get("proto", "")))
-        for r in data
-        if r.get("ip") == "default"
-    ]
+    """Default routes from ``ip -4 route`` text (iproute2 without -j, busybox).
+
+    An ECMP default continues on indented ``nexthop via ... dev ...`` lines.
+    """
+    routes: list[DefaultRoute] = []
+    head: list[str] | None = None
+    for line in text.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        if not line[0].isspace():
+            head = words if words[0] == "default" else None
+            if head and ("via" in words or "dev" in words):
+                routes.append(_text_route(head))
+        elif head is not None and words[0] == "nexthop":
+            routes.append(replace(_text_route(words), metric=_text_route(head).metric))
+    return routes
+
+
+def kernel_route_from_ip_json(text: str) -> DefaultRoute | None:
+    """The route ``ip -j -4 route get`` names; None when the kernel has none (unreachable)."""
+    if not text.lstrip().startswith("["):
+        return None  # "RTNETLINK answers: Network is unreachable"
+    data = json.loads(text)
+    if not isinstance(data, list):
+        raise ValueError("ip -j route get did not print a JSON list")
+    return replace(_json_default_routes(data[0])[0], metric=None, proto="") if data else None
+
+
+def kernel_route_from_ip_text(text: str) -> DefaultRoute | None:
+    """The route ``ip -4 route get`` names: ``192.0.2.1 via 198.18.0.1 dev eth0 table 100 ...``."""
+    first = text.splitlines()[0].split() if text.strip() else []
+    if not first or first[0] != PROBE_DESTINATION:
+        return None  # "RTNETLINK answers: Network is unreachable", or no route get at all
+    return replace(_text_route(first), metric=None, proto="")
 
 
 def routes_from_netstat(text: str) -> list[DefaultRoute]:
     """Default routes from ``netstat -rn`` (Linux, BSD, macOS) through jc."""
     data: Any = jc.parse("netstat", text, quiet=True) if text.strip() else []
     return [
-        DefaultRoute(_ipv4(r.get("gateway")), str(r.get("iface", "")))
+        DefaultRoute(_ipv4(r.get("gateway")) or "", str(r.get("iface", "")))
         for r in data
         if r.get("kind") == "route"
         and r.get("destination") in ("default", ANY_ADDRESS)
@@ -266,6 +328,10 @@ ROUTE_SOURCES: tuple[tuple[str, Callable[[str], list[DefaultRoute]]], ...] = (
     ("ip route", routes_from_ip_text),
     ("netstat -rn", routes_from_netstat),
 )
+KERNEL_ROUTE_SOURCES: tuple[tuple[str, Callable[[str], DefaultRoute | None]], ...] = (
+    ("ip -j route get", kernel_route_from_ip_json),
+    ("ip route get", kernel_route_from_ip_text),
+)
 
 
 def _first_source(
@@ -284,7 +350,7 @@ def _first_source(
 
 
 def _with_routes(interface: Interface, routes: Sequence[DefaultRoute]) -> Interface:
-    mine = [r for r in routes if r.dev == interface.name]
+    mine = [r for r in routes if r.interface == interface.name]
     dynamic = any(a.dynamic for a in interface.ipv4) or any(r.proto == "dhcp" for r in mine)
     return replace(
         interface,
@@ -294,18 +360,43 @@ def _with_routes(interface: Interface, routes: Sequence[DefaultRoute]) -> Interf
     )
 
 
+def _same_route(a: DefaultRoute, b: DefaultRoute) -> bool:
+    return (a.gateway, a.interface) == (b.gateway, b.interface)
+
+
+def ordered_routes(
+    listed: Sequence[DefaultRoute], kernel: DefaultRoute | None
+) -> tuple[DefaultRoute, ...]:
+    """The default routes, the one the kernel uses first, then the others by metric.
+
+    ``kernel`` is the kernel's answer for an outside address: a listed route (now
+    known to be the one in use), or one from a policy-routing table the listing
+    (main) lacks, which counts as the default route all the same.
+    """
+    rest = sorted(listed, key=lambda r: (r.metric is None, r.metric or 0))
+    if kernel is None:
+        return tuple(rest)
+    used = next((r for r in rest if _same_route(r, kernel)), None)
+    if used is None:
+        return (kernel, *rest)
+    return (used, *(r for r in rest if r is not used))
+
+
 def parse_net(text: str) -> NetConfig:
-    """A host's interfaces, default gateways and DNS from the net step's output."""
+    """A host's interfaces, default routes, gateways and DNS from the net step's output."""
     parts = split_labelled(text)
     if_label, interfaces = _first_source(parts, INTERFACE_SOURCES)
     if interfaces is None:
         raise ParseError(f"no interface listing in the output: {_excerpt(text)}")
-    rt_label, routes = _first_source(parts, ROUTE_SOURCES)
-    routes = routes or []
+    rt_label, listed = _first_source(parts, ROUTE_SOURCES)
+    get_label, kernel = _first_source(parts, KERNEL_ROUTE_SOURCES)
+    routes = ordered_routes(listed or [], kernel)
     resolv = next((label for label in parts if label.startswith("/")), None)
+    labels = (if_label, rt_label, get_label, resolv)
     return NetConfig(
         interfaces=tuple(_with_routes(i, routes) for i in interfaces),
         default_gateways=tuple(dict.fromkeys(r.gateway for r in routes if r.gateway)),
         dns_servers=dns_servers(parts[resolv]) if resolv else (),
-        source=" + ".join(label for label in (if_label, rt_label, resolv) if label),
+        source=" + ".join(label for label in labels if label),
+        default_routes=routes,
     )

@@ -1,7 +1,8 @@
 """The ping check: can the host ping its gateway and its peers (KB Q128961, step 3)?
 
 One result per target.  The special target "gateway" (on by default) is the
-host's own default gateway, looked up on the host in the same step.  Unix:
+host's own default gateway, looked up on the host in the same step; an on-link
+default route has none, and that target is skipped saying so.  Unix:
 ``unix.py``; Windows: ``windows.py`` and ``ping.ps1``; ``judge.py`` decides.
 """
 
@@ -10,14 +11,35 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fleet.checks.facts import PingResult
+from fleet import causes
+from fleet.checks.facts import PingResult, as_facts
 from fleet.checks.harness import PerTargetCheck
 from fleet.checks.params import as_bool, as_int, as_number, as_targets, merged
 from fleet.checks.ping.judge import judge_ping
-from fleet.model import CheckResult, Platform
+from fleet.model import CheckResult, Platform, Status
 
 GATEWAY = "gateway"  # the ping target that means "this host's default gateway"
 DEFAULTS: dict[str, Any] = {"targets": [], "gateway": True, "count": 2, "timeout": 2.0}
+ON_LINK = "default route has no gateway"  # how a gateway lookup's error starts for one
+
+
+def on_link_note(dev: str) -> str:
+    """The gateway lookup's answer for an on-link default route (``default dev ppp0``)."""
+    return f"{ON_LINK} (on-link via dev {dev})"
+
+
+def judge_on_link(host: str, ping: PingResult, evidence: str) -> CheckResult:
+    """Nothing to ping for an on-link default route: skipped, saying why (not a gateway down)."""
+    return CheckResult(
+        host=host,
+        check="ping",
+        status=Status.SKIPPED,
+        summary=f"gateway: {ping.error}: nothing to ping",
+        target=ping.target,
+        facts=as_facts(ping),
+        evidence=evidence,
+        cause=causes.NO_TARGETS,
+    )
 
 
 class PingCheck(PerTargetCheck[PingResult]):
@@ -50,4 +72,6 @@ class PingCheck(PerTargetCheck[PingResult]):
     def judge(
         self, host: str, params: Mapping[str, Any], facts: PingResult, raw: str
     ) -> CheckResult:
+        if facts.target == GATEWAY and facts.error.startswith(ON_LINK):
+            return judge_on_link(host, facts, raw)
         return judge_ping(host, facts, raw)

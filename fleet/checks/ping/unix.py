@@ -16,14 +16,19 @@ from fleet import causes
 from fleet.checks.base import Step, StepOutput
 from fleet.checks.facts import PingResult
 from fleet.checks.harness import excerpt
-from fleet.checks.ping import GATEWAY
+from fleet.checks.ping import GATEWAY, on_link_note
 from fleet.errors import ParseError
 
-# Sets $t to the IPv4 default gateway, found on the host itself.  The awk keeps
-# to the default route and its ECMP "nexthop" lines.
-GATEWAY_LOOKUP = r"""t=$(ip -4 route show 2>/dev/null | awk '
-  { d = ($1 == "default") || (d && $1 == "nexthop") }
-  d { for (i = 2; i < NF; i++) if ($i == "via") { print $(i + 1); exit } }')
+# Sets $t to the gateway the kernel would use for an outside address
+# (`ip route get`: policy rules, every table, the lowest metric), else to
+# netstat's default gateway (BSD, macOS).  An on-link default route (`default
+# dev ppp0`) has no gateway: say so and ping nothing.
+GATEWAY_LOOKUP = r"""t=$(ip -4 route get 192.0.2.1 2>/dev/null | awk 'NR == 1 {
+  for (i = 1; i < NF; i++) { if ($i == "via") g = $(i + 1); if ($i == "dev") d = $(i + 1) }
+  if (g != "") print g; else if (d != "") print "dev " d }')
+case $t in
+  "dev "*) echo "fleet: on-link $t"; exit 0 ;;
+esac
 [ -n "$t" ] || t=$(netstat -rn 2>/dev/null | awk '
   ($1 == "default" || $1 == "0.0.0.0") && $2 ~ /^[0-9.]+$/ { print $2; exit }')
 if [ -z "$t" ]; then echo 'fleet: no default gateway'; exit 3; fi
@@ -89,6 +94,8 @@ def _ping_meta(text: str) -> tuple[str, str]:
             address = line.split()[-1]
         elif line.strip() == "fleet: no default gateway":
             error = "no default gateway"
+        elif line.startswith("fleet: on-link dev "):
+            error = on_link_note(line.split()[-1])
     return address, error
 
 
