@@ -2,6 +2,7 @@
 
 invoke audit                      # audit this machine (the bundled local inventory)
 invoke audit --inventory prod     # audit inventories/prod; every `fleet audit` option works
+invoke inventory / report / diff  # the other `fleet` commands, described in the same words
 invoke test                       # the whole test suite, the lab included (root)
 invoke lab.up / invoke lab.down   # the network-namespace lab
 invoke bench                      # the benchmark (root)
@@ -10,9 +11,13 @@ invoke bench                      # the benchmark (root)
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from invoke import Argument, Collection, Context, Exit, Task, task
+
+from fleet.app import audit_option
+from fleet.cli import ARGUMENTS, COMMANDS
 
 if TYPE_CHECKING:
     from fleet.app import AuditOption
@@ -21,6 +26,28 @@ if TYPE_CHECKING:
 def _exit(code: int) -> None:
     if code:
         raise Exit(code=code)
+
+
+def _fleet(argv: list[str]) -> None:
+    """Run a ``fleet`` command, its exit code as this task's."""
+    from fleet.cli import main
+
+    _exit(main(argv))
+
+
+def _as_params(helps: dict[str, str]) -> dict[str, str]:
+    """fleet's argument names as the task's parameters (``--format`` is stored as ``formats``)."""
+    return {("format" if name == "formats" else name): text for name, text in helps.items()}
+
+
+def _said_as_fleet_says(command: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """The task's docstring is the ``fleet`` subcommand's help: one text, two programs."""
+
+    def describe(body: Callable[..., None]) -> Callable[..., None]:
+        body.__doc__ = COMMANDS[command]
+        return body
+
+    return describe
 
 
 class _AuditTask(Task):
@@ -46,8 +73,8 @@ def _argument(option: AuditOption) -> Argument:
 
 
 @task(klass=_AuditTask, positional=[])
+@_said_as_fleet_says("audit")
 def audit(c: Context, **given: Any) -> None:
-    """Audit an inventory's mail servers and write the reports (the options of fleet audit)."""
     from fleet import app
     from fleet.cli import exit_code
 
@@ -55,9 +82,34 @@ def audit(c: Context, **given: Any) -> None:
     _exit(exit_code(lambda: app.audit(app.request_from_text(texts))))
 
 
+@task(help={"inventory": audit_option("inventory").help, "limit": ARGUMENTS["inventory"]["limit"]})
+@_said_as_fleet_says("inventory")
+def inventory(c: Context, inventory: str = "local", limit: str = "") -> None:
+    _fleet(["inventory", "--inventory", inventory, "--list", *(["--limit", limit] * bool(limit))])
+
+
+@task(help=_as_params(ARGUMENTS["report"]), positional=["result"])
+@_said_as_fleet_says("report")
+def report(c: Context, result: str, format: str = "", output: str = "") -> None:
+    options = ["--format", format] * bool(format) + ["--output", output] * bool(output)
+    _fleet(["report", result, *options])
+
+
+@task(help=ARGUMENTS["diff"], positional=["before", "after"])
+@_said_as_fleet_says("diff")
+def diff(c: Context, before: str, after: str) -> None:
+    _fleet(["diff", before, after])
+
+
 @task(help={"k": "only tests matching this expression", "lab": "include the lab tests (default)"})
 def test(c: Context, k: str = "", lab: bool = True) -> None:
-    """Run the whole test suite (the lab tests need root)."""
+    """run the whole test suite (the lab tests need root), installing missing system tools first"""
+    from tests.lab import packages
+
+    try:
+        packages.ensure()  # root with apt-get installs them; otherwise one line, at once
+    except packages.MissingPackages as exc:
+        raise Exit(f"invoke test: {exc}", code=1) from None
     args = [sys.executable, "-m", "pytest", "-q"]
     if k:
         args += ["-k", k]
@@ -67,7 +119,7 @@ def test(c: Context, k: str = "", lab: bool = True) -> None:
 
 @task
 def lint(c: Context) -> None:
-    """ruff (lint and format check) and mypy over the package."""
+    """ruff (lint and format check) and mypy over the package"""
     c.run("ruff check fleet tests tasks.py")
     c.run("ruff format --check fleet tests tasks.py")
     c.run("mypy fleet")
@@ -83,7 +135,7 @@ def lint(c: Context) -> None:
 def bench(
     c: Context, hosts: int = 200, quick: bool = False, scale: int = 0, repeat: int = 3
 ) -> None:
-    """The benchmark: fleet vs the plain OpenSSH fan-out vs ansible-playbook (root)."""
+    """the benchmark: fleet vs the plain OpenSSH fan-out vs ansible-playbook (root)"""
     args = [
         f"--hosts {hosts}",
         f"--repeat {repeat}",
@@ -95,7 +147,7 @@ def bench(
 
 @task(name="up")
 def lab_up(c: Context) -> None:
-    """Build the network-namespace lab (root)."""
+    """build the network-namespace lab (root)"""
     from tests.lab.__main__ import main
 
     _exit(main(["up"]))
@@ -103,7 +155,7 @@ def lab_up(c: Context) -> None:
 
 @task(name="down")
 def lab_down(c: Context) -> None:
-    """Tear the lab down, leaving nothing behind."""
+    """tear the lab down, leaving nothing behind"""
     from tests.lab.__main__ import main
 
     _exit(main(["down"]))
@@ -111,11 +163,11 @@ def lab_down(c: Context) -> None:
 
 @task(name="status")
 def lab_status(c: Context) -> None:
-    """What the lab has running."""
+    """what the lab has running"""
     from tests.lab.__main__ import main
 
     _exit(main(["status"]))
 
 
 lab = Collection("lab", lab_up, lab_down, lab_status)
-ns = Collection(audit, test, lint, bench, lab)
+ns = Collection(audit, inventory, report, diff, test, lint, bench, lab)

@@ -19,6 +19,30 @@ from fleet.app import EXIT_CONFIG, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, Aud
 from fleet.errors import ConfigError, FleetError
 from fleet.text import clean
 
+# What each subcommand and its arguments are for, in the words that both `fleet --help`
+# and `invoke --list` / `invoke --help NAME` show: tasks.py reads this table too.
+COMMANDS: dict[str, str] = {
+    "audit": "audit the mail servers of an inventory and write the reports",
+    "inventory": "show the inventory as fleet reads it (ansible-inventory's JSON)",
+    "report": "re-render the reports of a saved run from its report.json",
+    "diff": "what is new, resolved and still open between two saved runs",
+}
+ARGUMENTS: dict[str, dict[str, str]] = {
+    "inventory": {
+        "list": "print every host and group with its variables (secrets masked)",
+        "limit": "only the hosts matching this Ansible pattern",
+    },
+    "report": {
+        "result": "the report.json of a saved run",
+        "formats": "report formats to write, comma-separated (default: html,csv,junit)",
+        "output": "directory to write them to (default: beside the JSON)",
+    },
+    "diff": {
+        "before": "the earlier run's report.json",
+        "after": "the later run's report.json",
+    },
+}
+
 
 def _typed(option: AuditOption) -> Callable[[str], Any]:
     """The option's reader as argparse wants it: a bad value is an ArgumentTypeError."""
@@ -62,24 +86,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fleet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)  # subparsers are _Parser too
 
-    a = sub.add_parser("audit", help="audit the hosts of an inventory")
+    a = sub.add_parser("audit", help=COMMANDS["audit"], description=COMMANDS["audit"])
     for option in app.AUDIT_OPTIONS:
         _add_audit_option(a, option)
 
-    inv = sub.add_parser("inventory", help="show the inventory as fleet reads it")
+    said = ARGUMENTS["inventory"]
+    inv = sub.add_parser("inventory", help=COMMANDS["inventory"], description=COMMANDS["inventory"])
     inv.add_argument("-i", "--inventory", default="local", help=app.audit_option("inventory").help)
-    inv.add_argument("--list", action="store_true", required=True, help="ansible-inventory JSON")
-    inv.add_argument("-l", "--limit")
+    inv.add_argument("--list", action="store_true", required=True, help=said["list"])
+    inv.add_argument("-l", "--limit", help=said["limit"])
 
-    r = sub.add_parser("report", help="re-render reports from a saved report.json")
-    r.add_argument("result", type=Path)
+    said = ARGUMENTS["report"]
+    r = sub.add_parser("report", help=COMMANDS["report"], description=COMMANDS["report"])
+    r.add_argument("result", type=Path, help=said["result"])
     formats = _typed(app.audit_option("formats"))
-    r.add_argument("--format", dest="formats", type=formats, default=["html", "csv", "junit"])
-    r.add_argument("-o", "--output", type=Path, help="directory (default: beside the JSON)")
+    r.add_argument(
+        "--format",
+        dest="formats",
+        type=formats,
+        default=["html", "csv", "junit"],
+        help=said["formats"],
+    )
+    r.add_argument("-o", "--output", type=Path, help=said["output"])
 
-    d = sub.add_parser("diff", help="what changed between two saved runs")
-    d.add_argument("before", type=Path)
-    d.add_argument("after", type=Path)
+    said = ARGUMENTS["diff"]
+    d = sub.add_parser("diff", help=COMMANDS["diff"], description=COMMANDS["diff"])
+    d.add_argument("before", type=Path, help=said["before"])
+    d.add_argument("after", type=Path, help=said["after"])
 
     return parser
 

@@ -234,6 +234,20 @@ def test_plain_postfix_is_ok_with_starttls_facts(run: RunResult) -> None:
     assert "STARTTLS TLSv1." in probe.summary
 
 
+def test_exim_banner_delay_is_a_slow_greeting_warning_never_down(run: RunResult) -> None:
+    for source in ("pf-plain", "pf-postscreen", "pf-badtls"):
+        probe = one(run, source, "smtp", "exim-slow")
+        assert (probe.status, probe.cause) == (Status.WARN, "slow-greeting"), probe.summary
+        assert list(probe.facts["greeting"]) == ["220 exim-slow.lab ESMTP fleet lab (exim)"]
+        assert probe.facts["greeting_ms"] > 7500  # the connect ACL's "delay = 8s"
+        assert "slow greeting: 8." in probe.summary and "s after connecting" in probe.summary
+        assert probe.facts["tls_protocol"].startswith("TLSv1.")  # exim's STARTTLS works too
+    own = run.host("exim-slow").results  # exim-slow itself is healthy: it probes mx1-mx3
+    assert [(r.check, r.target, r.summary) for r in own if r.status != Status.OK] == []
+    findings = {(f.cause, h) for f in diagnose(run).findings for h in f.hosts}
+    assert not {c for c, h in findings if h == "exim-slow"}
+
+
 # -- the CLI on the lab: exit code, reports, mail, history ---------------------------------
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -388,3 +390,30 @@ def test_a_bad_option_is_one_line_naming_it_and_where_help_is(tmp_path: Path) ->
         "fleet audit: argument -f/--forks: 'many' is not a whole number >= 1 "
         "(see fleet audit --help)"
     )
+
+
+def shown(*argv: str) -> str:
+    """What a command prints, its words re-joined where a help column wrapped them."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "100"}
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    return re.sub(r"-\s+", "-", " ".join(done.stdout.split()))
+
+
+def test_invoke_list_and_fleet_help_describe_each_command_in_the_same_words() -> None:
+    import tasks
+    from fleet.cli import ARGUMENTS, COMMANDS
+
+    listed = shown(sys.executable, "-m", "invoke", "--list")
+    helped = shown(sys.executable, "-m", "fleet", "--help")
+    assert set(COMMANDS) == {"audit", "inventory", "report", "diff"}
+    for name, text in COMMANDS.items():
+        assert inspect.getdoc(tasks.ns.tasks[name]) == text
+        assert f" {name} {text}" in listed and f" {name} {text}" in helped, name
+    for name, arguments in ARGUMENTS.items():
+        by_invoke = shown(sys.executable, "-m", "invoke", "--help", name)
+        by_fleet = shown(sys.executable, "-m", "fleet", name, "--help")
+        for argument, text in arguments.items():
+            assert text in by_fleet, (name, text)
+            if (name, argument) != ("inventory", "list"):  # invoke inventory always lists
+                assert text in by_invoke, (name, text)

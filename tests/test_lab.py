@@ -19,7 +19,7 @@ import paramiko
 import pytest
 import yaml
 
-from tests.lab import Lab, control, netns, sshd, topology
+from tests.lab import Lab, control, exim, netns, sshd, topology
 from tests.lab.inventory import inventory_data
 from tests.lab.topology import UPLINK, Kind, Routes, Smtp
 
@@ -195,6 +195,15 @@ def test_mx3_greets_on_several_lines(lab: Lab, in_lab) -> None:
 
 
 @pytest.mark.lab
+def test_exim_slow_greets_only_after_its_connect_delay(lab: Lab, in_lab) -> None:
+    started = time.monotonic()
+    probe = smtp_from(in_lab, "mon1", "exim-slow", timeout=15.0)
+    assert time.monotonic() - started > exim.GREETING_DELAY - 0.5
+    assert probe["lines"] == ["exim-slow.lab ESMTP fleet lab (exim)"]
+    assert (probe["code"], probe["ehlo"], probe["tls"]) == (220, 250, True)
+
+
+@pytest.mark.lab
 def test_mx_421_is_not_ready(lab: Lab, in_lab) -> None:
     probe = smtp_from(in_lab, "mon1", "mx-421")
     assert probe["code"] == 421
@@ -324,6 +333,7 @@ def test_down_leaves_nothing_behind(lab: Lab) -> None:
     before = control.status()
     assert before["processes"], "the lab should be running before down()"
     user_is_the_labs = pwd.getpwnam(sshd.LAB_USER).pw_gecos == sshd.LAB_USER_COMMENT
+    exim_user_is_the_labs = pwd.getpwnam(exim.USER).pw_gecos == exim.USER_COMMENT
     try:
         control.down()
         assert lab_leftovers(before["processes"]) == []
@@ -332,6 +342,9 @@ def test_down_leaves_nothing_behind(lab: Lab) -> None:
         if user_is_the_labs:
             with pytest.raises(KeyError):
                 pwd.getpwnam(sshd.LAB_USER)
+        if exim_user_is_the_labs:
+            with pytest.raises(KeyError):
+                pwd.getpwnam(exim.USER)
     finally:
         # Later tests in the session still expect the lab.
         control.up(lab.state_dir)

@@ -2,7 +2,7 @@
 
 ``up()`` turns this machine (as root) into a fleet of mail servers in
 network namespaces: it wires the topology, starts a real sshd and aiosmtpd
-(or a real postfix, ``tests.lab.postfix``) per host, and the Windows
+(or a real postfix, ``tests.lab.postfix``, or exim, ``tests.lab.exim``) per host, and the Windows
 simulators when ``tests.lab.winhost`` exists.
 ``down()`` removes everything any lab left, found by name, so it also cleans
 after a crash.  Used by tests, benchmarks and demos, never by an audit.
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.lab import inventory, netns, postfix, sshd, topology
+from tests.lab import exim, inventory, netns, postfix, sshd, topology
 from tests.lab.netns import LabError
 from tests.lab.topology import LabHost, Node, Smtp, Topology
 
@@ -96,6 +96,7 @@ def down() -> None:
     if record.get("privsep_created"):
         shutil.rmtree(sshd.PRIVSEP_DIR, ignore_errors=True)
     sshd.remove_user()
+    exim.remove_user()
     RECORD.unlink(missing_ok=True)
 
 
@@ -124,6 +125,8 @@ def require_root() -> None:
 def _build(topo: Topology, state: Path, inventory_dir: Path | None, record: dict) -> Lab:
     if any(node.smtp in postfix.MODES for node in topo.nodes):
         postfix.require()  # before anything is built: one line naming the package
+    if any(node.smtp is Smtp.EXIM_SLOW for node in topo.nodes):
+        exim.fetch()  # likewise: downloaded now, or one line saying why not
     record["privsep_created"] = sshd.ensure_privsep_dir()
     sshd.ensure_user()
     _save(record)
@@ -256,6 +259,8 @@ def _start_smtp(topo: Topology, node: Node, greeting: Smtp, directory: Path) -> 
     address = node.addresses[0]
     if greeting in postfix.MODES:
         argv = postfix.configure(directory, name, address, greeting)
+    elif greeting is Smtp.EXIM_SLOW:
+        argv = exim.configure(directory, name, address)
     else:
         argv = [sys.executable, "-m", "tests.lab.smtpd", "--address", address, "--name", name]
         argv += ["--greeting", greeting.value]

@@ -112,15 +112,16 @@ def ensure_user() -> bool:
     return True
 
 
-def remove_user() -> bool:
-    """Remove the lab user and its home if (and only if) the lab created it."""
+def remove_user(name: str = LAB_USER, comment: str = LAB_USER_COMMENT) -> bool:
+    """Remove a lab user (``fleetlab`` unless told) and its home if (and only if) the lab
+    created it: its comment says so."""
     try:
-        entry = pwd.getpwnam(LAB_USER)
+        entry = pwd.getpwnam(name)
     except KeyError:
         return False
-    if entry.pw_gecos != LAB_USER_COMMENT:
+    if entry.pw_gecos != comment:
         return False
-    done = subprocess.run(["userdel", "--remove", LAB_USER], capture_output=True, check=False)
+    done = subprocess.run(["userdel", "--remove", name], capture_output=True, check=False)
     if done.returncode not in (0, 12):  # 12: home could not be removed (already gone)
-        raise LabError(f"userdel {LAB_USER}: {done.stderr.decode(errors='replace').strip()}")
+        raise LabError(f"userdel {name}: {done.stderr.decode(errors='replace').strip()}")
     return True

@@ -31,6 +31,7 @@ class Smtp(str, Enum):
     POSTFIX = "postfix"  # plain, STARTTLS with a self-signed certificate
     POSTFIX_POSTSCREEN = "postfix-postscreen"  # "220-" at once, the greeting 6 s later
     POSTFIX_BADTLS = "postfix-badtls"  # STARTTLS offered; certificate and key do not match
+    EXIM_SLOW = "exim-slow"  # real exim (tests.lab.exim): its banner 8 s after the connect
 
 
 class Routes(str, Enum):
@@ -245,6 +246,8 @@ def standard() -> Topology:
             ("routes",),
             routes=Routes.NO_CARRIER,
         ),
+        # Real exim, its banner delayed by a connect ACL; the postfix hosts probe it.
+        _unix("exim-slow", 45, "exim, banner delayed 8 s", ("exim",), smtp=Smtp.EXIM_SLOW),
         _windows("ok", 31, "healthy Windows Server 2019"),
         _windows("unbound", 32, "TCP/IP not bound to the adapter"),
         _windows("apipa", 33, "APIPA address (DHCP failed)"),
