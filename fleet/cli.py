@@ -67,9 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
         _add_audit_option(a, option)
 
     inv = sub.add_parser("inventory", help="show the inventory as fleet reads it")
-    inv.add_argument("-i", "--inventory", default="local", help=app.audit_option("inventory").help)
+    for field in _INVENTORY_FIELDS:
+        _add_audit_option(inv, app.audit_option(field))
     inv.add_argument("--list", action="store_true", required=True, help="ansible-inventory JSON")
-    inv.add_argument("-l", "--limit")
+
+    sub.add_parser("config", help="the Ansible settings fleet uses, and where each comes from")
 
     r = sub.add_parser("report", help="re-render reports from a saved report.json")
     r.add_argument("result", type=Path)
@@ -84,17 +86,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_INVENTORY_FIELDS = (
+    "inventory",
+    "limit",
+    "vault_ids",
+    "vault_password_files",
+    "ask_vault_pass",
+    "group_names",
+)
+
+
+def _given(args: argparse.Namespace, fields: Sequence[str]) -> dict[str, Any]:
+    return {field: getattr(args, field) for field in fields if field in args}
+
+
 def _inventory_list(args: argparse.Namespace) -> int:
     from fleet.inventory import load_inventory
-    from fleet.plan import is_secret
+    from fleet.plan import masked
 
-    inventory = load_inventory(app.find_inventory(args.inventory))
-    data = inventory.to_ansible_list(limit=args.limit)
+    request = app.audit_request(_given(args, _INVENTORY_FIELDS))
+    inventory = load_inventory(
+        app.find_inventory(request.inventory),
+        group_names=request.group_names,
+        secrets=app.vault_secrets_for(request),
+    )
+    data = inventory.to_ansible_list(limit=request.limit)
     if not os.environ.get("FLEET_SHOW_SECRETS"):
-        for hostvars in data.get("_meta", {}).get("hostvars", {}).values():
-            for key in [k for k in hostvars if is_secret(k)]:
-                hostvars[key] = "********"
+        data = masked(data)
     print(json.dumps(data, indent=4, sort_keys=True))
+    return EXIT_OK
+
+
+def _config_view() -> int:
+    from fleet.ansiblecfg import KNOWN, load_config
+
+    config = load_config()
+    print(f"ansible.cfg: {config.path or 'none found'}")
+    for warning in config.warnings:
+        print(f"warning: {warning}")
+    for known in KNOWN:
+        setting = config.settings.get(known.name)
+        shown = f"{setting.value}  ({setting.origin})" if setting else "(not set)"
+        print(f"{known.name:<24} {shown}")
     return EXIT_OK
 
 
@@ -104,6 +137,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return app.audit(app.audit_request(given))
     if args.command == "inventory":
         return _inventory_list(args)
+    if args.command == "config":
+        return _config_view()
     if args.command == "report":
         from fleet.render import report_command
 
