@@ -82,7 +82,7 @@ def audit(c: Context, **given: Any) -> None:
     _exit(exit_code(lambda: app.audit(app.request_from_text(texts))))
 
 
-@task(help={"inventory": audit_option("inventory").help, "limit": ARGUMENTS["inventory"]["limit"]})
+@task(help={"inventory": audit_option("inventory").help, "limit": audit_option("limit").help})
 @_said_as_fleet_says("inventory")
 def inventory(c: Context, inventory: str = "local", limit: str = "") -> None:
     _fleet(["inventory", "--inventory", inventory, "--list", *(["--limit", limit] * bool(limit))])
@@ -99,6 +99,12 @@ def report(c: Context, result: str, format: str = "", output: str = "") -> None:
 @_said_as_fleet_says("diff")
 def diff(c: Context, before: str, after: str) -> None:
     _fleet(["diff", before, after])
+
+
+@task
+@_said_as_fleet_says("config")
+def config(c: Context) -> None:
+    _fleet(["config"])
 
 
 @task(help={"k": "only tests matching this expression", "lab": "include the lab tests (default)"})
@@ -170,4 +176,4 @@ def lab_status(c: Context) -> None:
 
 
 lab = Collection("lab", lab_up, lab_down, lab_status)
-ns = Collection(audit, inventory, report, diff, test, lint, bench, lab)
+ns = Collection(audit, inventory, report, diff, config, test, lint, bench, lab)

@@ -26,11 +26,11 @@ COMMANDS: dict[str, str] = {
     "inventory": "show the inventory as fleet reads it (ansible-inventory's JSON)",
     "report": "re-render the reports of a saved run from its report.json",
     "diff": "what is new, resolved and still open between two saved runs",
+    "config": "the Ansible settings fleet uses, and where each comes from",
 }
 ARGUMENTS: dict[str, dict[str, str]] = {
     "inventory": {
         "list": "print every host and group with its variables (secrets masked)",
-        "limit": "only the hosts matching this Ansible pattern",
     },
     "report": {
         "result": "the report.json of a saved run",
@@ -92,9 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     said = ARGUMENTS["inventory"]
     inv = sub.add_parser("inventory", help=COMMANDS["inventory"], description=COMMANDS["inventory"])
-    inv.add_argument("-i", "--inventory", default="local", help=app.audit_option("inventory").help)
+    for field in _INVENTORY_FIELDS:
+        _add_audit_option(inv, app.audit_option(field))
     inv.add_argument("--list", action="store_true", required=True, help=said["list"])
-    inv.add_argument("-l", "--limit", help=said["limit"])
+
+    sub.add_parser("config", help=COMMANDS["config"], description=COMMANDS["config"])
 
     said = ARGUMENTS["report"]
     r = sub.add_parser("report", help=COMMANDS["report"], description=COMMANDS["report"])
@@ -117,17 +119,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_INVENTORY_FIELDS = (
+    "inventory",
+    "limit",
+    "vault_ids",
+    "vault_password_files",
+    "ask_vault_pass",
+    "group_names",
+)
+
+
+def _given(args: argparse.Namespace, fields: Sequence[str]) -> dict[str, Any]:
+    return {field: getattr(args, field) for field in fields if field in args}
+
+
 def _inventory_list(args: argparse.Namespace) -> int:
     from fleet.inventory import load_inventory
-    from fleet.plan import is_secret
+    from fleet.plan import masked
 
-    inventory = load_inventory(app.find_inventory(args.inventory))
-    data = inventory.to_ansible_list(limit=args.limit)
+    request = app.audit_request(_given(args, _INVENTORY_FIELDS))
+    inventory = load_inventory(
+        app.find_inventory(request.inventory),
+        group_names=request.group_names,
+        secrets=app.vault_secrets_for(request),
+    )
+    data = inventory.to_ansible_list(limit=request.limit)
     if not os.environ.get("FLEET_SHOW_SECRETS"):
-        for hostvars in data.get("_meta", {}).get("hostvars", {}).values():
-            for key in [k for k in hostvars if is_secret(k)]:
-                hostvars[key] = "********"
+        data = masked(data)
     print(json.dumps(data, indent=4, sort_keys=True))
+    return EXIT_OK
+
+
+def _config_view() -> int:
+    from fleet.ansiblecfg import KNOWN, load_config
+
+    config = load_config()
+    print(f"ansible.cfg: {config.path or 'none found'}")
+    for warning in config.warnings:
+        print(f"warning: {warning}")
+    for known in KNOWN:
+        setting = config.settings.get(known.name)
+        shown = f"{setting.value}  ({setting.origin})" if setting else "(not set)"
+        print(f"{known.name:<24} {shown}")
     return EXIT_OK
 
 
@@ -137,6 +170,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return app.audit(app.audit_request(given))
     if args.command == "inventory":
         return _inventory_list(args)
+    if args.command == "config":
+        return _config_view()
     if args.command == "report":
         from fleet.render import report_command
 

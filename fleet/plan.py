@@ -42,6 +42,26 @@ def is_secret(name: str) -> bool:
     )
 
 
+MASK = "********"
+
+
+def masked(value: Any, name: str = "") -> Any:
+    """``value`` with its secrets masked by meaning, nested ones included: a vaulted or
+    decrypted value anywhere, and text or numbers under a secret name (``password``
+    in a list of users); a boolean or null under such a name (``token_enabled``) stays."""
+    from fleet.inventory import SecretText, VaultedValue
+
+    if isinstance(value, (SecretText, VaultedValue)):
+        return MASK
+    if isinstance(value, Mapping):
+        return {key: masked(item, str(key)) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [masked(item, name) for item in value]
+    if name and is_secret(name) and not isinstance(value, (bool, type(None))):
+        return MASK
+    return value
+
+
 @dataclass(frozen=True)
 class CheckPlan:
     name: str

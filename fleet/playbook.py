@@ -374,9 +374,8 @@ def _host_plan(name: str, hostvars: Mapping[str, Any], checks: Sequence[CheckPla
     vaulted = [k for k, v in hostvars.items() if isinstance(v, VaultedValue)]
     if vaulted:
         raise InventoryError(
-            f"host {name}: {', '.join(sorted(vaulted))} is vault-encrypted, which fleet cannot "
-            "decrypt: take it from the environment instead, e.g. "
-            "\"{{ lookup('env', 'WINRM_PASSWORD') }}\"",
+            f"host {name}: {', '.join(sorted(vaulted))} is vault-encrypted and no vault "
+            "password was given: use --vault-password-file, --vault-id or --ask-vault-pass",
             path=source,
         )
     address = str(hostvars.get("ansible_host") or name)

@@ -188,10 +188,54 @@ def test_port_on_a_host_line_becomes_ansible_port(tmp_path):
     assert inv.host_vars("smtp-in")["ansible_port"] == 2525
 
 
-def test_ini_section_names_are_made_safe_with_a_warning(tmp_path):
-    inv = ini(tmp_path, "[mail-eu]\nmx01\n")
-    assert "mail_eu" in inv.groups
+def test_group_names_with_dash_and_dot_are_kept_with_a_warning_by_default(tmp_path):
+    inv = ini(tmp_path, "[mail-eu]\nmx01\n[a4d.lamp.db.1]\nmx02\n")
+    assert {"mail-eu", "a4d.lamp.db.1"} <= set(inv.groups)
+    assert "mail_eu" not in inv.groups
+    assert any("'mail-eu'" in w and "kept as written" in w for w in inv.warnings)
+
+
+def test_force_valid_group_names_always_renames_with_a_warning(tmp_path):
+    write(tmp_path, {"hosts": "[mail-eu]\nmx01\n"})
+    inv = load_inventory(tmp_path / "hosts", group_names="always")
+    assert "mail_eu" in inv.groups and "mail-eu" not in inv.groups
     assert any("renamed 'mail_eu'" in w for w in inv.warnings)
+
+
+def test_force_valid_group_names_silently_renames_and_ignore_keeps_without_warning(tmp_path):
+    write(tmp_path, {"hosts": "[mail-eu]\nmx01\n", "inv.yml": "all:\n  children:\n    a-b:\n"})
+    silent = load_inventory(tmp_path / "hosts", group_names="silently")
+    assert "mail_eu" in silent.groups and not silent.warnings
+    ignored = load_inventory(tmp_path / "inv.yml", group_names="ignore")
+    assert "a-b" in ignored.groups and not ignored.warnings
+    renamed = load_inventory(tmp_path / "inv.yml", group_names="always")
+    assert "a_b" in renamed.groups
+
+
+def test_unknown_group_name_policy_is_refused(tmp_path):
+    write(tmp_path, {"hosts": "mx01\n"})
+    with pytest.raises(ConfigError, match="never, always, silently, ignore"):
+        load_inventory(tmp_path / "hosts", group_names="sometimes")
+
+
+def test_dashed_group_gets_its_group_vars_children_and_limits(tmp_path):
+    inv = ini(
+        tmp_path,
+        "[web-servers]\nmx01\nmx02\n[db.1]\nmx03\n[site:children]\nweb-servers\ndb.1\n",
+        **{"group_vars/web-servers.yml": "role: web\n"},
+    )
+    assert inv.host_vars("mx01")["role"] == "web"
+    assert inv.groups["site"].children == ("web-servers", "db.1")
+    assert inv.select("web-servers") == ["mx01", "mx02"]
+    assert inv.select("all:!web-servers") == ["mx03"]
+    assert inv.select("site:&db.1") == ["mx03"]
+
+
+def test_unreadable_file_in_an_inventory_directory_is_skipped_with_a_warning(tmp_path):
+    write(tmp_path, {"inv/a.ini": "[mail]\nmx01\n", "inv/b.yml": "all: [\n"})
+    inv = load_inventory(tmp_path / "inv")
+    assert list(inv.hosts) == ["mx01"]
+    assert any("b.yml" in w and "skipped" in w for w in inv.warnings)
 
 
 def test_group_priority_is_kept_as_priority_not_as_variable(tmp_path):
@@ -242,8 +286,9 @@ def test_yaml_document_in_an_ini_file_is_refused(tmp_path):
 
 
 def test_children_error_explains_ini_group_renaming(tmp_path):
+    write(tmp_path, {"hosts": "[mail-eu]\nmx01\n[eu:children]\nmail-eu\n"})
     with pytest.raises(InventoryError, match="renamed 'mail_eu'"):
-        ini(tmp_path, "[mail-eu]\nmx01\n[eu:children]\nmail-eu\n")
+        load_inventory(tmp_path / "hosts", group_names="always")
 
 
 def test_error_message_never_repeats_a_host_line_holding_a_secret(tmp_path):
@@ -435,7 +480,7 @@ def test_vars_files_for_unknown_groups_and_hosts_are_ignored(tmp_path):
         ("host_vars/mx01.yml", "- a\n- b\n", 1, "host_vars file must be a mapping"),
         ("group_vars/mail.yml", "just text\n", 1, "group_vars file must be a mapping"),
         ("group_vars/mail/x.yml", "a: 1\n b: 2\n", 2, "invalid YAML"),
-        ("group_vars/all.yml", "$ANSIBLE_VAULT;1.1;AES256\n3031\n", 1, "ansible-vault"),
+        ("group_vars/all.yml", "$ANSIBLE_VAULT;1.1;AES256\n3031\n", None, "ansible-vault"),
     ],
 )
 def test_bad_vars_file_names_its_path_and_line(tmp_path, name, text, line, complaint):

@@ -33,6 +33,8 @@ from fleet.app.request import (
     audit_option,
     audit_request,
     request_from_text,
+    vault_secrets_for,
+    with_login_defaults,
 )
 from fleet.errors import ConfigError, FleetError, InventoryError, PlaybookError
 
@@ -57,6 +59,8 @@ __all__ = [
     "find_inventory",
     "find_playbook",
     "request_from_text",
+    "vault_secrets_for",
+    "with_login_defaults",
 ]
 
 EXIT_OK, EXIT_INTERNAL, EXIT_FAILED, EXIT_UNREACHABLE = 0, 1, 2, 4
@@ -193,9 +197,10 @@ def prepare(request: AuditRequest) -> _Prepared:
     from fleet.playbook import build_plan, load_playbook
 
     inventory_path = find_inventory(request.inventory)
-    inventory = load_inventory(inventory_path)
+    secrets = vault_secrets_for(request)
+    inventory = load_inventory(inventory_path, group_names=request.group_names, secrets=secrets)
     playbook = load_playbook(find_playbook(request.playbook))
-    hosts = build_plan(playbook, inventory, request.limit)
+    hosts = with_login_defaults(build_plan(playbook, inventory, request.limit), request)
     check_route_guards(hosts)
     if not hosts:
         chosen = "the playbook's hosts"

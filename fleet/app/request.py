@@ -2,19 +2,26 @@
 
 ``fleet audit`` (argparse, fleet.cli) and ``invoke audit`` (tasks.py) are both
 built from :data:`AUDIT_OPTIONS`: the same names, defaults and help, and the
-same :class:`AuditRequest` for the same options.
+same :class:`AuditRequest` for the same options.  What the options leave out
+comes from the Ansible setup (ANSIBLE_* variables, ansible.cfg; fleet.ansiblecfg)
+with Ansible's precedence: command line, then environment, then ansible.cfg.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
+from fleet.ansiblecfg import AnsibleConfig, load_config
 from fleet.errors import ConfigError
+from fleet.inventory.builder import check_group_name_policy
 from fleet.inventory.hostnames import address_problem, is_ip_address, shorten
+from fleet.inventory.vault import VaultSecret, vault_secrets
+from fleet.plan import HostPlan
+from fleet.truth import as_bool
 
 DEFAULT_PLAYBOOK = "mail-connectivity"
 DEFAULT_FORMATS = ("json", "csv", "html", "junit", "prom")
@@ -40,6 +47,13 @@ class AuditRequest:
     history: bool = True
     quiet: bool = False
     colour: bool | None = None  # None: colour when stdout is a terminal
+    # From an Ansible setup: its options, ANSIBLE_* variables and ansible.cfg (fleet.ansiblecfg).
+    vault_ids: tuple[str, ...] = ()
+    vault_password_files: tuple[str, ...] = ()
+    ask_vault_pass: bool = False
+    remote_user: str | None = None
+    private_key_file: str | None = None
+    group_names: str = "never"  # force_valid_group_names
 
 
 def positive_seconds(text: str) -> float:
@@ -100,6 +114,12 @@ def mail_address_problem(address: str) -> str | None:
         return None if ip else "a domain in brackets must be an IP address"
     problem = address_problem(domain)
     return f"the domain {shorten(domain)!r} is not a host name: {problem}" if problem else None
+
+
+def _one_vault_id(text: str) -> tuple[str, ...]:
+    if not text:
+        raise ConfigError("an empty vault id or password file")
+    return (text,)
 
 
 @dataclass(frozen=True)
@@ -174,6 +194,35 @@ AUDIT_OPTIONS: tuple[AuditOption, ...] = (
         switch=False,
     ),
     AuditOption(("--known-hosts",), "known_hosts", "an extra known_hosts file"),
+    AuditOption(
+        ("--vault-id",),
+        "vault_ids",
+        "a vault password as LABEL@FILE, LABEL@prompt or FILE (repeatable)",
+        _one_vault_id,
+        repeat=True,
+    ),
+    AuditOption(
+        ("--vault-password-file",),
+        "vault_password_files",
+        "a file holding the vault password, or a script printing it (repeatable)",
+        _one_vault_id,
+        repeat=True,
+    ),
+    AuditOption(("--ask-vault-pass",), "ask_vault_pass", "ask for the vault password", switch=True),
+    AuditOption(
+        ("-u", "--user"), "remote_user", "log in as this user where the inventory names none"
+    ),
+    AuditOption(
+        ("--private-key",),
+        "private_key_file",
+        "SSH key file where the inventory names none",
+    ),
+    AuditOption(
+        ("--group-names",),
+        "group_names",
+        "force_valid_group_names: never (keep, warn), always, silently, ignore (never)",
+        check_group_name_policy,
+    ),
     AuditOption(("--report-dir",), "report_dir", "where reports and the history go (reports)"),
     AuditOption(
         ("--format",),
@@ -209,14 +258,70 @@ def audit_option(field: str) -> AuditOption:
     return next(option for option in AUDIT_OPTIONS if option.field == field)
 
 
-def audit_request(given: Mapping[str, Any]) -> AuditRequest:
+def audit_request(given: Mapping[str, Any], config: AnsibleConfig | None = None) -> AuditRequest:
     """The request from the options given, by request field, each already read
-    (``AuditOption.value``); a repeatable option gives a list of what each use read."""
+    (``AuditOption.value``); a repeatable option gives a list of what each use read.
+
+    What is not given comes from ``config`` (ANSIBLE_* variables and ansible.cfg; by
+    default those of this process and directory), else the request's defaults."""
     values = dict(given)
     for option in AUDIT_OPTIONS:
         if option.repeat and option.field in values:
             values[option.field] = tuple(v for read in values[option.field] for v in read)
+    for name, value in config_defaults(load_config() if config is None else config).items():
+        if name == "vault_ids":  # as Ansible: the configured ids, then those given
+            values[name] = (*value, *values.get(name, ()))
+        else:
+            values.setdefault(name, value)
     return AuditRequest(**values)
+
+
+def config_defaults(config: AnsibleConfig) -> dict[str, Any]:
+    """Request fields from an Ansible setup's settings; ConfigError names the bad one."""
+    readers: dict[str, tuple[str, Callable[[str], Any]]] = {
+        "inventory": ("inventory", lambda text: text.split(",")[0]),
+        "forks": ("forks", whole_number),
+        "timeout": ("connect_timeout", positive_seconds),
+        "host_key_checking": ("host_key_checking", lambda t: as_bool(t, "host_key_checking")),
+        "remote_user": ("remote_user", str),
+        "private_key_file": ("private_key_file", str),
+        "vault_password_file": ("vault_password_files", lambda text: (text,)),
+        "vault_identity_list": (
+            "vault_ids",
+            lambda text: tuple(p.strip() for p in text.split(",") if p.strip()),
+        ),
+        "force_valid_group_names": ("group_names", check_group_name_policy),
+    }
+    found: dict[str, Any] = {}
+    for name, setting in config.settings.items():
+        if name not in readers:
+            continue  # kept and shown by `fleet config`, applied by nothing (ssh_args)
+        field, read = readers[name]
+        try:
+            found[field] = read(setting.value)
+        except (ConfigError, ValueError) as exc:
+            raise ConfigError(f"{name} from {setting.origin}: {exc}") from None
+    return found
+
+
+def vault_secrets_for(request: AuditRequest) -> tuple[VaultSecret, ...]:
+    """The vault passwords the request names (files read, scripts run, prompts asked)."""
+    return vault_secrets(request.vault_ids, request.vault_password_files, request.ask_vault_pass)
+
+
+def with_login_defaults(hosts: Sequence[HostPlan], request: AuditRequest) -> list[HostPlan]:
+    """Hosts given remote_user and private_key_file where the inventory names none."""
+    key_vars = ("ansible_ssh_private_key_file", "ansible_private_key_file")
+    planned = []
+    for host in hosts:
+        if request.remote_user and not host.user:
+            host = replace(host, user=request.remote_user)
+        if request.private_key_file and not any(host.vars.get(k) for k in key_vars):
+            host = replace(
+                host, vars={**host.vars, "ansible_private_key_file": request.private_key_file}
+            )
+        planned.append(host)
+    return planned
 
 
 def request_from_text(given: Mapping[str, Any]) -> AuditRequest:

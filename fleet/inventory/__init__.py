@@ -12,14 +12,18 @@ and prints what ``ansible-inventory --list`` prints.
 
 from fleet.inventory.loader import load_inventory, resolve_inventory_source
 from fleet.inventory.model import MAGIC_VARS, Group, Host, Inventory
-from fleet.inventory.yamlload import VaultedValue
+from fleet.inventory.vault import SecretText, VaultedValue, VaultError, VaultSecret, vault_secrets
 
 __all__ = [
     "MAGIC_VARS",
     "Group",
     "Host",
     "Inventory",
+    "SecretText",
+    "VaultError",
+    "VaultSecret",
     "VaultedValue",
     "load_inventory",
     "resolve_inventory_source",
+    "vault_secrets",
 ]

@@ -11,17 +11,48 @@ reconciliation (top-level groups under ``all``; hosts without a group in
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from fleet.errors import InventoryError
+from fleet.errors import ConfigError, InventoryError
 from fleet.inventory.limits import MAX_GROUP_DEPTH, MAX_HOSTS
 from fleet.inventory.model import Group, Host, Inventory
 
 _BUILT_IN = ("all", "ungrouped")
+_UNSAFE_GROUP_CHARS = re.compile(r"^[\d\W]|[^\w]")
+
+#: Ansible's force_valid_group_names / ANSIBLE_TRANSFORM_INVALID_GROUP_CHARS values:
+#: (replace the characters, warn about them).  Ansible's default is "never".
+GROUP_NAME_POLICIES = {
+    "never": (False, True),
+    "always": (True, True),
+    "silently": (True, False),
+    "ignore": (False, False),
+}
+DEFAULT_GROUP_NAMES = "never"
+
+
+def safe_group_name(name: str) -> str:
+    """Ansible's group-name cleaning (``force_valid_group_names``): ``mail-eu`` -> ``mail_eu``."""
+    return _UNSAFE_GROUP_CHARS.sub("_", name)
+
+
+def check_group_name_policy(policy: str) -> str:
+    """The policy in lower case; ConfigError naming the accepted values."""
+    lowered = str(policy).strip().lower()
+    # Ansible also reads a boolean here: true is "always", false "never".
+    lowered = {"true": "always", "yes": "always", "false": "never", "no": "never"}.get(
+        lowered, lowered
+    )
+    if lowered not in GROUP_NAME_POLICIES:
+        raise ConfigError(
+            f"force_valid_group_names={policy!r}: use one of {', '.join(GROUP_NAME_POLICIES)}"
+        )
+    return lowered
 
 
 class CycleError(ValueError):
@@ -47,13 +78,34 @@ class _HostDraft:
 class InventoryBuilder:
     """Mutable inventory under construction; see the module docstring."""
 
-    def __init__(self) -> None:
+    def __init__(self, group_names: str = DEFAULT_GROUP_NAMES) -> None:
         self.groups: dict[str, _GroupDraft] = {}
         self.hosts: dict[str, _HostDraft] = {}
         self.warnings: list[str] = []
+        self.replace_group_chars, self.warn_group_chars = GROUP_NAME_POLICIES[
+            check_group_name_policy(group_names)
+        ]
+        self.renamed: dict[str, str] = {}
         for name in _BUILT_IN:
             self.add_group(name)
         self.add_child("all", "ungrouped")
+
+    def group_name(self, name: str, where: str) -> str:
+        """A group name as written, or made safe, as force_valid_group_names says;
+        a warning for characters Ansible calls invalid (``where``: file and line)."""
+        safe = safe_group_name(name)
+        if safe == name:
+            return name
+        if self.warn_group_chars:
+            done = f"renamed {safe!r}" if self.replace_group_chars else "kept as written"
+            self.warnings.append(
+                f"{where}: group {name!r} has characters other than letters, digits and _, "
+                f"{done} (Ansible's force_valid_group_names)"
+            )
+        if not self.replace_group_chars:
+            return name
+        self.renamed[name] = safe
+        return safe
 
     def add_group(self, name: str) -> None:
         self.groups.setdefault(name, _GroupDraft())

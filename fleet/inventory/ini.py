@@ -15,9 +15,10 @@ Values are read as the INI plugin reads them: a Python literal (``25``,
 ``True``, ``[1, 2]``, ``'quoted'``) becomes that value, anything else stays
 a string.  On host lines the words are split like a shell would (quotes
 group words, ``#`` starts a comment); in ``[g:vars]`` the value is the whole
-rest of the line.  Section names are made safe as Ansible does (``mail-eu``
-becomes ``mail_eu``).  A ``[g:children]`` or ``[g:vars]`` section may name a
-group declared further down the same file.
+rest of the line.  Section names are kept as written (``mail-eu``), or made
+safe (``mail_eu``) when ``force_valid_group_names`` says so, as in Ansible.
+A ``[g:children]`` or ``[g:vars]`` section may name a group declared further
+down the same file.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from fleet.inventory.hostnames import expand_host_entry
 
 _SECTION = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?$")
 _GROUP_NAME = re.compile(r"^([^:\]\s]+)\s*(?:#.*)?$")
-_UNSAFE_GROUP_CHARS = re.compile(r"^[\d\W]|[^\w]")
 _PLAIN_WORD = re.compile(r"^[A-Za-z_][\w.-]*$")
 _INTEGER = re.compile(r"^-?[1-9][0-9]*$|^0$")
 _SHELL_SPECIAL = re.compile(r"[\"'\\#]")
@@ -59,7 +59,6 @@ class _IniReader:
         self.group = "ungrouped"
         self.state = "hosts"
         self.pending: dict[str, _Pending] = {}
-        self.renamed: dict[str, str] = {}
         # Literals read so far (an inventory repeats its values), for this file's reading only:
         # a process-wide cache would keep inventory values, passwords among them, for good.
         self.literals: dict[str, Any] = {}
@@ -99,13 +98,7 @@ class _IniReader:
             raise ValueError(
                 f"section [{name}:{kind}] has unknown type {kind!r}: use :vars or :children"
             )
-        group = safe_group_name(name)
-        if group != name:
-            self.renamed[name] = group
-            self.builder.warnings.append(
-                f"{self.path}:{number}: group {name!r} renamed {group!r} "
-                "(Ansible allows only letters, digits and _ in group names)"
-            )
+        group = self.builder.group_name(name, f"{self.path}:{number}")
         if group not in self.builder.groups:
             # [g:vars] alone does not declare g; remember to check it is declared later.
             if kind == "vars" and group not in self.pending:
@@ -174,10 +167,10 @@ class _IniReader:
     def _why_unknown(self, name: str) -> str:
         if name in self.builder.hosts:
             return "which is a host, not a group: list hosts in a [group] section"
-        if name in self.renamed:
+        if name in self.builder.renamed:
             return (
-                f"but that group was renamed {self.renamed[name]!r} (Ansible allows only "
-                "letters, digits and _ in group names): use that name in both places"
+                f"but that group was renamed {self.builder.renamed[name]!r} "
+                "(force_valid_group_names): use that name in both places"
             )
         return f"which is not a group: declare it with a [{name}] section"
 
@@ -204,11 +197,6 @@ def parse_variable_line(line: str, literals: dict[str, Any] | None = None) -> tu
         raise ValueError("expected key=value in a [group:vars] section")
     key, value = (part.strip() for part in line.split("=", 1))
     return key, parse_value(value, literals)
-
-
-def safe_group_name(name: str) -> str:
-    """Ansible's forced group-name cleaning in INI section headers: ``mail-eu`` -> ``mail_eu``."""
-    return _UNSAFE_GROUP_CHARS.sub("_", name)
 
 
 def parse_value(text: str, literals: dict[str, Any] | None = None) -> Any:

@@ -5,24 +5,28 @@ For a group or host NAME, the first of ``NAME`` (a file, or a directory),
 contributes its files (``.yml``, ``.yaml``, ``.json`` or no extension;
 hidden files and ``~`` backups skipped), sub-directories included, in sorted
 order, each merged over the previous.  Empty files are ignored; anything
-else must be a mapping of variable names.
+else must be a mapping of variable names.  A file encrypted whole with
+ansible-vault is decrypted with the secrets given (fleet.inventory.vault).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from fleet.errors import InventoryError
 from fleet.inventory.limits import read_text_bounded
+from fleet.inventory.vault import VaultSecret
 from fleet.inventory.yamlload import load_vars_text
 
 VARS_EXTENSIONS = (".yml", ".yaml", ".json")
 
 
-def vars_for_names(directory: Path, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+def vars_for_names(
+    directory: Path, names: Iterable[str], secrets: Sequence[VaultSecret] = ()
+) -> dict[str, dict[str, Any]]:
     """NAME -> merged variables, for each NAME that has a file in ``directory``."""
     if not directory.is_dir():
         return {}
@@ -34,7 +38,7 @@ def vars_for_names(directory: Path, names: Iterable[str]) -> dict[str, dict[str,
             continue  # not a file name (Ansible skips chroot-style paths too)
         entry = _first_entry(name, entries)
         if entry is not None:
-            variables = load_vars_path(directory / entry, directory.name)
+            variables = load_vars_path(directory / entry, directory.name, secrets)
             if variables:
                 found[name] = variables
     return found
@@ -56,11 +60,11 @@ def _first_entry(name: str, entries: set[str]) -> str | None:
     return None
 
 
-def load_vars_path(path: Path, kind: str) -> dict[str, Any]:
+def load_vars_path(path: Path, kind: str, secrets: Sequence[VaultSecret] = ()) -> dict[str, Any]:
     """The variables of one vars file, or of a vars directory merged in order."""
     merged: dict[str, Any] = {}
     for file in _vars_files(path) if path.is_dir() else [path]:
-        merged.update(load_vars_file(file, kind))
+        merged.update(load_vars_file(file, kind, secrets))
     return merged
 
 
@@ -78,10 +82,12 @@ def _vars_files(directory: Path) -> list[Path]:
     return files
 
 
-def load_vars_file(path: Path, kind: str = "vars") -> dict[str, Any]:
-    """One group_vars/host_vars file: a mapping, or {} when the file is empty."""
+def load_vars_file(
+    path: Path, kind: str = "vars", secrets: Sequence[VaultSecret] = ()
+) -> dict[str, Any]:
+    """One group_vars/host_vars file (vaulted or not): a mapping, or {} when empty."""
     text = read_text_bounded(path, InventoryError, f"{kind} file")
-    data = load_vars_text(text, path)
+    data = load_vars_text(text, path, secrets)
     if data is None:
         return {}
     if not isinstance(data, Mapping):

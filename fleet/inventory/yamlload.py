@@ -1,15 +1,16 @@
 """YAML (and JSON) as Ansible's inventory and vars files use it.
 
 Safe loading only, with Ansible's two tags: ``!unsafe`` (an ``UnsafeText``
-string, which no template engine in fleet renders) and ``!vault`` (kept as an
-opaque ``VaultedValue``; fleet does not decrypt).  A YAML inventory is loaded
+string, which no template engine in fleet renders) and ``!vault`` (an opaque
+``VaultedValue``, decrypted by fleet.inventory.vault when a password is given).
+A wholly vaulted vars file is decrypted before it is read.  A YAML inventory is loaded
 with the line of each mapping key kept, so a structural error can name its line.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +18,17 @@ import yaml
 
 from fleet.errors import InventoryError
 from fleet.inventory.limits import MAX_YAML_DEPTH, MAX_YAML_NODES
+from fleet.inventory.vault import (
+    VaultedValue,
+    VaultSecret,
+    as_secrets,
+    decrypt,
+    is_vaulted,
+    reveal,
+)
 
 # libyaml is ten times faster on big group_vars; PyYAML built without it still works.
 _BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-@dataclass(frozen=True)
-class VaultedValue:
-    """A ``!vault`` value: ciphertext fleet cannot read (never shown in a repr)."""
-
-    ciphertext: str = field(repr=False)
-
-    def __str__(self) -> str:
-        return "<vault-encrypted value>"
 
 
 class LineDict(dict):
@@ -91,16 +90,20 @@ def load_inventory_yaml(text: str, path: Path) -> Any:
     return _load(text, path, _InventoryLoader)
 
 
-def load_vars_text(text: str, path: Path) -> Any:
-    """A group_vars/host_vars document: JSON when it parses as JSON, else YAML (as Ansible)."""
+def load_vars_text(text: str, path: Path, secrets: Sequence[VaultSecret] = ()) -> Any:
+    """A group_vars/host_vars document: JSON when it parses as JSON, else YAML (as Ansible).
+
+    A wholly vaulted file is decrypted with ``secrets`` and all its strings are
+    secrets; inline ``!vault`` values are decrypted when ``secrets`` are given."""
+    if is_vaulted(text):
+        plain = decrypt(text, secrets, path).decode("utf-8", "replace")
+        return as_secrets(reveal(load_vars_text(plain, path), secrets, path))
+    data = _load_vars_plain(text, path)
+    return reveal(data, secrets, path) if secrets else data
+
+
+def _load_vars_plain(text: str, path: Path) -> Any:
     stripped = text.lstrip()
-    if stripped.startswith("$ANSIBLE_VAULT"):
-        raise InventoryError(
-            "the file is encrypted with ansible-vault, which fleet cannot decrypt: "
-            "keep secrets in an unencrypted file readable only by the audit account",
-            path=path,
-            line=1,
-        )
     if stripped.startswith(("{", "[")):
         try:
             return json.loads(text)

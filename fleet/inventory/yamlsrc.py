@@ -78,6 +78,8 @@ class _YamlReader:
                 f"skipping {name!r}: a group must be a mapping, not a list or value", parent, name
             )
             return None
+        line = getattr(parent, "lines", {}).get(name)
+        name = self.builder.group_name(name, f"{self.path}:{line or '?'}")
         self.builder.add_group(name)
         if body:
             self.sections(name, _normalised_sections(body))
