@@ -292,6 +292,18 @@ class TestPingParsing:
         )
 
     @pytest.mark.parametrize(
+        ("name", "status"),
+        [("local-busybox-ping-not-root.out", 1), ("local-ping-no-cap-net-raw.out", 2)],
+    )
+    def test_ping_without_the_right_to_its_socket_says_it_needs_root(self, name, status):
+        output = out("ping:mx2", sample(name), status=status)
+        params = PingCheck().validate({"targets": ["mx2"], "gateway": False})
+        [result] = PingCheck().evaluate("mx1", UNIX, params, {"ping:mx2": output})
+        assert (result.status, result.cause) == (Status.ERROR, causes.TOOL_MISSING)
+        assert "ping needs root" in result.summary
+        assert "CAP_NET_RAW" in result.summary and "ping_group_range" in result.summary
+
+    @pytest.mark.parametrize(
         ("text", "status", "cause"),
         [
             ("sh: 1: exec: ping: not found\n", 127, causes.TOOL_MISSING),
