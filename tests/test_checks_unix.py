@@ -790,7 +790,7 @@ def test_probe_classifies_no_route_to_host(monkeypatch, capsys):
 # ---------------------------------------------------------------- smtp without python3
 
 # What a host without python3 may still have; each test's PATH holds only these.
-BASE_TOOLS = ("sh", "cat", "rm", "mkfifo", "sleep", "grep", "mktemp", "printf")
+BASE_TOOLS = ("sh", "cat", "rm", "mkfifo", "sleep", "grep", "mktemp", "printf", "timeout")
 
 
 def host_without_python(bindir: Path, *tools: str) -> dict[str, str]:
