@@ -22,10 +22,15 @@ import pytest
 from fleet.checks.base import Step
 from fleet.checks.batch import STEP_OUTPUT_CAP, compose_sh, new_nonce, split_sections
 
-SHELLS = [s for s in (["dash"], ["bash", "--posix"], ["busybox", "sh"]) if shutil.which(s[0])]
+# By absolute path: a test's PATH may hold only a host's tools (BusyBox's applets).
+SHELLS = [
+    [found, *rest]
+    for name, *rest in (["dash"], ["bash", "--posix"], ["busybox", "sh"])
+    if (found := shutil.which(name))
+]
 
 
-@pytest.fixture(params=SHELLS, ids=[s[0] for s in SHELLS])
+@pytest.fixture(params=SHELLS, ids=[os.path.basename(s[0]) for s in SHELLS])
 def shell(request) -> list[str]:
     return request.param
 
@@ -115,23 +120,66 @@ def test_a_missing_section_is_reported_as_missing():
     assert split_sections(b"no frames at all\n", new_nonce(), steps)["a"].exit_status is None
 
 
-def test_without_gnu_timeout_a_stuck_step_still_ends_at_the_deadline(shell, tmp_path):
-    # BusyBox's timeout leaves the step group running; BSD and macOS have none.  The
-    # fallback killer still ends the run at the deadline with the finished sections.
+def _leftover(command: str) -> bytes:
+    """The pids still running exactly ``command`` (an odd duration nobody else
+    sleeps), which are then ended."""
+    pattern = f"^{command}$"
+    left = subprocess.run(["pgrep", "-f", pattern], capture_output=True, check=False)
+    for pid in left.stdout.split():
+        subprocess.run(["kill", "-KILL", pid.decode()], check=False)
+    return left.stdout
+
+
+def _stuck_steps_under(shell, tmp_path, path: str, pattern: str):
+    steps = [
+        Step("quick", "echo done"),
+        Step("stuck", f"echo started; sleep {pattern}; echo never"),
+        Step("child", f"sh -c 'sleep {pattern}'; echo never"),
+    ]
+    work = tmp_path / "tmp"
+    work.mkdir()
+    out, seconds, _ = run(shell, steps, work, step_timeout=1, path=path)
+    left = _leftover(f"sleep {pattern}")
+    assert seconds < 5
+    assert (out["quick"].exit_status, out["quick"].stdout) == (0, b"done\n")
+    assert (out["stuck"].exit_status, out["stuck"].stdout) == (255, b"started\n")
+    assert out["child"].exit_status == 255
+    assert left == b""  # the step's whole process group went, children included
+
+
+def test_without_gnu_timeout_a_stuck_step_is_killed_whole_at_the_deadline(shell, tmp_path):
+    # BSD, macOS and BusyBox have no GNU timeout: setsid gives the steps a group
+    # of their own, which the fallback killer ends at the deadline.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "timeout").write_text("#!/bin/sh\necho 'timeout: unrecognized option' >&2\nexit 1\n")
     (bin_dir / "timeout").chmod(0o755)
-    steps = [Step("quick", "echo done"), Step("stuck", "echo started; exec sleep 61")]
+    _stuck_steps_under(shell, tmp_path, f"{bin_dir}:", "61.0419")
+
+
+@pytest.mark.skipif(not shutil.which("busybox"), reason="needs busybox")
+def test_on_a_busybox_host_a_stuck_step_is_killed_whole_at_the_deadline(shell, tmp_path):
+    # Only BusyBox's applets on the PATH (its timeout kills its child alone).
+    applets = tmp_path / "busybox"
+    applets.mkdir()
+    busybox = shutil.which("busybox") or ""
+    listed = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True)
+    for name in listed.stdout.split():
+        (applets / name).symlink_to(busybox)
+    # run() appends /usr/bin:/bin: the applets come first, as on the host.
+    _stuck_steps_under(shell, tmp_path, f"{applets}:", "62.0421")
+
+
+def test_a_step_that_ends_in_time_leaves_no_killer_behind(shell, tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "timeout").write_text("#!/bin/sh\nexit 1\n")
+    (bin_dir / "timeout").chmod(0o755)
     work = tmp_path / "tmp"
     work.mkdir()
-    try:
-        out, seconds, _ = run(shell, steps, work, step_timeout=1, path=f"{bin_dir}:")
-    finally:
-        subprocess.run(["pkill", "-f", "sleep 61"], check=False)
-    assert seconds < 5
-    assert (out["quick"].exit_status, out["quick"].stdout) == (0, b"done\n")
-    assert (out["stuck"].exit_status, out["stuck"].stdout) == (255, b"started\n")
+    out, _, _ = run(shell, [Step("quick", "echo done")], work, 63.0423, f"{bin_dir}:")
+    assert out["quick"].stdout == b"done\n"
+    assert _leftover("sleep 63") == b""  # the killer's sleep went with the run
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root")

@@ -404,6 +404,18 @@ class TestPingParsing:
         )
 
     @pytest.mark.parametrize(
+        ("name", "status"),
+        [("local-busybox-ping-not-root.out", 1), ("local-ping-no-cap-net-raw.out", 2)],
+    )
+    def test_ping_without_the_right_to_its_socket_says_it_needs_root(self, name, status):
+        output = out("ping:mx2", sample(name), status=status)
+        params = PingCheck().validate({"targets": ["mx2"], "gateway": False})
+        [result] = PingCheck().evaluate("mx1", UNIX, params, {"ping:mx2": output})
+        assert (result.status, result.cause) == (Status.ERROR, causes.TOOL_MISSING)
+        assert "ping needs root" in result.summary
+        assert "CAP_NET_RAW" in result.summary and "ping_group_range" in result.summary
+
+    @pytest.mark.parametrize(
         ("text", "status", "cause"),
         [
             ("sh: 1: exec: ping: not found\n", 127, causes.TOOL_MISSING),
@@ -645,14 +657,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def smtp_through_sh(port: int, timeout: float = 3, require_starttls: bool = False, **more):
+def smtp_through_sh(
+    port: int,
+    timeout: float = 3,
+    require_starttls: bool = False,
+    env: Mapping[str, str] | None = None,
+    **more,
+):
     """The smtp check end to end: steps, composed script under sh, parse, judge."""
     check = SmtpCheck()
     params = check.validate(
         {"targets": ["127.0.0.1"], "port": port, "timeout": timeout,
          "require_starttls": require_starttls, **more}
     )  # fmt: skip
-    outputs = run_steps(check.steps(UNIX, params))
+    outputs = run_steps(check.steps(UNIX, params), env=env)
     [result] = check.evaluate("mx1", UNIX, params, outputs)
     return result
 
@@ -906,6 +924,97 @@ def test_probe_classifies_no_route_to_host(monkeypatch, capsys):
     assert result["error"] == "No route to host"
 
 
+# ---------------------------------------------------------------- smtp without python3
+
+# What a host without python3 may still have; each test's PATH holds only these.
+BASE_TOOLS = ("sh", "cat", "rm", "mkfifo", "sleep", "grep", "mktemp", "printf", "timeout")
+
+
+def host_without_python(bindir: Path, *tools: str) -> dict[str, str]:
+    """A PATH of links to this machine's ``tools`` (BusyBox's applets for "busybox")."""
+    bindir.mkdir()
+    if "busybox" in tools:
+        busybox = shutil.which("busybox") or ""
+        listed = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True)
+        for name in listed.stdout.split():
+            (bindir / name).symlink_to(busybox)
+        return {"PATH": str(bindir)}
+    for tool in (*BASE_TOOLS, *tools):
+        (bindir / tool).symlink_to(shutil.which(tool) or f"/nonexistent/{tool}")
+    return {"PATH": str(bindir)}
+
+
+FALLBACK_TOOLS = [
+    pytest.param(
+        ("busybox",),
+        "nc",
+        marks=pytest.mark.skipif(not shutil.which("busybox"), reason="needs busybox"),
+        id="busybox-nc",
+    ),
+    pytest.param(("bash",), "bash", id="bash-dev-tcp"),
+]
+
+
+@pytest.mark.parametrize(("tools", "probe"), FALLBACK_TOOLS)
+class TestSmtpWithoutPython:
+    def test_greeting_and_ehlo_are_read_through_the_hosts_tool(self, tmp_path, tools, probe):
+        env = host_without_python(tmp_path / "bin", *tools)
+        greeting = ["220-mx2.lab.invalid ESMTP", "220 mx2.lab.invalid ready"]
+        ehlo = ["250-mx2.lab.invalid", "250-STARTTLS", "250 SIZE 10240000"]
+        with scripted(greeting, ehlo) as server:
+            result = smtp_through_sh(server.port, env=env)
+        assert (result.status, result.cause) == (Status.OK, ""), result.summary
+        facts = result.facts
+        assert facts["probe"] == probe
+        assert (list(facts["greeting"]), list(facts["ehlo"])) == (greeting, ehlo)
+        assert (facts["greeting_code"], facts["starttls"]) == (220, True)
+        # What the tool cannot know stays unknown: no clock, no TLS handshake.
+        assert (facts["connect_ms"], facts["greeting_ms"]) == (None, None)
+        assert (facts["tls_checked"], facts["cert_verified"]) == (False, None)
+        assert "handshake not tried" in result.summary
+        assert server.talked_early is False
+        assert server.received == ["EHLO fleet.invalid", "QUIT"]  # never STARTTLS, DATA
+
+    def test_bad_greeting_fails_and_quits(self, tmp_path, tools, probe):
+        env = host_without_python(tmp_path / "bin", *tools)
+        with scripted(["554 5.7.1 go away"]) as server:
+            result = smtp_through_sh(server.port, env=env)
+        assert (result.status, result.cause) == (Status.FAIL, causes.BAD_GREETING)
+        assert result.summary == "127.0.0.1: greeting 554 5.7.1 go away"
+        assert server.received == ["QUIT"]
+
+    def test_closed_port_is_refused(self, tmp_path, tools, probe):
+        env = host_without_python(tmp_path / "bin", *tools)
+        port = free_port()
+        result = smtp_through_sh(port, env=env)
+        assert (result.status, result.cause) == (Status.FAIL, causes.REFUSED), result.summary
+        assert result.facts["probe"] == probe
+
+    def test_silent_server_times_out_at_the_probe_deadline(self, tmp_path, tools, probe):
+        env = host_without_python(tmp_path / "bin", *tools)
+        with scripted([]) as server:
+            started = time.monotonic()
+            result = smtp_through_sh(server.port, env=env, timeout=0.5, greeting_timeout=1)
+        assert (result.status, result.facts["outcome"]) == (Status.FAIL, "timeout")
+        # bash says it connected; BusyBox's nc does not, so which stage is unknown.
+        wanted = causes.GREETING_TIMEOUT if probe == "bash" else causes.TIMEOUT
+        assert result.cause == wanted
+        assert time.monotonic() - started < 8
+
+
+def test_smtp_without_any_tool_says_what_to_install(tmp_path):
+    env = host_without_python(tmp_path / "bin")
+    result = smtp_through_sh(free_port(), env=env)
+    assert (result.status, result.cause) == (Status.ERROR, causes.TOOL_MISSING)
+    assert "install python3 or nc" in result.summary
+
+
+def test_smtp_with_python3_says_so(tmp_path):
+    with scripted(["220 mx2.lab.invalid"]) as server:
+        result = smtp_through_sh(server.port)
+    assert result.facts["probe"] == "python3"
+
+
 class TestSmtpParsing:
     def test_missing_python_is_an_error_not_a_mail_failure(self):
         params = SmtpCheck().validate({"targets": ["mx2"]})
@@ -913,7 +1022,8 @@ class TestSmtpParsing:
         [result] = SmtpCheck().evaluate("mx1", UNIX, params, outputs)
         assert (result.status, result.summary) == (
             Status.ERROR,
-            "mx2: smtp probe needs python3 on the host",
+            "mx2: smtp probe needs python3, nc, bash or openssl on the host"
+            " (install python3 or nc)",
         )
         assert result.cause == causes.TOOL_MISSING
 

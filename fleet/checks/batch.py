@@ -37,10 +37,10 @@ def compose_sh(steps: Sequence[Step], nonce: str, step_timeout: float = 60.0) ->
     Every audited host pays for this script in CPU, so it forks little: each
     step runs in a subshell (no ``sh -c``, no ``head``) whose output file is
     capped by ``ulimit -f`` (POSIX; 512-byte blocks), and ONE deadline bounds
-    them all: the steps start together and share it.  With GNU ``timeout`` a
-    stuck probe is killed with its whole process group; without it (BusyBox,
-    BSD, macOS) a sleeping killer ends the step runner, and either way the
-    sections of the steps that ended come back whole.  Exit
+    them all: the steps start together and share it.  A stuck step is killed
+    with its whole process group (GNU ``timeout``, else ``setsid`` and a
+    sleeping killer: BusyBox hosts), and the sections of the steps that ended
+    come back whole.  Exit
     statuses are read with the ``read`` builtin and every section goes out
     in one ``cat``, so the output leaves the host in a few large writes.
     Steps with the same script (binding and ipconfig read the same ``ip``
@@ -87,15 +87,20 @@ def _sh_steps(scripts: tuple[str, ...], secs: int) -> tuple[str, str]:
         '{ echo "fleet: mktemp failed" >&2; exit 70; }',
         "trap 'rm -rf \"$d\"' EXIT",
         f"run={shlex.quote(chr(10).join(runs))}",
-        # GNU timeout kills the steps' whole process group.  Elsewhere (BusyBox,
-        # BSD, macOS) a sleeping killer ends the step runner at the same deadline,
-        # so the sections of the steps that finished still come back.
+        # GNU timeout kills the steps' whole process group.  Elsewhere (BusyBox's
+        # timeout kills only its child) ``setsid`` gives the step runner a process
+        # group of its own, with no job control needed, and a sleeping killer ends
+        # that group at the deadline; without setsid (BSD, macOS) it ends the runner.
+        # Either way the sections of the steps that finished come back, and a run
+        # that ends in time takes its killer, and the killer's sleep, with it.
         "if timeout --version >/dev/null 2>&1; then",
         f'  timeout -s KILL {secs} sh -c "$run" sh "$d" </dev/null >/dev/null 2>&1',
         "else",
-        '  sh -c "$run" sh "$d" </dev/null >/dev/null 2>&1 & w=$!',
-        f"  (sleep {secs}; kill -KILL $w) </dev/null >/dev/null 2>&1 & k=$!",
-        "  wait $w; kill $k 2>/dev/null",
+        "  g=; command -v setsid >/dev/null 2>&1 && g=setsid",
+        '  $g sh -c "$run" sh "$d" </dev/null >/dev/null 2>&1 & w=$!',
+        f"  (trap 'kill $s 2>/dev/null; exit' TERM; sleep {secs} & s=$!; wait $s",
+        "  kill -KILL -$w 2>/dev/null || kill -KILL $w) </dev/null >/dev/null 2>&1 & k=$!",
+        "  wait $w; kill $k 2>/dev/null; wait $k",
         "fi",
         "set --",
     ]

@@ -182,6 +182,7 @@ class SmtpProbe:
     cert_not_after: str = ""  # ISO 8601 UTC, "2026-01-31T12:00:00Z"
     cert_verified: bool | None = None
     cert_verify_error: str = ""  # "self-signed certificate", ...
+    probe: str = ""  # the tool that talked on the host: python3, nc, bash, openssl
 
 
 # -- facts back from a result's dict (report.json): the diagnosis reads typed facts
@@ -288,6 +289,7 @@ def smtp_probe_from(data: Mapping[str, Any]) -> SmtpProbe:
             if isinstance(data.get("cert_verified"), bool)
             else None,
             cert_verify_error=str(data.get("cert_verify_error", "")),
+            probe=str(data.get("probe", "")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"not an SMTP probe: {exc!r}") from exc

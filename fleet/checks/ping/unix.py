@@ -83,7 +83,16 @@ PING_REPLY_ERRORS = (
     "Packet filtered",
     "Time to live exceeded",
 )
-_CANNOT_RUN = re.compile(r"ping: (?:not found|command not found)|socket: Operation not permitted")
+_NOT_FOUND = re.compile(r"ping: (?:not found|command not found)")
+# ping without the right to open its socket: BusyBox's ping as a user ("permission
+# denied (are you root?)"), iputils without cap_net_raw ("socket: Operation not
+# permitted", "=> missing cap_net_raw+p capability or setuid?"), "socket: Permission denied".
+_NOT_ALLOWED = re.compile(
+    r"are you root\?|socket: (?:Operation not permitted|Permission denied)"
+    r"|missing cap_net_raw|Lacking privilege",
+    re.IGNORECASE,
+)
+NEEDS_ROOT = "ping needs root here (or CAP_NET_RAW, or a group in net.ipv4.ping_group_range)"
 
 
 def _ping_meta(text: str) -> tuple[str, str]:
@@ -125,10 +134,10 @@ def parse(output: StepOutput, target: str) -> PingResult:
     address, error = _ping_meta(text)
     if error:
         return PingResult(target=target, transmitted=0, received=0, error=error)
-    if output.exit_status == 127 or _CANNOT_RUN.search(text):
-        raise ParseError(
-            f"ping cannot run on the host: {_excerpt(text)}", cause=causes.TOOL_MISSING
-        )
+    if _NOT_ALLOWED.search(text):
+        raise ParseError(f"{NEEDS_ROOT}: {_excerpt(text)}", cause=causes.TOOL_MISSING)
+    if output.exit_status == 127 or _NOT_FOUND.search(text):
+        raise ParseError(f"ping is not installed: {_excerpt(text)}", cause=causes.TOOL_MISSING)
     body = "\n".join(line for line in text.splitlines() if not line.startswith("fleet: "))
     if "packets transmitted" not in body:
         for pattern, reason in PING_ERRORS:

@@ -49,7 +49,8 @@ def smtp_cause(probe: SmtpProbe) -> str:
     connected (no ``connect_ms``), the greeting's when it connected and the greeting
     never ended (its ``220-`` lines may have come), and the dialogue's after it."""
     if probe.outcome == SMTP_TIMEOUT:
-        if probe.connect_ms is None:
+        # A probe without a clock (nc) knows it connected by what it read, not by a time.
+        if probe.connect_ms is None and probe.stage in ("", "connect"):
             return causes.TIMEOUT
         if probe.stage == "greeting" or (not probe.stage and not probe.greeting):
             return causes.GREETING_TIMEOUT

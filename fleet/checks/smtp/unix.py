@@ -1,17 +1,21 @@
 """smtp on Unix: the probe program (``unix_probe.py``) run by the host's python3, and its parser.
 
 The program's TEXT is sent inside the step and its parameters as quoted
-argv; it prints one JSON object.
+argv; it prints one JSON object.  A host without python3 talks through nc or
+bash's /dev/tcp instead (``FALLBACK``, read by ``fallback.py``).
 """
 
 from __future__ import annotations
 
 import ast
+import hashlib
 import io
 import json
+import math
 import shlex
 import tokenize
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +23,8 @@ from fleet import causes
 from fleet.checks.base import Step, StepOutput
 from fleet.checks.facts import SmtpProbe
 from fleet.checks.harness import excerpt
-from fleet.checks.smtp.probe import checked_probe, deadline
+from fleet.checks.smtp.fallback import is_transcript, parse_transcript
+from fleet.checks.smtp.probe import TIMED_STAGES, checked_probe, deadline
 from fleet.errors import ParseError
 
 NO_PYTHON = "fleet: no python3"
@@ -27,7 +32,49 @@ NO_PYTHON = "fleet: no python3"
 SMTP_RUN = """for p in python3 /usr/libexec/platform-python; do
   command -v "$p" >/dev/null 2>&1 && exec "$p" -S -c {program} {args}
 done
-echo '{no_python}'; exit 127
+"""
+# Without python3: the same dialogue in sh through the tool the host has, each
+# event a line for ``fallback.parse_transcript``.  nc (or BusyBox's) or bash's
+# /dev/tcp is the connection; two fifos carry its ends, and a sleeping watchdog
+# ends it at the probe's deadline (the TERM trap takes the sleep with it).
+# OpenBSD/traditional nc and ncat say with -v whether they connected; their -w
+# is also an idle timeout, so it gets the greeting's patience.  BusyBox's -w is
+# the connect's alone.
+FALLBACK = """h={target} P={port} n={helo} T={timeout} G={greeting} D={deadline}
+if command -v nc >/dev/null 2>&1; then
+  t=nc; set -- nc -v -w "$G"
+  case $(nc -h 2>&1 </dev/null) in *BusyBox*) set -- nc -w "$T" ;; esac
+elif command -v busybox >/dev/null 2>&1 && busybox nc -h 2>&1 </dev/null | grep -q BusyBox; then
+  t=nc; set -- busybox nc -w "$T"
+elif command -v bash >/dev/null 2>&1; then
+  t=bash; set -- bash -c 'exec 3<>"/dev/tcp/$0/$1" || exit 1; echo "fleet-smtp: connected"
+cat <&0 >&3 2>/dev/null & exec cat <&3'
+else
+  echo '{no_python}'; echo 'fleet-smtp: no tool'; exit 127
+fi
+echo "fleet-smtp: probe $t"; echo "fleet-smtp: port $P"
+f=${{d:-/tmp}}/smtp-{token}; rm -f "$f.i" "$f.o"
+mkfifo "$f.i" "$f.o" || exit 70
+trap '' PIPE
+"$@" "$h" "$P" <"$f.i" >"$f.o" 2>&1 & c=$!
+exec 3>"$f.i" 4<"$f.o"; rm -f "$f.i" "$f.o"
+(trap 'kill $s 2>/dev/null; exit' TERM; sleep "$D" & s=$!; wait $s
+echo 'fleet-smtp: timeout'; kill $c) 2>/dev/null 3>&- 4<&- & k=$!
+r=$(printf '\\r'); w=greeting
+while IFS= read -r l <&4; do
+  l=${{l%"$r"}}; echo "S $l"
+  case $l in [0-9][0-9][0-9]-*) continue ;; [0-9][0-9][0-9]*) ;; *) continue ;; esac
+  case $w in
+    greeting) case $l in
+      220*) w=ehlo; echo 'C EHLO'; printf 'EHLO %s\\r\\n' "$n" >&3 ;;
+      *) w=quit; echo 'C QUIT'; printf 'QUIT\\r\\n' >&3 ;;
+    esac ;;
+    ehlo) w=quit; echo 'C QUIT'; printf 'QUIT\\r\\n' >&3 ;;
+    *) break ;;
+  esac
+done
+exec 3>&- 4<&-; kill $c 2>/dev/null; wait $c; echo "fleet-smtp: exit $?"
+kill $k 2>/dev/null; wait $k
 """
 
 
@@ -65,6 +112,23 @@ def step(key: str, target: str, params: Mapping[str, Any]) -> Step:
     return Step(key, script, target)
 
 
+def fallback_script(
+    target: str, port: int, timeout: float, helo: str, greeting: float, deadline: float
+) -> str:
+    """sh that talks SMTP through nc or bash's /dev/tcp (the host has no python3)."""
+    token = hashlib.sha256(f"{target}:{port}".encode()).hexdigest()[:12]  # a fifo's name
+    return FALLBACK.format(
+        target=shlex.quote(target),
+        port=int(port),
+        helo=shlex.quote(helo),
+        timeout=math.ceil(timeout),  # nc takes whole seconds
+        greeting=math.ceil(greeting),
+        deadline=math.ceil(deadline),
+        token=token,
+        no_python=NO_PYTHON,
+    )
+
+
 def smtp_script(
     target: str,
     port: int,
@@ -77,7 +141,10 @@ def smtp_script(
     values: list[object] = [target, int(port), float(timeout), helo]
     values += [float(v) for v in (greeting_timeout, deadline) if v is not None]
     args = " ".join(shlex.quote(str(v)) for v in values)
-    return SMTP_RUN.format(no_python=NO_PYTHON, program=_QUOTED_PROGRAM, args=args)
+    greeting = timeout if greeting_timeout is None else greeting_timeout
+    total = greeting + TIMED_STAGES * timeout if deadline is None else deadline
+    run = SMTP_RUN.format(program=_QUOTED_PROGRAM, args=args)
+    return run + fallback_script(target, port, timeout, helo, greeting, total)
 
 
 def _excerpt(text: str) -> str:
@@ -98,8 +165,13 @@ def _probe_json(text: str) -> Mapping[str, Any]:
 
 
 def parse(output: StepOutput, target: str) -> SmtpProbe:
-    """The probe's one JSON object as an SmtpProbe."""
+    """The probe's one JSON object as an SmtpProbe, or the fallback's transcript."""
     text = output.stdout.decode("utf-8", errors="replace")
     if NO_PYTHON in text:
-        raise ParseError("smtp probe needs python3 on the host", cause=causes.TOOL_MISSING)
-    return checked_probe(_probe_json(text), target, "smtp probe")
+        raise ParseError(
+            "smtp probe needs python3, nc, bash or openssl on the host (install python3 or nc)",
+            cause=causes.TOOL_MISSING,
+        )
+    if is_transcript(text):
+        return parse_transcript(text, target)
+    return replace(checked_probe(_probe_json(text), target, "smtp probe"), probe="python3")
