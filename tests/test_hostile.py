@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -173,6 +173,22 @@ def assert_clean(tmp_path: Path, stdout: str, stderr: str) -> dict:
     return json.loads(found["report.json"])
 
 
+def audit_peers(
+    tmp_path: Path,
+    peers: Callable[[Behaviour], Peer],
+    behaviours: Mapping[str, Behaviour],
+    host_vars: str,
+    playbook: str,
+    *args: str,
+) -> tuple[int, str, str, float]:
+    """Audit one host per behaviour, each's ``host_vars`` naming its peer's ``{port}``:
+    the exit code, stdout, stderr, and the seconds the audit took."""
+    lines = [f"{name} {host_vars.format(port=peers(b).port)}" for name, b in behaviours.items()]
+    started = time.monotonic()
+    code, out, err = audit(tmp_path, "\n".join(["[mail]", *lines, ""]), playbook, *args)
+    return code, out, err, time.monotonic() - started
+
+
 def results_of(report: dict, host: str) -> list[dict]:
     return next(h["results"] for h in report["hosts"] if h["host"] == host)
 
@@ -187,16 +203,12 @@ def test_hostile_ssh_servers_end_in_bounded_time_with_a_clean_cause(tmp_path, pe
         "stall": ssh_stalls_in_key_exchange,
         "flood": ssh_floods,
     }
-    lines = [
-        f"{name} ansible_host=127.0.0.1 ansible_port={peers(b).port} "
-        f"ansible_connection={connection} ansible_user=nobody"
-        for name, b in behaviours.items()
-    ]
-    started = time.monotonic()
-    code, out, err = audit(
-        tmp_path, "\n".join(["[mail]", *lines, ""]), LOGIN_PLAYBOOK, "--connect-timeout", "3"
+    login = f"ansible_host=127.0.0.1 ansible_port={{port}} ansible_connection={connection}"
+    login += " ansible_user=nobody"
+    code, out, err, took = audit_peers(
+        tmp_path, peers, behaviours, login, LOGIN_PLAYBOOK, "--connect-timeout", "3"
     )
-    assert time.monotonic() - started < 45
+    assert took < 45
     assert code == 4, err
     report = assert_clean(tmp_path, out, err)
     for name in behaviours:
@@ -222,15 +234,11 @@ def test_hostile_smtp_servers_end_in_bounded_time_with_a_clean_cause(tmp_path, p
         "greeting-10mb": smtp_huge_greeting_line,
         "slow-drip": smtp_slow_drip,
     }
-    lines = [
-        f"{name} ansible_connection=local fleet_smtp_port={peers(b).port}"
-        for name, b in behaviours.items()
-    ]
-    started = time.monotonic()
-    code, out, err = audit(
-        tmp_path, "\n".join(["[mail]", *lines, ""]), SMTP_PLAYBOOK, "--command-timeout", "20"
+    local = "ansible_connection=local fleet_smtp_port={port}"
+    code, out, err, took = audit_peers(
+        tmp_path, peers, behaviours, local, SMTP_PLAYBOOK, "--command-timeout", "20"
     )
-    assert time.monotonic() - started < 60
+    assert took < 60
     assert code in (0, 2), err
     report = assert_clean(tmp_path, out, err)
     for name in ("greeting-10mb", "slow-drip"):

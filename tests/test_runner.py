@@ -92,16 +92,18 @@ def fake_world(monkeypatch: pytest.MonkeyPatch):
     calls.clear()
 
 
-def host(name: str, fake: str = "", word: str = "hello") -> HostPlan:
-    return HostPlan(
-        name,
-        "fake",
-        "127.0.0.1",
-        None,
-        None,
-        {"fake": fake},
-        checks=(CheckPlan("echo", {"word": word}),),
-    )
+def host(name: str, fake: str = "", *words: str, first: str = "") -> HostPlan:
+    """A host on the fake transport behaving as ``fake`` says, with one echo check per
+    word ("hello" when none), after the runner-side check ``first`` when given."""
+    echoes = tuple(CheckPlan("echo", {"word": w}) for w in words or ("hello",))
+    ahead = (CheckPlan(first, {}),) if first else ()
+    return HostPlan(name, "fake", "127.0.0.1", None, None, {"fake": fake}, checks=ahead + echoes)
+
+
+def add_check(monkeypatch: pytest.MonkeyPatch, check: type) -> None:
+    """Make the runner-side ``check`` known by its name, as fleet_test_fakes' class."""
+    monkeypatch.setattr(sys.modules["fleet_test_fakes"], check.__name__, check, raising=False)
+    monkeypatch.setitem(base.CHECKS, check.name, f"fleet_test_fakes:{check.__name__}")
 
 
 def test_every_step_comes_back_to_its_check() -> None:
@@ -194,16 +196,7 @@ def test_bounded_concurrency(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_one_connection_per_host_for_all_checks() -> None:
-    plan = HostPlan(
-        "mx1",
-        "fake",
-        "127.0.0.1",
-        None,
-        None,
-        {},
-        checks=(CheckPlan("echo", {"word": "a"}), CheckPlan("echo", {"word": "b"})),
-    )
-    result = audit_host(plan, RunOptions())
+    result = audit_host(host("mx1", "", "a", "b"), RunOptions())
     assert [r.summary for r in result.results] == ["a", "b"]
     assert calls == ["connect mx1"]
 
@@ -215,16 +208,7 @@ def test_observers_see_every_host() -> None:
 
 
 def test_a_check_that_cannot_read_its_output_costs_only_itself() -> None:
-    plan = HostPlan(
-        "mx1",
-        "fake",
-        "127.0.0.1",
-        None,
-        None,
-        {},
-        checks=(CheckPlan("echo", {"word": "overflow"}), CheckPlan("echo", {"word": "fine"})),
-    )
-    first, second = audit_host(plan, RunOptions()).results
+    first, second = audit_host(host("mx1", "", "overflow", "fine"), RunOptions()).results
     assert first.status is Status.ERROR and "OverflowError" in first.summary
     assert first.cause == causes.UNPARSED
     assert (second.status, second.summary) == (Status.OK, "fine")
@@ -248,16 +232,7 @@ def test_no_new_host_is_started_after_the_deadline() -> None:
 
 
 def test_sections_that_came_back_before_a_timeout_are_kept() -> None:
-    plan = HostPlan(
-        "mx1",
-        "fake",
-        "127.0.0.1",
-        None,
-        None,
-        {"fake": "partial"},
-        checks=(CheckPlan("echo", {"word": "kept"}),),
-    )
-    [check] = audit_host(plan, RunOptions()).results
+    [check] = audit_host(host("mx1", "partial", "kept"), RunOptions()).results
     # The first section came back whole; the check judged it instead of losing it.
     assert check.status is Status.OK and check.summary == "kept"
 
@@ -265,15 +240,7 @@ def test_sections_that_came_back_before_a_timeout_are_kept() -> None:
 def test_a_host_with_nothing_to_run_is_not_logged_into() -> None:
     from fleet.checks.smtp import SmtpCheck
 
-    plan = HostPlan(
-        "mx1",
-        "fake",
-        "127.0.0.1",
-        None,
-        None,
-        {},
-        checks=(CheckPlan("smtp", SmtpCheck().validate({"targets": []})),),
-    )
+    plan = replace(host("mx1"), checks=(CheckPlan("smtp", SmtpCheck().validate({"targets": []})),))
     [check] = audit_host(plan, RunOptions()).results
     assert check.status is Status.SKIPPED and calls == []
 
@@ -299,13 +266,9 @@ class SlowReach:
 def test_runner_side_checks_run_ahead_of_the_login_slots(monkeypatch) -> None:
     # Silent hosts time out side by side: their reach probes must not queue
     # behind --forks, while the logins themselves stay bounded by it.
-    sys.modules["fleet_test_fakes"].SlowReach = SlowReach
-    monkeypatch.setitem(base.CHECKS, "slowreach", "fleet_test_fakes:SlowReach")
+    add_check(monkeypatch, SlowReach)
     peak = count_logins(monkeypatch)
-    plans = [
-        replace(host(f"mx{i}"), checks=(CheckPlan("slowreach", {}), *host("x").checks))
-        for i in range(8)
-    ]
+    plans = [host(f"mx{i}", first="slowreach") for i in range(8)]
     started = time.monotonic()
     run = run_audit(plans, RunOptions(forks=2))
     elapsed = time.monotonic() - started
@@ -366,8 +329,7 @@ class DownReach:
 
 
 def test_a_host_whose_login_port_is_down_does_not_wait_for_a_login_slot(monkeypatch) -> None:
-    sys.modules["fleet_test_fakes"].DownReach = DownReach
-    monkeypatch.setitem(base.CHECKS, "downreach", "fleet_test_fakes:DownReach")
+    add_check(monkeypatch, DownReach)
     original = FakeTransport.run
 
     def slow_run(self, command, timeout):
@@ -376,7 +338,7 @@ def test_a_host_whose_login_port_is_down_does_not_wait_for_a_login_slot(monkeypa
 
     monkeypatch.setattr(FakeTransport, "run", slow_run)
     busy = host("busy")  # holds the only login slot for a second
-    down = replace(host("down"), checks=(CheckPlan("downreach", {}), *host("x").checks))
+    down = host("down", first="downreach")
     finished: dict[str, float] = {}
     started = time.monotonic()
     run = run_audit(
@@ -403,10 +365,9 @@ class OpenReach(DownReach):
 def test_a_run_deadline_keeps_what_a_host_waiting_for_a_login_slot_had_gathered(
     monkeypatch,
 ) -> None:
-    sys.modules["fleet_test_fakes"].OpenReach = OpenReach
-    monkeypatch.setitem(base.CHECKS, "openreach", "fleet_test_fakes:OpenReach")
+    add_check(monkeypatch, OpenReach)
     stuck = host("stuck", "hang")  # holds the only login slot past the deadline
-    waiting = replace(host("waiting"), checks=(CheckPlan("openreach", {}), *host("x").checks))
+    waiting = host("waiting", first="openreach")
     run = run_audit([stuck, waiting], RunOptions(forks=1, run_deadline=1.0))
     assert run.deadline_hit
     assert "connect waiting" not in calls  # it never logged in...
@@ -424,8 +385,7 @@ def test_output_cut_at_the_cap_says_so() -> None:
 
 def test_a_check_whose_output_was_cut_at_the_cap_is_truncated_and_the_others_kept() -> None:
     words = ("short", "x" * 50_000)
-    plan = replace(host("mx1"), checks=tuple(CheckPlan("echo", {"word": w}) for w in words))
-    first, second = audit_host(plan, RunOptions(max_output=4096)).results
+    first, second = audit_host(host("mx1", "", *words), RunOptions(max_output=4096)).results
     assert (first.status, first.summary) == (Status.OK, "short")
     assert (second.status, second.cause) == (Status.ERROR, causes.OUTPUT_TRUNCATED)
     assert "truncated" in second.summary and "4096 bytes" in second.summary
@@ -441,10 +401,9 @@ def test_a_step_lost_past_the_cap_is_truncated_not_merely_missing() -> None:
 
 
 def test_an_interrupt_reports_a_host_with_an_open_reach_as_not_audited(monkeypatch) -> None:
-    sys.modules["fleet_test_fakes"].OpenReach = OpenReach
-    monkeypatch.setitem(base.CHECKS, "openreach", "fleet_test_fakes:OpenReach")
+    add_check(monkeypatch, OpenReach)
     stuck = host("stuck", "hang")  # holds the only login slot until the interrupt
-    waiting = replace(host("waiting"), checks=(CheckPlan("openreach", {}), *host("x").checks))
+    waiting = host("waiting", first="openreach")
     timer = threading.Timer(1.0, lambda: __import__("_thread").interrupt_main())
     timer.start()
     run = run_audit([stuck, waiting], RunOptions(forks=1))

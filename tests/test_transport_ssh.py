@@ -14,8 +14,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -24,6 +26,7 @@ from fleet.errors import (
     AuthenticationError,
     CommandTimeout,
     ConfigError,
+    FleetError,
     HostKeyError,
     UnreachableError,
 )
@@ -38,6 +41,7 @@ from fleet.transports.paramiko_ssh import ParamikoTransport
 from tests.sshd_fixture import Sshd, free_port, keygen, start_sshd
 
 SSHTransport = Libssh2Transport | ParamikoTransport
+E = TypeVar("E", bound=FleetError)
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="sshd needs root")
 
@@ -82,6 +86,57 @@ def run_once(
         return transport.run(script, timeout)
     finally:
         transport.close()
+
+
+def login_error(
+    transport_cls: type[SSHTransport],
+    host: HostPlan,
+    error: type[E],
+    match: str | None,
+    connect_timeout: float = 5,
+) -> E:
+    """The ``error`` (its message matching ``match``, if given) a login to ``host`` fails with."""
+    with pytest.raises(error, match=match) as caught:
+        transport_cls(host, RunOptions(connect_timeout=connect_timeout)).connect()
+    return caught.value
+
+
+def known_hosts_file(tmp_path: Path, text: str = "") -> Path:
+    """A known_hosts file holding ``text`` (none: no host is known)."""
+    path = tmp_path / "known_hosts"
+    path.write_text(text)
+    return path
+
+
+def another_key(sshd: Sshd, tmp_path: Path) -> Path:
+    """A known_hosts file that gives the sshd a key it does not have (a changed host key)."""
+    keygen(tmp_path / "other")
+    key_type, key = (tmp_path / "other.pub").read_text().split()[:2]
+    return known_hosts_file(tmp_path, f"[127.0.0.1]:{sshd.port} {key_type} {key}\n")
+
+
+@contextlib.contextmanager
+def mute_host(greeting: bytes = b"") -> Iterator[tuple[HostPlan, list[socket.socket]]]:
+    """A host on 127.0.0.1 that takes every connection, sends ``greeting`` and then nothing;
+    yields it and the connections it took, all closed on leaving."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                accepted.append(server.accept()[0])
+                accepted[-1].sendall(greeting)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield HostPlan("mute", "ssh", "127.0.0.1", server.getsockname()[1], "nobody", {}), accepted
+    finally:
+        with contextlib.suppress(OSError):
+            server.shutdown(socket.SHUT_RDWR)  # wakes the accept
+        server.close()
+        for conn in accepted:
+            conn.close()
 
 
 def test_runs_a_script_and_separates_stdout_stderr_and_exit_status(
@@ -231,35 +286,27 @@ def test_output_is_capped(sshd: Sshd, transport_cls: type[SSHTransport]) -> None
 def test_unknown_host_key_is_refused(
     sshd: Sshd, tmp_path: Path, transport_cls: type[SSHTransport]
 ) -> None:
-    empty = tmp_path / "known_hosts"
-    empty.write_text("")
-    host = host_for(sshd, fleet_known_hosts=str(empty))
-    with pytest.raises(HostKeyError, match="unknown") as caught:
-        transport_cls(host, RunOptions(connect_timeout=5)).connect()
-    assert caught.value.cause == causes.HOST_KEY_UNKNOWN
+    host = host_for(sshd, fleet_known_hosts=str(known_hosts_file(tmp_path)))
+    unknown = login_error(transport_cls, host, HostKeyError, "unknown")
+    assert unknown.cause == causes.HOST_KEY_UNKNOWN
 
 
 def test_changed_host_key_is_refused(
     sshd: Sshd, tmp_path: Path, transport_cls: type[SSHTransport]
 ) -> None:
-    keygen(tmp_path / "other")
-    key_type, key = (tmp_path / "other.pub").read_text().split()[:2]
-    wrong = tmp_path / "known_hosts"
-    wrong.write_text(f"[127.0.0.1]:{sshd.port} {key_type} {key}\n")
-    host = host_for(sshd, fleet_known_hosts=str(wrong))
-    with pytest.raises(HostKeyError, match="does not match") as caught:
-        transport_cls(host, RunOptions(connect_timeout=5)).connect()
-    assert caught.value.cause == causes.HOST_KEY_CHANGED
+    host = host_for(sshd, fleet_known_hosts=str(another_key(sshd, tmp_path)))
+    changed = login_error(transport_cls, host, HostKeyError, "does not match")
+    assert changed.cause == causes.HOST_KEY_CHANGED
 
 
 def test_known_hosts_lines_of_other_key_types_are_no_obstacle(
     sshd: Sshd, tmp_path: Path, transport_cls: type[SSHTransport]
 ) -> None:
-    known = tmp_path / "known_hosts"
     name = f"[127.0.0.1]:{sshd.port}"
-    known.write_text(
+    known = known_hosts_file(
+        tmp_path,
         f"{name} ssh-dss AAAAB3NzaC1kc3MAAACBAP8=\n"  # a type neither library checks any more
-        f"{name} x-unknown-type AAAA\n" + sshd.known_hosts.read_text()
+        f"{name} x-unknown-type AAAA\n" + sshd.known_hosts.read_text(),
     )
     host = host_for(sshd, fleet_known_hosts=str(known))
     assert run_once(transport_cls, host, "echo known").stdout == b"known\n"
@@ -268,8 +315,7 @@ def test_known_hosts_lines_of_other_key_types_are_no_obstacle(
 def test_host_key_checking_can_be_turned_off_explicitly(
     sshd: Sshd, tmp_path: Path, transport_cls: type[SSHTransport]
 ) -> None:
-    empty = tmp_path / "known_hosts"
-    empty.write_text("")
+    empty = known_hosts_file(tmp_path)
     host = host_for(sshd, fleet_known_hosts=str(empty), ansible_host_key_checking=False)
     assert run_once(transport_cls, host, "echo ok").stdout == b"ok\n"
 
@@ -279,43 +325,29 @@ def test_wrong_key_is_an_authentication_error(
 ) -> None:
     keygen(tmp_path / "stranger")
     host = host_for(sshd, ansible_ssh_private_key_file=str(tmp_path / "stranger"))
-    with pytest.raises(AuthenticationError, match="authentication refused") as caught:
-        transport_cls(host, RunOptions(connect_timeout=5)).connect()
-    assert caught.value.cause == causes.AUTH_REFUSED
+    refused = login_error(transport_cls, host, AuthenticationError, "authentication refused")
+    assert refused.cause == causes.AUTH_REFUSED
 
 
 def test_closed_port_is_connection_refused(transport_cls: type[SSHTransport]) -> None:
     host = HostPlan("gone", "ssh", "127.0.0.1", free_port(), "nobody", {})
-    with pytest.raises(UnreachableError, match="connection refused") as caught:
-        transport_cls(host, RunOptions(connect_timeout=2)).connect()
-    assert caught.value.cause == causes.CONNECT_REFUSED
+    refused = login_error(transport_cls, host, UnreachableError, "connection refused", 2)
+    assert refused.cause == causes.CONNECT_REFUSED
 
 
 def test_a_port_that_never_speaks_ssh_is_bounded(transport_cls: type[SSHTransport]) -> None:
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(5)
-    accepted: list[socket.socket] = []
-    threading.Thread(target=lambda: accepted.append(silent.accept()[0]), daemon=True).start()
-    host = HostPlan("mute", "ssh", "127.0.0.1", silent.getsockname()[1], "nobody", {})
     started = time.monotonic()
-    try:
-        with pytest.raises(UnreachableError, match="no SSH greeting") as caught:
-            transport_cls(host, RunOptions(connect_timeout=1)).connect()
-    finally:
-        silent.close()
-        for conn in accepted:
-            conn.close()
+    with mute_host() as (host, _):
+        mute = login_error(transport_cls, host, UnreachableError, "no SSH greeting", 1)
     assert time.monotonic() - started < 5
-    assert caught.value.cause == causes.LOGIN_TIMEOUT
+    assert mute.cause == causes.LOGIN_TIMEOUT
 
 
 def test_password_never_appears_in_errors(sshd: Sshd, transport_cls: type[SSHTransport]) -> None:
     host = host_for(sshd, ansible_password="S3cret-Pa55", ansible_ssh_private_key_file="")
-    with pytest.raises(UnreachableError) as caught:
-        transport_cls(host, RunOptions(connect_timeout=5)).connect()
-    assert "S3cret-Pa55" not in str(caught.value)
-    assert "S3cret-Pa55" not in repr(caught.value)
+    refused = login_error(transport_cls, host, UnreachableError, None)
+    assert "S3cret-Pa55" not in str(refused)
+    assert "S3cret-Pa55" not in repr(refused)
 
 
 def test_the_whole_login_shares_one_budget(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -329,43 +361,23 @@ def test_the_whole_login_shares_one_budget(monkeypatch: pytest.MonkeyPatch) -> N
             raise paramiko.SSHException("EOF during negotiation")
 
     monkeypatch.setattr(paramiko.SSHClient, "connect", stalls_until_woken)
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(5)
-    host = HostPlan("slow", "ssh", "127.0.0.1", server.getsockname()[1], "nobody", {})
     started = time.monotonic()
-    try:
-        with pytest.raises(UnreachableError, match="did not complete within 1s") as caught:
-            ParamikoTransport(host, RunOptions(connect_timeout=1)).connect()
-    finally:
-        server.close()
+    with mute_host() as (host, _):
+        slow = login_error(
+            ParamikoTransport, host, UnreachableError, "did not complete within 1s", 1
+        )
     assert time.monotonic() - started < 4
-    assert caught.value.cause == causes.LOGIN_TIMEOUT
+    assert slow.cause == causes.LOGIN_TIMEOUT
 
 
 def test_a_host_that_greets_then_stalls_the_key_exchange_says_so(
     transport_cls: type[SSHTransport],
 ) -> None:
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(5)
-    held: list[socket.socket] = []
-
-    def greet_then_stall() -> None:
-        conn, _ = server.accept()
-        held.append(conn)
-        conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
-
-    threading.Thread(target=greet_then_stall, daemon=True).start()
-    host = HostPlan("mtu", "ssh", "127.0.0.1", server.getsockname()[1], "nobody", {})
-    try:
-        with pytest.raises(UnreachableError, match="key exchange did not complete") as caught:
-            transport_cls(host, RunOptions(connect_timeout=1)).connect()
-    finally:
-        server.close()
-        for conn in held:
-            conn.close()
-    assert caught.value.cause == causes.LOGIN_TIMEOUT
+    with mute_host(b"SSH-2.0-OpenSSH_9.2\r\n") as (host, _):
+        stalled = login_error(
+            transport_cls, host, UnreachableError, "key exchange did not complete", 1
+        )
+    assert stalled.cause == causes.LOGIN_TIMEOUT
 
 
 def test_a_missing_key_file_is_the_inventorys_fault_before_any_contact(
@@ -509,27 +521,14 @@ def test_a_handed_over_connection_to_a_silent_port_is_not_tried_twice(
     transport_cls: type[SSHTransport],
 ) -> None:
     # Only a connection the host closed is replaced; a silent one would just wait again.
-    silent = socket.create_server(("127.0.0.1", 0))
-    port = silent.getsockname()[1]
-    accepted: list[socket.socket] = []
-
-    def accept_all() -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                accepted.append(silent.accept()[0])
-
-    threading.Thread(target=accept_all, daemon=True).start()
-    host = HostPlan("mute", "ssh", "127.0.0.1", port, "nobody", {})
-    handoff = Handoff("127.0.0.1", port, socket.create_connection(("127.0.0.1", port)))
-    started = time.monotonic()
-    try:
+    with mute_host() as (host, accepted):
+        port = host.port
+        assert port is not None
+        handoff = Handoff("127.0.0.1", port, socket.create_connection(("127.0.0.1", port)))
+        started = time.monotonic()
         with pytest.raises(UnreachableError, match="no SSH greeting"):
             transport_cls(host, RunOptions(connect_timeout=1)).connect(handoff)
         elapsed = time.monotonic() - started
-    finally:
-        silent.close()
-        for conn in accepted:
-            conn.close()
     assert elapsed < 1.8  # one connect budget, not two
     assert len(accepted) == 1
 
@@ -568,13 +567,9 @@ def test_a_call_libssh2_answers_again_is_retried_soon_on_a_quiet_socket() -> Non
 def test_the_runner_reports_a_changed_host_key_with_its_cause(
     sshd: Sshd, tmp_path: Path, transport_cls: type[SSHTransport]
 ) -> None:
-    keygen(tmp_path / "other")
-    key_type, key = (tmp_path / "other.pub").read_text().split()[:2]
-    wrong = tmp_path / "known_hosts"
-    wrong.write_text(f"[127.0.0.1]:{sshd.port} {key_type} {key}\n")
     connection = "ssh" if transport_cls is Libssh2Transport else "paramiko"
     plan = replace(
-        host_for(sshd, fleet_known_hosts=str(wrong)),
+        host_for(sshd, fleet_known_hosts=str(another_key(sshd, tmp_path))),
         connection=connection,
         checks=(CheckPlan("reach", {"ports": [sshd.port]}), CheckPlan("binding", {})),
     )

@@ -31,31 +31,22 @@ from fleet.plan import HostPlan, RunOptions
 from fleet.transports.base import open_transport
 from fleet.transports.winrm import WinRMTransport, _cause, translate
 from fleet.transports.winrm_settings import WinRMSettings
+from tests.helpers import clear_proxies
 from tests.lab import pki
-from tests.test_wsman import PASSWORD, USER, WinLab, start_winlab
+from tests.sshd_fixture import free_port
+from tests.test_wsman import PASSWORD, USER, WinLab, running_winlab
 
 WRONG_PASSWORD = "Wr0ng-Secret-4711"
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WinLab]:
-    winlab = start_winlab(tmp_path_factory.mktemp("winrm"))
-    yield winlab
-    winlab.behaviour.release.set()
-    winlab.server.stop()
+    yield from running_winlab(tmp_path_factory.mktemp("winrm"))
 
 
 @pytest.fixture(autouse=True)
 def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (
-        "http_proxy",
-        "https_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "all_proxy",
-    ):
-        monkeypatch.delenv(name, raising=False)
+    clear_proxies(monkeypatch)
     monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
 
@@ -76,12 +67,6 @@ def run_once(host: HostPlan, script: str, timeout: float = 20, **options: Any) -
         return transport.run(script, timeout)
     finally:
         transport.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- round trips

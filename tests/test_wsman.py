@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import stat
 import threading
 import time
@@ -30,8 +29,10 @@ from fleet.transports.powershell import (
     encode_invocation,
     reads_stdin,
 )
+from tests.helpers import clear_proxies
 from tests.lab import pki, winhost
 from tests.lab.wsman import Handler, WSManServer, read_users_file, write_users_file
+from tests.sshd_fixture import free_port
 
 USER = "fleet"
 PASSWORD = "Lab-Passw0rd"
@@ -103,12 +104,17 @@ def start_winlab(directory: Path, *, allow_unencrypted_basic: bool = False) -> W
     return WinLab(server, behaviour, ca, directory)
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WinLab]:
-    winlab = start_winlab(tmp_path_factory.mktemp("wsman"))
+def running_winlab(directory: Path) -> Iterator[WinLab]:
+    """A module fixture's body: a started WinLab, stopped afterwards (hung scripts released)."""
+    winlab = start_winlab(directory)
     yield winlab
     winlab.behaviour.release.set()
     winlab.server.stop()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WinLab]:
+    yield from running_winlab(tmp_path_factory.mktemp("wsman"))
 
 
 def protocol(endpoint: str, lab: WinLab, **kwargs: object) -> Protocol:
@@ -330,12 +336,6 @@ def test_certificate_is_reused_for_the_same_host_and_reissued_for_a_new_address(
 # -- the host process
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_winhost_serves_each_address_with_its_own_handler(tmp_path: Path) -> None:
     seen: list[tuple[str, str]] = []
 
@@ -362,7 +362,7 @@ def test_winhost_serves_each_address_with_its_own_handler(tmp_path: Path) -> Non
 def test_winhost_process_starts_with_a_winsim_profile(tmp_path: Path) -> None:
     winsim = pytest.importorskip("tests.lab.winsim")
     profile = sorted(winsim.PROFILES)[0]
-    http_port, https_port = _free_port(), _free_port()
+    http_port, https_port = free_port(), free_port()
     process = winhost.start(
         None, "127.0.0.1", profile, tmp_path, http_port=http_port, https_port=https_port
     )
@@ -393,13 +393,5 @@ def test_winhost_start_reports_a_process_that_dies(tmp_path: Path) -> None:
 @pytest.fixture(autouse=True)
 def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     # requests.get/post in these tests must reach 127.0.0.1 directly.
-    for name in (
-        "http_proxy",
-        "https_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "all_proxy",
-    ):
-        monkeypatch.delenv(name, raising=False)
+    clear_proxies(monkeypatch)
     monkeypatch.setenv("NO_PROXY", "*")

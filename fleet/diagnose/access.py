@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from fleet import causes
 from fleet.diagnose.commands import Fix, Port, Target, Word, ssh_options
-from fleet.diagnose.model import CHECK_ERROR, NOT_AUDITED, Finding
+from fleet.diagnose.model import CHECK_ERROR, NOT_AUDITED, Finding, finding
 from fleet.diagnose.observe import LOGIN_CAUSES, Fleet, reach_line
 from fleet.model import CheckResult, Status
 
@@ -156,20 +156,10 @@ def not_audited_findings(fleet: Fleet, explained: set[str]) -> list[Finding]:
         host = fleet.hosts[name]
         why = causes.CAUSES.get(failed.cause, "could not log in")
         fix = login_fix(failed.cause, host.platform, name, host.address, host.port, host.user)
+        title = f"{name} was not audited: {why}"
+        evidence = (f"{name} ({host.connection}): {failed.summary}", reach_line(fleet, name))
         findings.append(
-            Finding(
-                cause=NOT_AUDITED,
-                title=f"{name} was not audited: {why}",
-                hosts=(name,),
-                evidence=(
-                    f"{name} ({host.connection}): {failed.summary}",
-                    reach_line(fleet, name),
-                    *fix.refused,
-                ),
-                fix=fix.text,
-                severity=Status.UNREACHABLE,
-                key=f"{NOT_AUDITED}:{name}",
-            )
+            finding(NOT_AUDITED, name, title, [name], evidence, fix, Status.UNREACHABLE)
         )
     return findings
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from fleet.diagnose.commands import Fix
 from fleet.model import Status
 
 LOCAL_STACK = "local-stack"
@@ -44,6 +46,28 @@ class Finding:
     fix: str  # commands, one per line, in today's tools
     severity: Status
     key: str  # stable across runs, e.g. "mail-service:mx2"
+
+
+def finding(
+    cause: str,
+    subject: str,
+    title: str,
+    hosts: Sequence[str],
+    evidence: Iterable[str],
+    fix: Fix,
+    severity: Status = Status.FAIL,
+) -> Finding:
+    """A finding keyed ``cause:subject``, with ``fix``'s commands; the values the fix
+    refused to quote are shown after the evidence."""
+    return Finding(
+        cause=cause,
+        title=title,
+        hosts=tuple(hosts),
+        evidence=(*evidence, *fix.refused),
+        fix=fix.text,
+        severity=severity,
+        key=f"{cause}:{subject}",
+    )
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fleet.checks.facts import SMTP_BAD_GREETING, SMTP_ERROR, SMTP_REFUSED, SMTP_TIMEOUT
 from fleet.diagnose.commands import Address, Fix, Note, Target
-from fleet.diagnose.model import HOST_DOWN, MAIL_SERVICE, NETWORK_PATH, ONE_SIDED, Finding
+from fleet.diagnose.model import HOST_DOWN, MAIL_SERVICE, NETWORK_PATH, ONE_SIDED, Finding, finding
 from fleet.diagnose.observe import Fleet, Pair, host_ip, pair_line, reach_line
 from fleet.model import Status
 
@@ -54,15 +54,9 @@ def _gateway_finding(
                gw=gateway, src=source)  # fmt: skip
         fix.sh("ping -c 3 {gw}   # many routers and clouds filter ICMP", gw=gateway)
     fix.note("if the peers and the mail relay are reachable, this is a filter, not an outage")
-    return Finding(
-        cause=NETWORK_PATH,
-        title=f"{target} does not answer ping from {sources} (down, or ICMP filtered)",
-        hosts=tuple(sorted({p.source for p in tried})),
-        evidence=(*evidence, *fix.refused),
-        fix=fix.text,
-        severity=Status.WARN,
-        key=f"{NETWORK_PATH}:{target}",
-    )
+    title = f"{target} does not answer ping from {sources} (down, or ICMP filtered)"
+    hosts = sorted({p.source for p in tried})
+    return finding(NETWORK_PATH, target, title, hosts, evidence, fix, Status.WARN)
 
 
 def _down_finding(fleet: Fleet, target: str, evidence: tuple[str, ...]) -> Finding:
@@ -74,15 +68,8 @@ def _down_finding(fleet: Fleet, target: str, evidence: tuple[str, ...]) -> Findi
         fix.ps("Get-NetAdapter   # on {t}'s console: is the adapter up?", t=Note(target))
     else:
         fix.sh("ip -br link   # on {t}'s console: is the adapter up?", t=Note(target))
-    return Finding(
-        cause=HOST_DOWN,
-        title=f"{target} answers nobody: down or disconnected",
-        hosts=(target,),
-        evidence=(*evidence, *fix.refused),
-        fix=fix.text,
-        severity=Status.FAIL,
-        key=f"{HOST_DOWN}:{target}",
-    )
+    title = f"{target} answers nobody: down or disconnected"
+    return finding(HOST_DOWN, target, title, [target], evidence, fix)
 
 
 def _path_finding(
@@ -106,15 +93,8 @@ def _path_finding(
         fix.note("on the target: is there a route back to {peer}?", peer=peer[1])
     fix.sh("tracepath {t}   # from {src}: where does the path stop?",
            t=Target(tried[0].label), src=peer[1])  # fmt: skip
-    return Finding(
-        cause=NETWORK_PATH,
-        title=f"{target} is up (the runner reaches it) but its peers cannot reach it",
-        hosts=(target,),
-        evidence=(*evidence, *fix.refused),
-        fix=fix.text,
-        severity=Status.FAIL,
-        key=f"{NETWORK_PATH}:{target}",
-    )
+    title = f"{target} is up (the runner reaches it) but its peers cannot reach it"
+    return finding(NETWORK_PATH, target, title, [target], evidence, fix)
 
 
 def mail_problem(p: Pair) -> str:
@@ -167,17 +147,8 @@ def mail_findings(fleet: Fleet) -> list[Finding]:
         if fleet.reach.get(target, {}).get(25) is not None:
             evidence.append(reach_line(fleet, target))
         fix = _mail_fix(fleet, target, seen[0][0], bad_greeting)
-        findings.append(
-            Finding(
-                cause=MAIL_SERVICE,
-                title=f"{target}: {' / '.join(problems)} (seen from {sources})",
-                hosts=(target,),
-                evidence=(*evidence, *fix.refused),
-                fix=fix.text,
-                severity=Status.FAIL,
-                key=f"{MAIL_SERVICE}:{target}",
-            )
-        )
+        title = f"{target}: {' / '.join(problems)} (seen from {sources})"
+        findings.append(finding(MAIL_SERVICE, target, title, [target], evidence, fix))
     return findings
 
 
@@ -197,15 +168,7 @@ def one_sided_findings(fleet: Fleet, explained: set[str]) -> list[Finding]:
             fix.sh("ip route get {ip}   # on {b}: the route back", ip=ip, b=on_b)
         fix.note("on {a}: a firewall rule dropping {b}? (nft list ruleset / Get-NetFirewallRule)",
                  a=Note(a), b=on_b)  # fmt: skip
-        findings.append(
-            Finding(
-                cause=ONE_SIDED,
-                title=f"{a} reaches {b}, but {b} does not reach {a}",
-                hosts=(b, a),
-                evidence=(pair_line(forward), pair_line(back), *fix.refused),
-                fix=fix.text,
-                severity=Status.FAIL,
-                key=f"{ONE_SIDED}:{b}->{a}",
-            )
-        )
+        title = f"{a} reaches {b}, but {b} does not reach {a}"
+        evidence = (pair_line(forward), pair_line(back))
+        findings.append(finding(ONE_SIDED, f"{b}->{a}", title, (b, a), evidence, fix))
     return findings

@@ -7,7 +7,7 @@ import ipaddress
 from fleet import causes
 from fleet.checks.facts import NetConfig
 from fleet.diagnose.commands import Address, Fix, Target, Value, Word
-from fleet.diagnose.model import DUPLICATE_ADDRESS, LOCAL_STACK, Finding
+from fleet.diagnose.model import DUPLICATE_ADDRESS, LOCAL_STACK, Finding, finding
 from fleet.diagnose.observe import Fleet, Pair, netconfig, pair_line
 from fleet.model import HostResult, Status
 
@@ -99,12 +99,30 @@ def _destination(p: Pair) -> Value | None:
     return Target(p.label)
 
 
+# Per platform, the steps that read the stack: its addresses, its route, a peer, a name.
+_STACK_STEPS = {
+    "windows": (
+        "Get-NetIPConfiguration   # address, mask, gateway, DNS",
+        "ipconfig /renew   # when DHCP left a 169.254.x.x address",
+        "Test-NetConnection {peer} -Port 25",
+        "Resolve-DnsName {name}",
+    ),
+    "unix": (
+        "ip -br addr   # an interface UP with a global IPv4 address?",
+        "ip route   # a default route via the gateway?",
+        "ping -c 3 {peer}",
+        "getent hosts {name}",
+    ),
+}
+
+
 def _stack_fix(fleet: Fleet, host: HostResult) -> Fix:
     pairs = fleet.pairs_from(host.host)
     peer = next((d for p in pairs if (d := _destination(p)) is not None), None)
     unresolved = next((p for p in pairs if p.unresolved), None)
     fix = Fix()
-    if host.platform == "windows":
+    windows = host.platform == "windows"
+    if windows:
         adapters = _unbound_adapters(netconfig(host))
         unbound = any(
             r.check == "binding" and r.status is Status.FAIL and r.cause in _UNBOUND
@@ -115,19 +133,14 @@ def _stack_fix(fleet: Fleet, host: HostResult) -> Fix:
             fix.ps("Enable-NetAdapterBinding -Name {a} -ComponentID ms_tcpip", a=Word(name))
         if not adapters and unbound:
             fix.note("then: Enable-NetAdapterBinding -Name <adapter> -ComponentID ms_tcpip")
-        fix.ps("Get-NetIPConfiguration   # address, mask, gateway, DNS")
-        fix.ps("ipconfig /renew   # when DHCP left a 169.254.x.x address")
-        if peer is not None:
-            fix.ps("Test-NetConnection {peer} -Port 25", peer=peer)
-        if unresolved is not None:
-            fix.ps("Resolve-DnsName {name}", name=Target(unresolved.label))
-    else:
-        fix.sh("ip -br addr   # an interface UP with a global IPv4 address?")
-        fix.sh("ip route   # a default route via the gateway?")
-        if peer is not None:
-            fix.sh("ping -c 3 {peer}", peer=peer)
-        if unresolved is not None:
-            fix.sh("getent hosts {name}", name=Target(unresolved.label))
+    add = fix.ps if windows else fix.sh
+    config, route, reach, resolve = _STACK_STEPS["windows" if windows else "unix"]
+    add(config)
+    add(route)
+    if peer is not None:
+        add(reach, peer=peer)
+    if unresolved is not None:
+        add(resolve, name=Target(unresolved.label))
     return fix
 
 
@@ -154,18 +167,8 @@ def local_stack_findings(fleet: Fleet) -> list[Finding]:
         reasons = _stack_reasons(fleet, host)
         if not reasons:
             continue
-        fix = _stack_fix(fleet, host)
-        findings.append(
-            Finding(
-                cause=LOCAL_STACK,
-                title=f"{name}: its own TCP/IP configuration is at fault",
-                hosts=(name,),
-                evidence=(*reasons, *fix.refused),
-                fix=fix.text,
-                severity=Status.FAIL,
-                key=f"{LOCAL_STACK}:{name}",
-            )
-        )
+        title = f"{name}: its own TCP/IP configuration is at fault"
+        findings.append(finding(LOCAL_STACK, name, title, [name], reasons, _stack_fix(fleet, host)))
     return findings
 
 
@@ -196,15 +199,7 @@ def duplicate_findings(fleet: Fleet) -> list[Finding]:
         fix.sh("arping -D -c 2 {ip}   # Linux: more than one reply = duplicate", ip=ip)
         fix.ps("Get-NetIPAddress -IPAddress {ip}   # Windows: AddressState Duplicate?", ip=ip)
         fix.note("then change the static address, or the DHCP reservation, of one of them")
-        findings.append(
-            Finding(
-                cause=DUPLICATE_ADDRESS,
-                title=f"{address} is configured on {len(hosts)} hosts: {', '.join(hosts)}",
-                hosts=tuple(hosts),
-                evidence=(*(f"{h} has {address}" for h in hosts), *fix.refused),
-                fix=fix.text,
-                severity=Status.FAIL,
-                key=f"{DUPLICATE_ADDRESS}:{address}",
-            )
-        )
+        title = f"{address} is configured on {len(hosts)} hosts: {', '.join(hosts)}"
+        evidence = (f"{h} has {address}" for h in hosts)
+        findings.append(finding(DUPLICATE_ADDRESS, address, title, hosts, evidence, fix))
     return findings

@@ -418,29 +418,27 @@ def auth_refused(s: SshSettings) -> AuthenticationError:
     )
 
 
-def no_greeting(s: SshSettings) -> UnreachableError:
+def _login_timeout(s: SshSettings, what: str, hint: str) -> UnreachableError:
+    """``what`` did not happen within the login's budget (--connect-timeout)."""
     return UnreachableError(
-        f"no SSH greeting from {s.where} within {s.connect_timeout:g}s",
-        "the port answers but is not sshd, or sshd is overloaded (MaxStartups)",
-        cause=causes.LOGIN_TIMEOUT,
+        f"{what} within {s.connect_timeout:g}s", hint, cause=causes.LOGIN_TIMEOUT
     )
+
+
+def no_greeting(s: SshSettings) -> UnreachableError:
+    hint = "the port answers but is not sshd, or sshd is overloaded (MaxStartups)"
+    return _login_timeout(s, f"no SSH greeting from {s.where}", hint)
 
 
 def stalled(s: SshSettings, phase: str, greeting: str = "") -> UnreachableError:
     said = f" ({safe_text(greeting, 60)})" if greeting else ""
-    return UnreachableError(
-        f"{s.where} greeted{said} but the {phase} did not complete within {s.connect_timeout:g}s",
-        "a path MTU black hole, or an overloaded sshd",
-        cause=causes.LOGIN_TIMEOUT,
-    )
+    what = f"{s.where} greeted{said} but the {phase} did not complete"
+    return _login_timeout(s, what, "a path MTU black hole, or an overloaded sshd")
 
 
 def login_too_slow(s: SshSettings) -> UnreachableError:
-    return UnreachableError(
-        f"SSH login to {s.where} did not complete within {s.connect_timeout:g}s",
-        "host overloaded, or sshd stalls (MaxStartups, slow DNS in sshd: UseDNS)",
-        cause=causes.LOGIN_TIMEOUT,
-    )
+    hint = "host overloaded, or sshd stalls (MaxStartups, slow DNS in sshd: UseDNS)"
+    return _login_timeout(s, f"SSH login to {s.where} did not complete", hint)
 
 
 def closed_early(s: SshSettings, reason: str = "") -> UnreachableError:

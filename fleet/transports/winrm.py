@@ -141,14 +141,12 @@ def _network_error(
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return _connect_timeout(s)
     if isinstance(exc, requests.exceptions.ReadTimeout):
-        reason = f"no answer from {s.where} within {s.read_timeout}s"
-        if connecting:
-            return UnreachableError(
-                reason,
-                "WinRM service hung? raise ansible_winrm_read_timeout_sec",
-                cause=causes.LOGIN_TIMEOUT,
-            )
-        return TransportError(reason, cause=causes.SERVICE_ERROR)
+        return _failed(
+            f"no answer from {s.where} within {s.read_timeout}s",
+            connecting,
+            ("WinRM service hung? raise ansible_winrm_read_timeout_sec", causes.LOGIN_TIMEOUT),
+            causes.SERVICE_ERROR,
+        )
     root = _root_os_error(exc)
     if isinstance(root, ConnectionRefusedError) or (
         isinstance(root, OSError) and root.errno == errno.ECONNREFUSED
@@ -171,14 +169,19 @@ def _network_error(
         )
     if isinstance(root, TimeoutError):
         return _connect_timeout(s)
-    reason = f"connection to {s.where} failed: {_short(root or exc)}"
+    return _failed(
+        f"connection to {s.where} failed: {_short(root or exc)}",
+        connecting,
+        ("HTTP against an HTTPS port (or back)? 5985 vs 5986", causes.PROTOCOL_ERROR),
+        causes.TRANSPORT_ERROR,
+    )
+
+
+def _failed(reason: str, connecting: bool, at_login: tuple[str, str], later: str) -> TransportError:
+    """At login: the host is not audited (``at_login``: hint, cause); later: ``later``'s cause."""
     if connecting:
-        return UnreachableError(
-            reason,
-            "HTTP against an HTTPS port (or back)? 5985 vs 5986",
-            cause=causes.PROTOCOL_ERROR,
-        )
-    return TransportError(reason, cause=causes.TRANSPORT_ERROR)
+        return UnreachableError(reason, at_login[0], cause=at_login[1])
+    return TransportError(reason, cause=later)
 
 
 def _connect_timeout(s: WinRMSettings) -> UnreachableError:
@@ -389,15 +392,10 @@ class WinRMTransport:
             exit_status = self._execute(protocol, shell_id, invocation, output, deadline)
         except CommandTimeout:
             raise
-        except requests.exceptions.Timeout as exc:
+        except Exception as exc:  # every library error is translated here
             self._discard()
-            if time.monotonic() >= deadline:
+            if isinstance(exc, requests.exceptions.Timeout) and time.monotonic() >= deadline:
                 raise CommandTimeout(timeout, output.out.getvalue()) from exc
-            raise translate(exc, self.settings, connecting=False) from _cause(
-                exc, self.settings.password
-            )
-        except Exception as exc:  # noqa: BLE001 - every library error is translated here
-            self._discard()
             raise translate(exc, self.settings, connecting=False) from _cause(
                 exc, self.settings.password
             )
