@@ -40,6 +40,7 @@ class AuditRequest:
     history: bool = True
     quiet: bool = False
     colour: bool | None = None  # None: colour when stdout is a terminal
+    verbose: bool = False  # the full host x check table, not only the problems
 
 
 def positive_seconds(text: str) -> float:
@@ -200,6 +201,12 @@ AUDIT_OPTIONS: tuple[AuditOption, ...] = (
         "colour",
         "no colour in the table (default: colour on a terminal)",
         switch=False,
+    ),
+    AuditOption(
+        ("--verbose",),
+        "verbose",
+        "print every host and check after the findings, not only the problems",
+        switch=True,
     ),
 )
 
