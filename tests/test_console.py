@@ -212,3 +212,9 @@ def test_verbose_is_an_option_of_fleet_audit_and_invoke_audit() -> None:
     assert audit_option("verbose").flags == ("--verbose",)
     args = build_parser().parse_args(["audit", "--verbose"])
     assert "verbose" in vars(args) or any(v is True for v in vars(args).values())
+
+
+def test_a_finding_without_evidence_and_a_long_title_still_fits() -> None:
+    finding = Finding("host-down", "t" * 300, ("mx2",), (), "ping mx2", Status.FAIL, "k")
+    text = render_console(run_of(), diagnosis=Diagnosis((finding,), ()))
+    assert max(map(len, lines_of(text))) <= 100 and "      fix: ping mx2" in lines_of(text)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 WIDTH = 100  # when the output is not a terminal (a log, a pipe, cron's mail)
 HOST_WIDTH = 24  # longer host names are cut in the tables
 REASON_MIN = 24  # a reason narrower than this is not worth its column
+EVIDENCE_MIN = 24  # evidence cut shorter than this says nothing: the fix moves down
 
 _COLOURS = {
     Status.OK: "32",
@@ -88,12 +89,14 @@ def finding_lines(finding: Finding, colour: bool = False, width: int = WIDTH) ->
     head = f"  - {title}"
     tail = f"  fix: {command}" if command else ""
     code = _COLOURS.get(finding.severity, _BOLD)
-    if len(head) + len(tail) <= width:
-        room = width - len(head) - len(tail) - 3  # " — "
-        shown = f" — {_cut(evidence, room)}" if evidence and room >= 12 else ""
-        return [_paint(_cut(head, width), code, colour) + shown + tail]
+    room = width - len(head) - len(tail) - 3  # " — "
+    fits = len(head) + len(tail) <= width
+    if fits and (not evidence or len(evidence) <= room or room >= EVIDENCE_MIN):
+        shown = f" — {_cut(evidence, room)}" if evidence and room >= EVIDENCE_MIN // 2 else ""
+        return [_paint(head, code, colour) + shown + tail]
+    # Too little room for the evidence: the command goes on a line of its own.
     room = width - len(head) - 3
-    shown = f" — {_cut(evidence, room)}" if evidence and room >= 12 else ""
+    shown = f" — {_cut(evidence, room)}" if room >= EVIDENCE_MIN // 2 else ""
     lines = [_paint(_cut(head, width), code, colour) + shown]
     if command:
         lines.append(f"      fix: {command}")
@@ -244,9 +247,8 @@ def healthy_line(run: RunResult, colour: bool = False, width: int = WIDTH) -> st
     healthy = [h for h in run.hosts if _healthy(h)]
     if not healthy:
         return ""
-    checks = ", ".join(dict.fromkeys(r.check for h in healthy for r in h.results))
+    checks = safe_text(", ".join(dict.fromkeys(r.check for h in healthy for r in h.results)), 40)
     head = f"{len(healthy)} host{'s' * (len(healthy) != 1)} ok on every check ({checks}): "
-    head = safe_text(head, width // 2)
     return _paint(head, _COLOURS[Status.OK], colour) + _names(
         [h.host for h in healthy], width - len(head)
     )
