@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -374,3 +375,33 @@ def test_a_repaired_host_is_reported_resolved_on_the_next_run(lab, tmp_path: Pat
     )
     assert "resolved" in diff.stdout.lower() and "mx-smtpdown" in diff.stdout
     assert before["counts"]["fail"] > 0 and after["counts"]["fail"] == 0
+
+
+def test_console_prints_findings_by_cause_first_and_the_full_table_only_when_verbose(
+    lab, tmp_path: Path
+) -> None:
+    first = fleet_audit(lab, tmp_path, "--format", "html")
+    assert first.returncode == 4, first.stderr
+    lines = first.stdout.splitlines()
+    table = lines.index(next(line for line in lines if line.startswith("host ")))
+    causes = [
+        lines.index(c) for c in lines[:table] if c.startswith(("Host down (", "Mail service ("))
+    ]
+    assert len(causes) == 2  # the causes, each once, before any table
+    down = lines.index(next(line for line in lines if "mx-down answers nobody" in line))
+    assert down == causes[0] + 1 and "fix: ping -c 3 " in " ".join(lines[down : down + 2])
+    rows = [line.split()[0] for line in lines[table + 2 :] if line and not line[0].isdigit()]
+    assert "mx1" not in rows and rows.count("mx-down") == 1  # problems only; down: one row
+    assert any("ok on every check" in line and "mx1" in line for line in lines)
+    assert max(map(len, lines)) <= 100 and "\x1b" not in first.stdout  # a log: no colour
+
+    second = fleet_audit(lab, tmp_path, "--format", "html", "--verbose")
+    full = second.stdout.splitlines()
+    start = full.index(next(line for line in full if line.startswith("host ")))
+    [mx1] = [line for line in full[start:] if line.startswith("mx1 ")]
+    assert mx1.split()[1:3] == ["all", "ok"]  # the full table: healthy hosts too
+    assert len([line for line in full[start:] if line.startswith("mx-down ")]) > 1  # per check
+    html = (tmp_path / "lab" / "latest" / "report.html").read_text()
+    headings = re.findall(r"<h2>([^<]+)</h2>", html)
+    assert headings[0] == "Findings" and headings[1].startswith("Since the previous run (")
+    assert "still open, oldest since " in html and "New (0)" in html

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from fleet.changes import Change, Delta
 from fleet.diagnose import diagnose
 from fleet.model import CheckResult, HostResult, RunResult, Status
-from fleet.render.htmlreport import render_html, report_view
+from fleet.render.htmlreport import render_html, report_view, when_text
 from tests.lab.sample import sample_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -115,48 +116,115 @@ def test_raw_evidence_is_folded_away(html):
     assert re.search(r"<details><summary>evidence</summary><pre>PING mx2", html)
 
 
-def test_delta_marks_new_problems_and_lists_resolved_with_since():
-    run = sample_run()
-    delta = Delta(
+def news_delta(run: RunResult, open_problems: int = 1) -> Delta:
+    return Delta(
         new=(Change("mx2", "smtp", "mx1", "fail", "port 25 refused", run.started),),
         resolved=(Change("mx9", "ping", "mx1", "fail", "0/3 replies", "2024-04-28T02:00:00"),),
-        still_open=(Change("mx3", "reach", "22", "fail", "no answer", "2024-04-30T02:00:00"),),
+        still_open=tuple(
+            Change(f"mx{i}", "reach", "22", "fail", "no answer", f"2024-04-{30 - i % 3}T02:30:00")
+            for i in range(open_problems)
+        ),
         previous_started="2024-04-30T02:00:00+00:00",
     )
-    html = render_html(run, diagnose(run), delta)
-    assert "Since the previous run (2024-04-30T02:00:00+00:00)" in html
-    assert html.count('<span class="new">new</span>') >= 2  # delta table + results
-    assert "2024-04-28T02:00:00" in html and "mx9" in html
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium)")
+def test_delta_marks_new_problems_and_lists_resolved_with_since():
+    run = sample_run()
+    html = render_html(run, diagnose(run), news_delta(run))
+    assert "Since the previous run (yesterday, 2024-04-30 02:00 UTC)" in html
+    assert html.count('<span class="new">new</span>') >= 2  # host table + results
+    assert "3 nights ago, 2024-04-28 02:00 UTC" in html and "mx9" in html
+
+
+def test_report_leads_with_findings_then_what_is_new_and_resolved():
+    run = sample_run()
+    html = render_html(run, diagnose(run), news_delta(run))
+    headings = re.findall(r"<h[23][^>]*>([^<]+)", html)
+    order = [
+        "Findings",
+        "Host down (1)",
+        "Since the previous run (yesterday, 2024-04-30 02:00 UTC)",
+        "New (1)",
+        "Resolved (1)",
+        "Hosts and checks",
+    ]
+    assert [h for h in headings if h in order] == order
+    # Nothing before the findings lists a problem row.
+    assert html.index("<h2>Findings</h2>") < html.index('<table class="delta">')
+
+
+def test_problems_still_open_are_counted_and_folded_away_oldest_first_said():
+    run = sample_run()
+    html = render_html(run, diagnose(run), news_delta(run, open_problems=45))
+    folded = re.search(
+        r'<details class="still-open"><summary>([^<]+)</summary>(.*?)</details>', html, re.S
+    )
+    assert folded is not None
+    assert folded.group(1) == "45 still open, oldest since 3 nights ago, 2024-04-28 02:30 UTC"
+    assert folded.group(2).count("<tr>") == 46  # header + 45, inside the fold
+    assert html.index("<h3>Resolved (1)</h3>") < folded.start()
+
+
+def test_first_run_says_so_and_folds_its_problems():
+    run = sample_run()
+    first = Delta(new=news_delta(run).new, resolved=(), still_open=())
+    html = render_html(run, diagnose(run), first)
+    assert "No earlier run to compare with" in html
+    assert '<details class="still-open"><summary>1 open, all seen for the first time' in html
+    assert "<h3>New" not in html
+
+
+def test_times_read_as_people_say_them():
+    now = "2026-12-05T02:30:00+00:00"
+    assert when_text("2026-12-02T02:30:00+00:00", now) == "3 nights ago, 2026-12-02 02:30 UTC"
+    assert when_text("2026-12-04T02:30:00+00:00", now) == "yesterday, 2026-12-04 02:30 UTC"
+    assert when_text("2026-12-05T02:10:00+00:00", now) == "20 minutes ago, 2026-12-05 02:10 UTC"
+    assert when_text("2026-12-05T04:30:00+02:00", now) == "just now, 2026-12-05 02:30 UTC"
+    assert when_text("2026-10-01T02:30:00", now).startswith("2 months ago, ")
+    assert when_text("2026-12-05T02:30:00+00:00") == "2026-12-05 02:30 UTC"
+    assert when_text("not a time", now) == "not a time" and when_text(None, now) == ""
+
+
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium not installed (apt-get install chromium)"
+)
+
+
+def chromium(page: Path, profile: Path, *flags: str) -> str:
+    """Open ``page`` in headless Chromium; its console's lines (errors, CSP violations)."""
+    assert CHROMIUM is not None
+    proc = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            "--enable-logging=stderr",
+            "--v=0",
+            *flags,
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return "\n".join(line for line in proc.stderr.splitlines() if ":CONSOLE" in line)
+
+
+@needs_chromium
 def test_report_renders_in_headless_chromium_without_console_errors(tmp_path):
     def render(page: Path) -> tuple[Path, str]:
         shot = page.with_suffix(".png")
-        proc = subprocess.run(
-            [
-                CHROMIUM,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                f"--user-data-dir={tmp_path / 'profile'}",
-                "--enable-logging=stderr",
-                "--v=0",
-                "--window-size=1280,2000",
-                f"--screenshot={shot}",
-                page.as_uri(),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
+        console = chromium(
+            page, tmp_path / "profile", "--window-size=1280,2000", f"--screenshot={shot}"
         )
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
-        return shot, "\n".join(console)
+        return shot, console
 
     # the method must see console errors when there are some
     control = tmp_path / "control.html"
@@ -171,6 +239,53 @@ def test_report_renders_in_headless_chromium_without_console_errors(tmp_path):
     data = shot.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(data) > 100_000  # tables and colours; a blank page of this size is ~12 kB
+
+
+# Measures a page from inside (a copy of the report: the report itself runs no script).
+_MEASURE = (
+    "<script>console.log('page-width ' + document.documentElement.scrollWidth"
+    " + ' of ' + window.innerWidth)</script>"
+)
+
+
+def page_width(tmp_path: Path, html: str, width: int) -> tuple[int, int]:
+    """How wide ``html`` lays out in a ``width`` px viewport: (content, viewport).  The
+    page sits in an iframe of that width (a headless window is at least 500 px wide)."""
+    measured = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", html)
+    page = tmp_path / f"page-{width}.html"
+    page.write_text(measured.replace("</body>", f"{_MEASURE}</body>"), encoding="utf-8")
+    frame = tmp_path / f"frame-{width}.html"
+    frame.write_text(
+        f"<!DOCTYPE html><body style='margin:0'><iframe src='{page.name}' width='{width}'"
+        " height='900' style='border:0'></iframe></body>"
+    )
+    shot = f"--screenshot={tmp_path / f'frame-{width}.png'}"  # headless exits when it is taken
+    console = chromium(frame, tmp_path / "profile", "--window-size=1400,1000", shot)
+    found = re.search(r"page-width (\d+) of (\d+)", console)
+    assert found, console
+    return int(found.group(1)), int(found.group(2))
+
+
+def wide_run() -> RunResult:
+    """The sample fleet plus a host whose name and greeting are long unbroken words."""
+    run = sample_run()
+    word = "mx-" + "a" * 120 + ".example.com"
+    long = CheckResult(
+        word, "smtp", Status.FAIL, "554 " + "b" * 300, target="mx1", cause="bad-greeting"
+    )
+    host = HostResult(word, "198.18.0.99", "ssh", "unix", (long,))
+    return replace(run, hosts=(*run.hosts, host))
+
+
+@needs_chromium
+@pytest.mark.parametrize("width", [390, 1280], ids=["phone", "desktop"])
+def test_report_fits_a_phone_and_a_desktop_without_sideways_scrolling(tmp_path, width):
+    # the method must see a page wider than the screen
+    assert page_width(tmp_path, "<body><div style='width:2000px'>x</div></body>", width)[0] > width
+    run = wide_run()
+    html = render_html(run, diagnose(run), news_delta(run, open_problems=45))
+    content, viewport = page_width(tmp_path, html, width)
+    assert viewport == width and content <= width
 
 
 def test_report_of_an_empty_run_still_renders():

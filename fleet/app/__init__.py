@@ -131,7 +131,7 @@ def audit(request: AuditRequest) -> int:
     SIGTERM, like Ctrl-C, stops any phase with exit 99 and keeps what finished.
     """
     from fleet.progress import progress_for
-    from fleet.render.console import render_console
+    from fleet.render.console import render_console, terminal
 
     interrupts = Interrupts()
     with interrupts.installed():
@@ -142,8 +142,8 @@ def audit(request: AuditRequest) -> int:
             # Reports first: a broken stdout or a failing relay must not cost them; and
             # the table whatever the disk and the relay do.
             delivered = deliver(run, request, prepared.mail, interrupts)
-            colour = sys.stdout.isatty() if request.colour is None else request.colour
-            print(render_console(run, colour=colour))
+            colour, width = terminal(sys.stdout, request.colour)
+            print(render_console(run, colour=colour, verbose=request.verbose, width=width))
     if run.interrupted or interrupts.pending:
         return EXIT_INTERRUPTED
     return run.exit_code() if delivered else EXIT_DELIVERY

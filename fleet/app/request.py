@@ -54,6 +54,7 @@ class AuditRequest:
     remote_user: str | None = None
     private_key_file: str | None = None
     group_names: str = "never"  # force_valid_group_names
+    verbose: bool = False  # the full host x check table, not only the problems
 
 
 def positive_seconds(text: str) -> float:
@@ -249,6 +250,12 @@ AUDIT_OPTIONS: tuple[AuditOption, ...] = (
         "colour",
         "no colour in the table (default: colour on a terminal)",
         switch=False,
+    ),
+    AuditOption(
+        ("--verbose",),
+        "verbose",
+        "print every host and check after the findings, not only the problems",
+        switch=True,
     ),
 )
 

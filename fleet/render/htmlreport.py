@@ -1,11 +1,15 @@
 """The HTML report: one self-contained file an operator opens from the nightly mail.
 
-Findings come first (grouped by cause, each with its fix), then the host x check
-table, the connectivity matrix and every host's details with the raw evidence
-folded away.  Inline CSS only: no JavaScript, no external fetch (a
-Content-Security-Policy says so to the browser too).  Every value the template
-prints loses its control characters (``fleet.text``) and is autoescaped,
-so whatever a host printed shows as plain text.
+It leads with news: the findings (grouped by cause, each with its fix), then what
+is new and what was resolved since the previous run; the problems still open are
+counted and folded away.  Then the host x check table, the connectivity matrix
+and every host's details with the raw evidence folded away.  Times read as people
+say them ("3 nights ago, 2026-12-02 02:30 UTC"), counted from the run itself so
+that a mail read days later still says the same.  Inline CSS only: no JavaScript,
+no external fetch (a Content-Security-Policy says so to the browser too); wide
+tables scroll in their own box, so a phone never scrolls the page sideways.  Every
+value the template prints loses its control characters (``fleet.text``) and is
+autoescaped, so whatever a host printed shows as plain text.
 
 ``report_view`` turns a RunResult into plain data for the template; it is pure
 and is what the tests look at when they want more than the final markup.
@@ -18,13 +22,14 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import jinja2
 import markupsafe
 
-from fleet.changes import Delta, inventory_label
+from fleet.changes import Change, Delta, inventory_label
 from fleet.diagnose import CAUSES, Diagnosis, PairVerdict, diagnose
 from fleet.model import CheckResult, HostResult, RunResult, Status, worst
 from fleet.text import clean
@@ -184,6 +189,99 @@ def _matrix(diagnosis: Diagnosis) -> dict[str, Any]:
     return {"targets": targets, "rows": rows, "note": note}
 
 
+def _moment(text: str | None) -> datetime | None:
+    """An ISO time as an aware UTC datetime (a naive one is taken as UTC); None if none."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
+
+
+def _ago(moment: datetime, now: datetime) -> str:
+    seconds = (now - moment).total_seconds()
+    if seconds < 90:
+        return "just now" if seconds > -90 else "later"
+    if seconds < 3600:
+        return f"{round(seconds / 60)} minutes ago"
+    days = (now.date() - moment.date()).days
+    if days == 0 or seconds < 12 * 3600:
+        hours = round(seconds / 3600)
+        return "an hour ago" if hours == 1 else f"{hours} hours ago"
+    if days == 1:
+        return "yesterday"
+    if days < 14:
+        return f"{days} nights ago"  # the audit runs nightly: a night is a run
+    if days < 60:
+        return f"{days // 7} weeks ago"
+    if days < 730:
+        return f"{days // 30} months ago"
+    return f"{days // 365} years ago"
+
+
+def when_text(when: str | None, now: str | None = None) -> str:
+    """``when`` as people read it: "3 nights ago, 2026-12-02 02:30 UTC", counted from
+    ``now`` (both ISO times); only the date and time without ``now``; "" for none, and
+    the text itself when it is not an ISO time."""
+    moment = _moment(when)
+    if moment is None:
+        return when or ""
+    exact = moment.strftime("%Y-%m-%d %H:%M UTC")
+    reference = _moment(now)
+    return exact if reference is None else f"{_ago(moment, reference)}, {exact}"
+
+
+@dataclass(frozen=True)
+class ChangeRow:
+    """One problem of the news: new, resolved or still open."""
+
+    host: str
+    anchor: str  # "" when the host is not in this run
+    check: str
+    target: str
+    status: str  # the status class: warn, fail, unreachable
+    summary: str
+    since: str  # as people read it, "" when unknown
+
+
+def _change_rows(
+    changes: Sequence[Change], anchors: Mapping[str, str], now: str
+) -> tuple[ChangeRow, ...]:
+    return tuple(
+        ChangeRow(
+            c.host,
+            anchors.get(c.host, ""),
+            c.check,
+            c.target or "",
+            c.status_class,
+            c.summary,
+            when_text(c.since, now),
+        )
+        for c in changes
+    )
+
+
+def _news(delta: Delta | None, run: RunResult, anchors: Mapping[str, str]) -> dict[str, Any]:
+    """What changed since the previous run, for the report's second section; {} without
+    a history.  Problems still open are counted, with the oldest's "since"."""
+    if delta is None:
+        return {}
+    opened = [m for c in delta.still_open if (m := _moment(c.since)) is not None]
+    oldest = min(opened).isoformat() if opened else None
+    return {
+        "previous": when_text(delta.previous_started, run.started),
+        "first_run": delta.previous_started is None,
+        "new": _change_rows(delta.new, anchors, run.started),
+        "resolved": _change_rows(delta.resolved, anchors, run.started),
+        "still_open": _change_rows(delta.still_open, anchors, run.started),
+        "oldest": when_text(oldest, run.started),
+    }
+
+
 def _headline(run: RunResult) -> dict[str, int]:
     statuses = [h.status for h in run.hosts]
     return {
@@ -214,8 +312,18 @@ def report_view(
         "matrix": _matrix(diagnosis),
         "details": [_host_detail(h, anchors[h.host], delta) for h in run.hosts],
         "anchors": anchors,
-        "delta": delta,
+        "news": _news(delta, run, anchors),
+        "started": when_text(run.started),
+        "took": _took(run),
     }
+
+
+def _took(run: RunResult) -> str:
+    start, end = _moment(run.started), _moment(run.finished)
+    if start is None or end is None:
+        return ""
+    seconds = round((end - start).total_seconds())
+    return f"{seconds} s" if seconds < 120 else f"{round(seconds / 60)} min"
 
 
 def _shown(value: Any) -> Any:
