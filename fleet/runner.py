@@ -116,7 +116,7 @@ class Batch:
         for index, (plan, check) in enumerate(plans):
             own = tuple(check.steps(host.platform, plan.params))
             checks.append((plan, check, own))
-            steps.extend(Step(f"{index}/{s.key}", s.script, s.target, s.params) for s in own)
+            steps.extend(replace(s, key=f"{index}/{s.key}") for s in own)
         return cls(tuple(checks), tuple(steps))
 
     def outputs_for(self, index: int, outputs: Mapping[str, StepOutput]) -> dict[str, StepOutput]:

@@ -541,7 +541,12 @@ def test_hostile_targets_run_nothing_even_without_validation(tmp_path):
     steps = [
         Step(f"ping:{i}", ping_unix.ping_script(t, 1, 1), target=t) for i, t in enumerate(targets)
     ] + [
-        Step(f"smtp:{i}", smtp_unix.smtp_script(t, 25, 1, "fleet.invalid"), target=t)
+        Step(
+            f"smtp:{i}",
+            smtp_unix.smtp_script(t, 25, 1, "fleet.invalid"),
+            t,
+            shared=smtp_unix.SHARED,
+        )
         for i, t in enumerate(targets)
     ]
     outputs = run_steps(steps, env=env)
@@ -1100,3 +1105,13 @@ def test_probe_json_writer_round_trips(value):
     text = unix_probe.to_json(value)
     assert text.isascii()
     assert json.loads(text) == value
+
+
+def test_the_probe_program_travels_once_per_host_whatever_the_targets():
+    params = SmtpCheck().validate({"targets": ["mx1", "mx2", "mx3", "mx4"]})
+    steps = SmtpCheck().steps(Platform.UNIX, params)
+    script = compose_sh(steps, new_nonce(), 30)
+    assert len(steps) == 4
+    assert script.count("fleet_smtp_py() {") == 1
+    assert script.count(smtp_unix.PROBE_PROGRAM.splitlines()[1]) == 1
+    assert len(script) < len(smtp_unix.PROBE_PROGRAM) + 4 * 2500  # not four copies

@@ -64,13 +64,16 @@ class Step:
     ``script`` is a POSIX sh fragment whose every inventory-derived value is
     already quoted (``shlex.quote``).  On Windows ``script`` names a ``.ps1``
     file beside its check (``"ping/ping.ps1"``) and ``params`` reach it as
-    data, never spliced into code.
+    data, never spliced into code.  ``shared`` (Unix) holds sh definitions the
+    script calls, sent once per host however many steps name them (the SMTP
+    probe program is the same for every target).
     """
 
     key: str
     script: str
     target: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    shared: tuple[str, ...] = ()
 
 
 class Readings:

@@ -47,7 +47,9 @@ def compose_sh(steps: Sequence[Step], nonce: str, step_timeout: float = 60.0) ->
     output) run once and share their output.  A section longer than
     STEP_OUTPUT_CAP is cut, and marked truncated, by ``split_sections``.
     """
-    head, pairs = _sh_steps(tuple(step.script for step in steps), max(1, int(step_timeout)))
+    shared = tuple(dict.fromkeys(text for step in steps for text in step.shared))
+    scripts = tuple(step.script for step in steps)
+    head, pairs = _sh_steps(scripts, max(1, int(step_timeout)), shared)
     begin = f"printf '\\n@@fleet {nonce} begin %s\\n' \"$i\""
     end = f'printf \'\\n@@fleet {nonce} end %s %s 0 raw\\n\' "$i" "${{r:-255}}"'
     # Each section: its index $i, the run $s whose output it prints, that run's status $r.
@@ -66,12 +68,13 @@ def compose_sh(steps: Sequence[Step], nonce: str, step_timeout: float = 60.0) ->
     return head + "\n".join(tail) + "\n"
 
 
-def _sh_steps(scripts: tuple[str, ...], secs: int) -> tuple[str, str]:
+def _sh_steps(scripts: tuple[str, ...], secs: int, shared: tuple[str, ...] = ()) -> tuple[str, str]:
     """The script up to the framing (steps run, statuses kept), and the
-    "section:run" pairs: each section's index and the run whose output it prints."""
+    "section:run" pairs: each section's index and the run whose output it prints.
+    ``shared`` definitions come first, once: every step's subshell inherits them."""
     blocks = -(-(STEP_OUTPUT_CAP + 1) // 512)  # the file may hold a byte past the cap
     sources = shared_runs([Step(str(i), script) for i, script in enumerate(scripts)])
-    runs = ["d=$1"]
+    runs = ["d=$1", *(text.rstrip() for text in shared)]
     for i in sorted(set(sources)):
         runs.append(
             # XFSZ ignored: a write past the cap fails (EFBIG) instead of killing the

@@ -29,10 +29,15 @@ from fleet.errors import ParseError
 
 NO_PYTHON = "fleet: no python3"
 # -S: no site module (the probe needs only the standard library): less to start.
-SMTP_RUN = """for p in python3 /usr/libexec/platform-python; do
-  command -v "$p" >/dev/null 2>&1 && exec "$p" -S -c {program} {args}
+# The probe program, defined once per host (``Step.shared``) and run per target;
+# returns (to the nc/bash fallback) only when the host has no python3.
+SMTP_FUNCTION = """fleet_smtp_py() {{
+for p in python3 /usr/libexec/platform-python; do
+  command -v "$p" >/dev/null 2>&1 && exec "$p" -S -c {program} "$@"
 done
+}}
 """
+SMTP_RUN = "fleet_smtp_py {args}\n"
 # Without python3: the same dialogue in sh through the tool the host has, each
 # event a line for ``fallback.parse_transcript``.  nc (or BusyBox's) or bash's
 # /dev/tcp is the connection; two fifos carry its ends, and a sleeping watchdog
@@ -101,7 +106,7 @@ def compact(source: str) -> str:
 # The probe that runs on the host, read with this module.
 PROBE_SOURCE = Path(__file__).with_name("unix_probe.py").read_text(encoding="utf-8")
 PROBE_PROGRAM = compact(PROBE_SOURCE)
-_QUOTED_PROGRAM = shlex.quote(PROBE_PROGRAM)
+SHARED = (SMTP_FUNCTION.format(program=shlex.quote(PROBE_PROGRAM)),)
 
 
 def step(key: str, target: str, params: Mapping[str, Any]) -> Step:
@@ -109,7 +114,7 @@ def step(key: str, target: str, params: Mapping[str, Any]) -> Step:
     script = smtp_script(
         target, int(params["port"]), timeout, str(params["helo"]), greeting, deadline(params)
     )
-    return Step(key, script, target)
+    return Step(key, script, target, shared=SHARED)
 
 
 def fallback_script(
@@ -137,13 +142,13 @@ def smtp_script(
     greeting_timeout: float | None = None,
     deadline: float | None = None,
 ) -> str:
-    """sh that runs the probe program with its parameters as quoted argv."""
+    """sh that runs the probe program (``SHARED``) with its parameters as quoted argv."""
     values: list[object] = [target, int(port), float(timeout), helo]
     values += [float(v) for v in (greeting_timeout, deadline) if v is not None]
     args = " ".join(shlex.quote(str(v)) for v in values)
     greeting = timeout if greeting_timeout is None else greeting_timeout
     total = greeting + TIMED_STAGES * timeout if deadline is None else deadline
-    run = SMTP_RUN.format(program=_QUOTED_PROGRAM, args=args)
+    run = SMTP_RUN.format(args=args)
     return run + fallback_script(target, port, timeout, helo, greeting, total)
 
 
