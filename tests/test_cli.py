@@ -13,18 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import run_module
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def fleet(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "fleet", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-    )
+    return run_module("fleet", *args, cwd=cwd, env=env)
 
 
 def refused(done: subprocess.CompletedProcess) -> str:

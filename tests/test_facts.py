@@ -7,11 +7,11 @@ import json
 import pytest
 
 from fleet.checks.facts import (
-    SMTP_BAD_GREETING,
     Address,
     Interface,
     NetConfig,
     PingResult,
+    SmtpOutcome,
     SmtpProbe,
     as_facts,
     net_config_from,
@@ -40,7 +40,7 @@ NET = NetConfig(
 )
 PING = PingResult("mx2", 3, 2, 0.31, 0.42, 0.55, "198.18.0.12", "")
 SMTP = SmtpProbe(
-    "mx2", 25, SMTP_BAD_GREETING, "198.18.0.12", 421, ("421 busy",), (), False, "", 1.5
+    "mx2", 25, SmtpOutcome.BAD_GREETING, "198.18.0.12", 421, ("421 busy",), (), False, "", 1.5
 )
 SMTP_TLS = SmtpProbe(
     "mx3", 25, "ok", "198.18.0.13", 220, ("220-wait", "220 mx3"), ("250 STARTTLS",), True,

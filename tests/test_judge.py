@@ -11,18 +11,12 @@ from fleet.checks import harness, params
 from fleet.checks.base import Platform, StepOutput
 from fleet.checks.binding.judge import judge_binding
 from fleet.checks.facts import (
-    SMTP_BAD_GREETING,
-    SMTP_ERROR,
-    SMTP_OK,
-    SMTP_REFUSED,
-    SMTP_TIMEOUT,
-    SMTP_UNREACHABLE,
-    SMTP_UNRESOLVED,
     Address,
     DefaultRoute,
     Interface,
     NetConfig,
     PingResult,
+    SmtpOutcome,
     SmtpProbe,
 )
 from fleet.checks.ipconfig.judge import judge_ipconfig
@@ -421,7 +415,7 @@ def probe(outcome: str, **kw) -> SmtpProbe:
 
 class TestSmtp:
     def test_220_and_250_is_ok(self):
-        good = probe(SMTP_OK, greeting_code=220, greeting=("220 mx2 ESMTP",), starttls=True)
+        good = probe(SmtpOutcome.OK, greeting_code=220, greeting=("220 mx2 ESMTP",), starttls=True)
         result = judge_smtp("mx1", good)
         summary = "mx2: 220 greeting, EHLO 250, STARTTLS offered (handshake not tried)"
         assert verdict(result) == (Status.OK, summary, "")
@@ -429,7 +423,7 @@ class TestSmtp:
 
     def test_slow_greeting_warns_with_its_delay_and_is_never_a_failure(self):
         slow = probe(
-            SMTP_OK, greeting_code=220, greeting=("220-pre", "220 mx2"), greeting_ms=6200.0
+            SmtpOutcome.OK, greeting_code=220, greeting=("220-pre", "220 mx2"), greeting_ms=6200.0
         )
         result = judge_smtp("mx1", slow)
         assert (result.status, result.cause) == (Status.WARN, causes.SLOW_GREETING)
@@ -438,7 +432,7 @@ class TestSmtp:
 
     def test_handshake_failure_fails_only_when_starttls_is_required(self):
         broken = probe(
-            SMTP_OK, greeting_code=220, starttls=True, tls_checked=True,
+            SmtpOutcome.OK, greeting_code=220, starttls=True, tls_checked=True,
             tls_error="454 4.7.0 TLS not available due to local problem",
         )  # fmt: skip
         required = judge_smtp("mx1", broken, Expectations(require_starttls=True))
@@ -459,8 +453,9 @@ class TestSmtp:
     def test_certificate_expiry(self, not_after, status, cause):
         now = datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc).timestamp()
         tls = probe(
-            SMTP_OK, greeting_code=220, starttls=True, tls_checked=True, tls_protocol="TLSv1.3",
-            cert_subject="CN=mx2.example", cert_not_after=not_after, cert_verified=False,
+            SmtpOutcome.OK, greeting_code=220, starttls=True, tls_checked=True,
+            tls_protocol="TLSv1.3", cert_subject="CN=mx2.example", cert_not_after=not_after,
+            cert_verified=False,
         )  # fmt: skip
         result = judge_smtp("mx1", tls, Expectations(cert_warn_days=14), now=now)
         assert (result.status, result.cause) == (status, cause), result.summary
@@ -470,7 +465,7 @@ class TestSmtp:
             )
 
     def test_missing_starttls_warns_when_required(self):
-        plain = probe(SMTP_OK, greeting_code=220, starttls=False)
+        plain = probe(SmtpOutcome.OK, greeting_code=220, starttls=False)
         assert judge_smtp("mx1", plain).status is Status.OK
         result = judge_smtp("mx1", plain, Expectations(require_starttls=True))
         summary = "mx2: no STARTTLS offered on port 25"
@@ -479,25 +474,25 @@ class TestSmtp:
     @pytest.mark.parametrize(
         ("outcome", "extra", "summary", "cause"),
         [
-            (SMTP_REFUSED, {}, "mx2: connection refused on port 25", causes.REFUSED),
-            (SMTP_TIMEOUT, {"error": "no answer on port 25 within the timeout"},
+            (SmtpOutcome.REFUSED, {}, "mx2: connection refused on port 25", causes.REFUSED),
+            (SmtpOutcome.TIMEOUT, {"error": "no answer on port 25 within the timeout"},
              "mx2: timed out on port 25: no answer on port 25 within the timeout",
              causes.TIMEOUT),
-            (SMTP_TIMEOUT, {"error": "no greeting within the timeout", "connect_ms": 0.4},
+            (SmtpOutcome.TIMEOUT, {"error": "no greeting within the timeout", "connect_ms": 0.4},
              "mx2: timed out on port 25: no greeting within the timeout",
              causes.GREETING_TIMEOUT),
-            (SMTP_TIMEOUT, {"error": "no EHLO reply within the timeout", "connect_ms": 0.4,
+            (SmtpOutcome.TIMEOUT, {"error": "no EHLO reply within the timeout", "connect_ms": 0.4,
                             "greeting": ("220 mx2",), "greeting_code": 220},
              "mx2: timed out on port 25: no EHLO reply within the timeout",
              causes.SMTP_ERROR),
-            (SMTP_UNREACHABLE, {"error": "No route to host"},
+            (SmtpOutcome.UNREACHABLE, {"error": "No route to host"},
              "mx2: unreachable (No route to host), port 25", causes.UNREACHABLE),
-            (SMTP_UNRESOLVED, {}, "mx2: name does not resolve on the host",
+            (SmtpOutcome.UNRESOLVED, {}, "mx2: name does not resolve on the host",
              causes.NAME_UNRESOLVED),
-            (SMTP_BAD_GREETING, {"greeting_code": 421,
+            (SmtpOutcome.BAD_GREETING, {"greeting_code": 421,
                                  "greeting": ("421 4.3.2 Service not available",)},
              "mx2: greeting 421 4.3.2 Service not available", causes.BAD_GREETING),
-            (SMTP_ERROR, {"error": "connection closed before the greeting"},
+            (SmtpOutcome.ERROR, {"error": "connection closed before the greeting"},
              "mx2: error: connection closed before the greeting", causes.SMTP_ERROR),
         ],
     )  # fmt: skip

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import run_module
 from tests.lab import packages
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,15 +130,7 @@ def test_invoke_test_stops_before_pytest_with_the_one_line(monkeypatch) -> None:
 
 
 def invoke(*argv: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *argv],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
+    return run_module("invoke", *argv, timeout=60)
 
 
 def test_invoke_inventory_and_diff_run_the_fleet_commands(tmp_path: Path) -> None:

@@ -131,23 +131,17 @@ class PingResult:
         return round(100.0 * (self.transmitted - self.received) / self.transmitted, 1)
 
 
-# SmtpProbe.outcome values
-SMTP_OK = "ok"  # 220 greeting, EHLO answered 250
-SMTP_REFUSED = "refused"  # TCP RST: nothing listens on the port
-SMTP_TIMEOUT = "timeout"  # no SYN-ACK, or no greeting within the timeout
-SMTP_UNREACHABLE = "unreachable"  # no route / host unreachable (ICMP, ARP failed)
-SMTP_UNRESOLVED = "unresolved"  # the name does not resolve on the host
-SMTP_BAD_GREETING = "bad-greeting"  # greeting code is not 220 (421, 554, ...)
-SMTP_ERROR = "error"  # anything else (connection reset, EHLO refused, ...)
-SMTP_OUTCOMES = (
-    SMTP_OK,
-    SMTP_REFUSED,
-    SMTP_TIMEOUT,
-    SMTP_UNREACHABLE,
-    SMTP_UNRESOLVED,
-    SMTP_BAD_GREETING,
-    SMTP_ERROR,
-)
+class SmtpOutcome:
+    """How an SMTP probe ended: the values of ``SmtpProbe.outcome`` (plain strings)."""
+
+    OK = "ok"  # 220 greeting, EHLO answered 250
+    REFUSED = "refused"  # TCP RST: nothing listens on the port
+    TIMEOUT = "timeout"  # no SYN-ACK, or no greeting within the timeout
+    UNREACHABLE = "unreachable"  # no route / host unreachable (ICMP, ARP failed)
+    UNRESOLVED = "unresolved"  # the name does not resolve on the host
+    BAD_GREETING = "bad-greeting"  # greeting code is not 220 (421, 554, ...)
+    ERROR = "error"  # anything else (connection reset, EHLO refused, ...)
+    ALL = (OK, REFUSED, TIMEOUT, UNREACHABLE, UNRESOLVED, BAD_GREETING, ERROR)
 
 
 @dataclass(frozen=True)
@@ -163,7 +157,7 @@ class SmtpProbe:
 
     target: str
     port: int
-    outcome: str  # one of SMTP_OUTCOMES
+    outcome: str  # one of SmtpOutcome.ALL
     address: str = ""
     greeting_code: int | None = None
     greeting: tuple[str, ...] = ()  # every line of the (possibly multi-line) 220, as received

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from fleet.checks.facts import SMTP_OK
+from fleet.checks.facts import SmtpOutcome
 from fleet.diagnose.access import check_error_findings, not_audited_findings
 from fleet.diagnose.model import (
     CAUSES,
@@ -67,7 +67,7 @@ __all__ = [
 
 
 def _pair_cause(p: Pair, explained: Mapping[str, str], one_sided: set[tuple[str, str]]) -> str:
-    if p.smtp in (SMTP_OK, None) and p.ping in (True, None):
+    if p.smtp in (SmtpOutcome.OK, None) and p.ping in (True, None):
         return PAIR_OK if (p.smtp, p.ping) != (None, None) else PAIR_UNEXPLAINED
     if mail_problem(p):
         return MAIL_SERVICE
@@ -77,7 +77,7 @@ def _pair_cause(p: Pair, explained: Mapping[str, str], one_sided: set[tuple[str,
         return explained[p.target]
     if (p.source, p.target) in one_sided:
         return ONE_SIDED
-    if p.smtp == SMTP_OK and p.ping is False:
+    if p.smtp == SmtpOutcome.OK and p.ping is False:
         return PAIR_PING_BLOCKED
     return PAIR_UNEXPLAINED
 

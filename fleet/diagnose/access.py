@@ -188,7 +188,8 @@ _NO_PYTHON = (
     "# dnf install python3, apk add python3)"
 )
 _PING_CANNOT_RUN = (
-    "# the host's ping could not run: busybox ping needs root (raw sockets);\n"
+    "# the host's ping could not run: it is missing (apt-get install iputils-ping,\n"
+    "# dnf install iputils, apk add iputils), or busybox ping needs root (raw sockets):\n"
     "# run the audit as root, or install iputils-ping, which pings without root\n"
     "sysctl net.ipv4.ping_group_range   # on the host: which groups may ping without root"
 )

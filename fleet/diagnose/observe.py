@@ -13,14 +13,8 @@ from dataclasses import dataclass, field
 
 from fleet import causes
 from fleet.checks.facts import (
-    SMTP_BAD_GREETING,
-    SMTP_ERROR,
-    SMTP_OK,
-    SMTP_REFUSED,
-    SMTP_TIMEOUT,
-    SMTP_UNREACHABLE,
-    SMTP_UNRESOLVED,
     NetConfig,
+    SmtpOutcome,
     net_config_from,
     ping_result_from,
     smtp_probe_from,
@@ -33,12 +27,12 @@ LOGIN_CAUSES = NOT_AUDITED - {causes.DEADLINE, causes.INTERRUPTED}
 
 # The SMTP outcome a probe's cause stands for, when its facts are not a probe.
 _OUTCOME_OF_CAUSE = {
-    causes.REFUSED: SMTP_REFUSED,
-    causes.TIMEOUT: SMTP_TIMEOUT,
-    causes.GREETING_TIMEOUT: SMTP_TIMEOUT,
-    causes.UNREACHABLE: SMTP_UNREACHABLE,
-    causes.NAME_UNRESOLVED: SMTP_UNRESOLVED,
-    causes.BAD_GREETING: SMTP_BAD_GREETING,
+    causes.REFUSED: SmtpOutcome.REFUSED,
+    causes.TIMEOUT: SmtpOutcome.TIMEOUT,
+    causes.GREETING_TIMEOUT: SmtpOutcome.TIMEOUT,
+    causes.UNREACHABLE: SmtpOutcome.UNREACHABLE,
+    causes.NAME_UNRESOLVED: SmtpOutcome.UNRESOLVED,
+    causes.BAD_GREETING: SmtpOutcome.BAD_GREETING,
 }
 
 _NOT_RUN = (Status.ERROR, Status.SKIPPED, Status.UNREACHABLE)
@@ -81,13 +75,13 @@ class Pair:
         return (
             self.ping is True
             or self.connected
-            or self.smtp in (SMTP_OK, SMTP_REFUSED, SMTP_BAD_GREETING)
+            or self.smtp in (SmtpOutcome.OK, SmtpOutcome.REFUSED, SmtpOutcome.BAD_GREETING)
         )
 
     @property
     def silent(self) -> bool:
         """Something was tried and nothing at all came back."""
-        tried = self.ping is False or self.smtp in (SMTP_TIMEOUT, SMTP_UNREACHABLE)
+        tried = self.ping is False or self.smtp in (SmtpOutcome.TIMEOUT, SmtpOutcome.UNREACHABLE)
         return tried and not self.answered
 
 
@@ -243,7 +237,7 @@ def _smtp_seen(r: CheckResult) -> _Smtp:
         return _Smtp(None, r.summary)
     slow = r.cause == causes.SLOW_GREETING  # a greeting that came late came: never "down"
     ok = r.status is Status.OK or slow
-    by_status = SMTP_OK if ok else _OUTCOME_OF_CAUSE.get(r.cause, SMTP_ERROR)
+    by_status = SmtpOutcome.OK if ok else _OUTCOME_OF_CAUSE.get(r.cause, SmtpOutcome.ERROR)
     connected = r.cause in _CONNECTED_CAUSES
     try:
         probe = smtp_probe_from(r.facts)
@@ -253,8 +247,8 @@ def _smtp_seen(r: CheckResult) -> _Smtp:
     if not greeting and probe.greeting_code:
         greeting = str(probe.greeting_code)
     outcome = probe.outcome or by_status
-    if slow and outcome != SMTP_BAD_GREETING:
-        outcome = SMTP_OK
+    if slow and outcome != SmtpOutcome.BAD_GREETING:
+        outcome = SmtpOutcome.OK
     return _Smtp(
         outcome,
         probe.error or r.summary,
@@ -300,7 +294,7 @@ def _make_pair(
     address = ping.address or smtp.address
     if label == "gateway":  # each host's own gateway, not one shared "gateway" host
         label = f"gateway {address}" if address else f"gateway of {source}"
-    unresolved = smtp.outcome == SMTP_UNRESOLVED or (
+    unresolved = smtp.outcome == SmtpOutcome.UNRESOLVED or (
         "ping" in found and found["ping"].cause == causes.NAME_UNRESOLVED
     )
     return Pair(

@@ -7,7 +7,7 @@ own reach probe tells "down" from "cut off from its peers".
 
 from __future__ import annotations
 
-from fleet.checks.facts import SMTP_BAD_GREETING, SMTP_ERROR, SMTP_REFUSED, SMTP_TIMEOUT
+from fleet.checks.facts import SmtpOutcome
 from fleet.diagnose.commands import Address, Fix, Note, Target
 from fleet.diagnose.model import HOST_DOWN, MAIL_SERVICE, NETWORK_PATH, ONE_SIDED, Finding, finding
 from fleet.diagnose.observe import Fleet, Pair, host_ip, pair_line, reach_line
@@ -99,15 +99,15 @@ def _path_finding(
 
 def mail_problem(p: Pair) -> str:
     """Which way port 25 fails on a live target, '' when it does not."""
-    if p.smtp == SMTP_REFUSED:
+    if p.smtp == SmtpOutcome.REFUSED:
         return "port 25 refused"
-    if p.smtp == SMTP_TIMEOUT and p.connected:
+    if p.smtp == SmtpOutcome.TIMEOUT and p.connected:
         return "no greeting on port 25"
-    if p.smtp == SMTP_TIMEOUT and p.ping is True:
+    if p.smtp == SmtpOutcome.TIMEOUT and p.ping is True:
         return "port 25 silent"
-    if p.smtp == SMTP_BAD_GREETING:
+    if p.smtp == SmtpOutcome.BAD_GREETING:
         return f"greeting {p.greeting_code or '?'} instead of 220"
-    if p.smtp == SMTP_ERROR and p.ping is not False:
+    if p.smtp == SmtpOutcome.ERROR and p.ping is not False:
         return "SMTP conversation failed"
     return ""
 
@@ -141,7 +141,7 @@ def mail_findings(fleet: Fleet) -> list[Finding]:
     findings = []
     for target, seen in sorted(grouped.items()):
         problems = sorted({problem for _, problem in seen})
-        bad_greeting = any(p.smtp == SMTP_BAD_GREETING for p, _ in seen)
+        bad_greeting = any(p.smtp == SmtpOutcome.BAD_GREETING for p, _ in seen)
         sources = ", ".join(p.source for p, _ in seen)
         evidence = [pair_line(p) for p, _ in seen]
         if fleet.reach.get(target, {}).get(25) is not None:

@@ -21,35 +21,26 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fleet.checks.facts import (
-    SMTP_BAD_GREETING,
-    SMTP_ERROR,
-    SMTP_OK,
-    SMTP_REFUSED,
-    SMTP_TIMEOUT,
-    SMTP_UNREACHABLE,
-    SMTP_UNRESOLVED,
-    SmtpProbe,
-)
+from fleet.checks.facts import SmtpOutcome, SmtpProbe
 
 MARK = "fleet-smtp: "
 _REPLY = re.compile(r"\d{3}(?:[ -]|$)")
 # What nc (BusyBox, OpenBSD with -v, traditional, ncat) and bash say about the connect.
 _TOOL_SAYS = (
-    (re.compile(r"refused", re.I), SMTP_REFUSED),
+    (re.compile(r"refused", re.I), SmtpOutcome.REFUSED),
     (
         re.compile(
             r"bad address|not known|getaddrinfo|name resolution|no address associated"
             r"|could not resolve|unknown host|nodename nor servname",
             re.I,
         ),
-        SMTP_UNRESOLVED,
+        SmtpOutcome.UNRESOLVED,
     ),
     (
         re.compile(r"no route to host|network is unreachable|host is unreachable", re.I),
-        SMTP_UNREACHABLE,
+        SmtpOutcome.UNREACHABLE,
     ),
-    (re.compile(r"timed out|timeout", re.I), SMTP_TIMEOUT),
+    (re.compile(r"timed out|timeout", re.I), SmtpOutcome.TIMEOUT),
 )
 _CONNECTED = re.compile(r"fleet-smtp: connected|succeeded|Connected to|\bopen$", re.I)
 
@@ -92,23 +83,23 @@ def _dialogue(
     code = int(greeting[0][:3])
     common: dict[str, Any] = {**base, "greeting_code": code, "ehlo": tuple(ehlo)}
     if not _complete(greeting):
-        outcome = SMTP_TIMEOUT if timed_out else SMTP_ERROR
+        outcome = SmtpOutcome.TIMEOUT if timed_out else SmtpOutcome.ERROR
         why = "no greeting within the timeout" if timed_out else "connection closed"
         return SmtpProbe(**common, outcome=outcome, stage="greeting", error=why)
     if code != 220:
         why = "greeting " + greeting[-1]
-        return SmtpProbe(**common, outcome=SMTP_BAD_GREETING, stage="greeting", error=why)
+        return SmtpProbe(**common, outcome=SmtpOutcome.BAD_GREETING, stage="greeting", error=why)
     if not _complete(ehlo):
         if timed_out:
-            error, outcome = "no EHLO reply within the timeout", SMTP_TIMEOUT
+            error, outcome = "no EHLO reply within the timeout", SmtpOutcome.TIMEOUT
         else:
-            error, outcome = "connection closed before the EHLO reply", SMTP_ERROR
+            error, outcome = "connection closed before the EHLO reply", SmtpOutcome.ERROR
         return SmtpProbe(**common, outcome=outcome, stage="ehlo", error=error)
     if ehlo[0][:3] != "250":
         why = "EHLO refused: " + ehlo[-1]
-        return SmtpProbe(**common, outcome=SMTP_ERROR, stage="ehlo", error=why)
+        return SmtpProbe(**common, outcome=SmtpOutcome.ERROR, stage="ehlo", error=why)
     starttls = any(line[4:].strip().upper() == "STARTTLS" for line in ehlo[1:])
-    return SmtpProbe(**common, outcome=SMTP_OK, stage="quit", starttls=starttls)
+    return SmtpProbe(**common, outcome=SmtpOutcome.OK, stage="quit", starttls=starttls)
 
 
 def _complete(lines: list[str]) -> bool:
@@ -126,6 +117,14 @@ def _no_greeting(said: list[str], timed_out: bool) -> dict[str, Any]:
     if timed_out:
         # Connected but silent: the greeting's timeout; else nobody can tell which.
         stage = "greeting" if connected else ""
-        return {"outcome": SMTP_TIMEOUT, "stage": stage, "error": "no greeting within the timeout"}
+        return {
+            "outcome": SmtpOutcome.TIMEOUT,
+            "stage": stage,
+            "error": "no greeting within the timeout",
+        }
     why = words or ("connection closed before the greeting" if connected else "no answer")
-    return {"outcome": SMTP_ERROR, "stage": "greeting" if connected else "connect", "error": why}
+    return {
+        "outcome": SmtpOutcome.ERROR,
+        "stage": "greeting" if connected else "connect",
+        "error": why,
+    }

@@ -13,24 +13,15 @@ import datetime
 from dataclasses import dataclass, replace
 
 from fleet import causes
-from fleet.checks.facts import (
-    SMTP_BAD_GREETING,
-    SMTP_OK,
-    SMTP_REFUSED,
-    SMTP_TIMEOUT,
-    SMTP_UNREACHABLE,
-    SMTP_UNRESOLVED,
-    SmtpProbe,
-    as_facts,
-)
+from fleet.checks.facts import SmtpOutcome, SmtpProbe, as_facts
 from fleet.checks.harness import Finding, excerpt, with_findings
 from fleet.model import CheckResult, Status
 
 _CAUSES = {
-    SMTP_REFUSED: causes.REFUSED,
-    SMTP_UNREACHABLE: causes.UNREACHABLE,
-    SMTP_UNRESOLVED: causes.NAME_UNRESOLVED,
-    SMTP_BAD_GREETING: causes.BAD_GREETING,
+    SmtpOutcome.REFUSED: causes.REFUSED,
+    SmtpOutcome.UNREACHABLE: causes.UNREACHABLE,
+    SmtpOutcome.UNRESOLVED: causes.NAME_UNRESOLVED,
+    SmtpOutcome.BAD_GREETING: causes.BAD_GREETING,
 }
 DAY = 86400.0
 
@@ -48,14 +39,14 @@ def smtp_cause(probe: SmtpProbe) -> str:
     """The cause of a failed probe.  A timeout is the connect's when the probe never
     connected (no ``connect_ms``), the greeting's when it connected and the greeting
     never ended (its ``220-`` lines may have come), and the dialogue's after it."""
-    if probe.outcome == SMTP_TIMEOUT:
+    if probe.outcome == SmtpOutcome.TIMEOUT:
         # A probe without a clock (nc) knows it connected by what it read, not by a time.
         if probe.connect_ms is None and probe.stage in ("", "connect"):
             return causes.TIMEOUT
         if probe.stage == "greeting" or (not probe.stage and not probe.greeting):
             return causes.GREETING_TIMEOUT
         return causes.SMTP_ERROR
-    if probe.outcome == SMTP_OK:  # connected and talked, but the greeting was not 220
+    if probe.outcome == SmtpOutcome.OK:  # connected and talked, but the greeting was not 220
         return causes.BAD_GREETING
     return _CAUSES.get(probe.outcome, causes.SMTP_ERROR)
 
@@ -63,17 +54,17 @@ def smtp_cause(probe: SmtpProbe) -> str:
 def _failure(probe: SmtpProbe) -> str:
     """The operator's sentence for a failed probe."""
     port = probe.port
-    if probe.outcome == SMTP_REFUSED:
+    if probe.outcome == SmtpOutcome.REFUSED:
         return f"connection refused on port {port}"
-    if probe.outcome == SMTP_TIMEOUT:
+    if probe.outcome == SmtpOutcome.TIMEOUT:
         cut = probe.stage == "greeting" and probe.greeting  # 220- lines, never the last
         said = f" after {len(probe.greeting)} greeting line(s)" if cut else ""
         return f"timed out on port {port}{said}: {probe.error or 'no answer'}"
-    if probe.outcome == SMTP_UNREACHABLE:
+    if probe.outcome == SmtpOutcome.UNREACHABLE:
         return f"unreachable ({probe.error or 'no route to host'}), port {port}"
-    if probe.outcome == SMTP_UNRESOLVED:
+    if probe.outcome == SmtpOutcome.UNRESOLVED:
         return "name does not resolve on the host"
-    if probe.outcome == SMTP_BAD_GREETING:
+    if probe.outcome == SmtpOutcome.BAD_GREETING:
         last = probe.greeting[-1] if probe.greeting else probe.error
         return f"greeting {last}" if last else "greeting is not 220"
     return f"error: {probe.error or probe.outcome}"
@@ -134,7 +125,7 @@ def judge_smtp(
     now = datetime.datetime.now(datetime.timezone.utc).timestamp() if now is None else now
     shown = evidence or excerpt("\n".join([*probe.greeting, *probe.ehlo]))
     facts = as_facts(probe)
-    if not (probe.outcome == SMTP_OK and probe.greeting_code == 220):
+    if not (probe.outcome == SmtpOutcome.OK and probe.greeting_code == 220):
         return CheckResult(
             host=host,
             check="smtp",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fleet.checks.facts import SMTP_OUTCOMES, SmtpProbe, smtp_probe_from
+from fleet.checks.facts import SmtpOutcome, SmtpProbe, smtp_probe_from
 from fleet.errors import ParseError
 
 # Stages after the greeting that each get ``timeout``: connect, EHLO, STARTTLS
@@ -33,7 +33,7 @@ def deadline(params: Mapping[str, Any]) -> float:
 def checked_probe(data: Mapping[str, Any], target: str, label: str) -> SmtpProbe:
     """The SmtpProbe in a probe's report; ``ParseError`` naming the first bad field."""
     outcome = data.get("outcome")
-    if outcome not in SMTP_OUTCOMES:
+    if outcome not in SmtpOutcome.ALL:
         raise ParseError(f"{label}: unknown outcome {outcome!r}")
     for name in ("greeting", "ehlo"):
         value = data.get(name, [])
