@@ -829,7 +829,14 @@ def test_starttls_handshake_garbage_is_a_failed_handshake():
     assert "TLS handshake failed" in result.facts["tls_error"]
 
 
-def test_starttls_handshake_reports_protocol_and_the_self_signed_certificate(tmp_path):
+@pytest.mark.parametrize(
+    ("verify_cert", "verified", "trust"),
+    [(True, False, "not verified"), (False, None, "not checked")],
+    ids=["verified-when-asked", "not-checked-by-default"],
+)
+def test_starttls_handshake_reports_protocol_and_the_self_signed_certificate(
+    tmp_path, verify_cert, verified, trust
+):
     from aiosmtpd.controller import Controller
     from aiosmtpd.handlers import Sink
 
@@ -840,7 +847,7 @@ def test_starttls_handshake_reports_protocol_and_the_self_signed_certificate(tmp
     controller = Controller(Sink(), hostname="127.0.0.1", port=port, tls_context=context)
     controller.start()
     try:
-        result = smtp_through_sh(port, require_starttls=True)
+        result = smtp_through_sh(port, require_starttls=True, verify_cert=verify_cert)
     finally:
         controller.stop()
     facts = result.facts
@@ -848,9 +855,10 @@ def test_starttls_handshake_reports_protocol_and_the_self_signed_certificate(tmp
     assert facts["tls_protocol"].startswith("TLSv1.")
     assert (facts["cert_subject"], facts["cert_issuer"]) == ("CN=mx7.lab", "CN=mx7.lab")
     # Reported, not failed: mail servers often present self-signed certificates.
-    assert facts["cert_verified"] is False and "self" in facts["cert_verify_error"]
+    assert facts["cert_verified"] is verified
+    assert ("self" in facts["cert_verify_error"]) is bool(verify_cert)
     assert facts["cert_not_after"].endswith("Z") and facts["cert_not_after"][:2] == "20"
-    assert "STARTTLS TLSv1." in result.summary and "not verified" in result.summary
+    assert "STARTTLS TLSv1." in result.summary and trust in result.summary
 
 
 @pytest.mark.parametrize("years", [1, 40])  # UTCTime before 2050, GeneralizedTime after
@@ -1060,6 +1068,7 @@ class TestSmtpParsing:
             "helo": "fleet.invalid",
             "require_starttls": False,
             "cert_warn_days": 14,
+            "verify_cert": False,
         }
         for bad, message in [
             ({"helo": "x\r\nMAIL FROM:<a@b>"}, "smtp: helo must be a host name"),

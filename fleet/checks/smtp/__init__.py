@@ -29,16 +29,21 @@ DEFAULTS: dict[str, Any] = {
     "helo": "fleet.invalid",
     "require_starttls": False,
     "cert_warn_days": 14,
+    "verify_cert": False,
 }
 
 
 class SmtpCheck(PerTargetCheck[SmtpProbe]):
     """``smtp``: ``{targets: [..], port: 25, timeout: 5, greeting_timeout: 30,
-    greeting_warn: 5, helo: fleet.invalid, require_starttls: false, cert_warn_days: 14}``.
+    greeting_warn: 5, helo: fleet.invalid, require_starttls: false, cert_warn_days: 14,
+    verify_cert: false}``.
 
     ``timeout`` bounds the connect and each reply after the greeting;
     ``greeting_timeout`` is the patience for the greeting (RFC 5321 allows a
     client five minutes), ``greeting_warn`` the delay after which it is slow.
+    ``verify_cert`` also checks the certificate against the host's CA store (a
+    second handshake when it does not verify); off by default, as MTAs' own
+    opportunistic STARTTLS on port 25 does not verify either.
     """
 
     name = "smtp"
@@ -66,6 +71,7 @@ class SmtpCheck(PerTargetCheck[SmtpProbe]):
             "helo": helo,
             "require_starttls": as_bool(self.name, "require_starttls", given["require_starttls"]),
             "cert_warn_days": as_int(self.name, "cert_warn_days", given["cert_warn_days"], 0, 3650),
+            "verify_cert": as_bool(self.name, "verify_cert", given["verify_cert"]),
         }
 
     def judge(

@@ -101,7 +101,7 @@ def _tls_findings(probe: SmtpProbe, wants: Expectations, now: float) -> list[Fin
 
 def _ok_summary(probe: SmtpProbe) -> str:
     if probe.tls_protocol:
-        trust = "verified" if probe.cert_verified else "not verified"
+        trust = {True: "verified", False: "not verified", None: "not checked"}[probe.cert_verified]
         tls = f", STARTTLS {probe.tls_protocol} ({probe.cert_subject or 'no subject'}, {trust})"
     elif probe.starttls:
         tls = ", STARTTLS offered (handshake not tried)"

@@ -112,7 +112,13 @@ SHARED = (SMTP_FUNCTION.format(program=shlex.quote(PROBE_PROGRAM)),)
 def step(key: str, target: str, params: Mapping[str, Any]) -> Step:
     timeout, greeting = float(params["timeout"]), float(params["greeting_timeout"])
     script = smtp_script(
-        target, int(params["port"]), timeout, str(params["helo"]), greeting, deadline(params)
+        target,
+        int(params["port"]),
+        timeout,
+        str(params["helo"]),
+        greeting,
+        deadline(params),
+        verify=bool(params.get("verify_cert", False)),
     )
     return Step(key, script, target, shared=SHARED)
 
@@ -141,10 +147,13 @@ def smtp_script(
     helo: str,
     greeting_timeout: float | None = None,
     deadline: float | None = None,
+    verify: bool = False,
 ) -> str:
     """sh that runs the probe program (``SHARED``) with its parameters as quoted argv."""
     values: list[object] = [target, int(port), float(timeout), helo]
     values += [float(v) for v in (greeting_timeout, deadline) if v is not None]
+    if verify and len(values) == 6:
+        values.append(1)
     args = " ".join(shlex.quote(str(v)) for v in values)
     greeting = timeout if greeting_timeout is None else greeting_timeout
     total = greeting + TIMED_STAGES * timeout if deadline is None else deadline

@@ -217,7 +217,8 @@ def starttls(sock, replies, target, timeout, clock, result):
         return sock
     import ssl  # only now: most of the probe cost on a host without TLS is this import
 
-    verify = result["cert_verified"] is None  # the first try verifies; a retry only reads
+    # Verified only when asked (argv[7]): the first try verifies, a retry only reads.
+    verify = VERIFY[0] and result["cert_verified"] is None
     if verify:
         context = ssl.create_default_context()
     else:  # PROTOCOL_TLS_CLIENT from Python 3.6
@@ -244,6 +245,9 @@ def starttls(sock, replies, target, timeout, clock, result):
     result["tls_protocol"] = getattr(tls, "version", str)() or "TLS"
     certificate(tls.getpeercert(True) or b"", result)
     return tls
+
+
+VERIFY = [False]  # set by main from argv: check the certificate against the CA store
 
 
 class Retry(Exception):
@@ -373,6 +377,7 @@ def main(argv):
     target, port, timeout, helo = argv[1], int(argv[2]), float(argv[3]), argv[4]
     greeting_timeout = float(argv[5]) if len(argv) > 5 else timeout
     clock = Clock(float(argv[6]) if len(argv) > 6 else greeting_timeout + 4 * timeout)
+    VERIFY[0] = len(argv) > 7 and argv[7] == "1"
     if not helo or any(c.isspace() or ord(c) < 33 or ord(c) > 126 for c in helo):
         helo = "fleet.invalid"  # never let a parameter add a line to the SMTP dialogue
     result = fresh(target, port)
