@@ -1,7 +1,8 @@
 """smtp on Unix: the probe program (``unix_probe.py``) run by the host's python3, and its parser.
 
-The program's TEXT is sent inside the step and its parameters as quoted
-argv; it prints one JSON object.  A host without python3 talks through nc or
+The program's TEXT is sent once per host, as a shell function every target's
+step calls (``Step.shared``), with its parameters as quoted argv; it prints
+one JSON object.  A host without python3 talks through nc or
 bash's /dev/tcp instead (``FALLBACK``, read by ``fallback.py``).
 """
 
