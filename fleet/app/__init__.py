@@ -130,6 +130,7 @@ def audit(request: AuditRequest) -> int:
     Bad options, inventory or playbook raise ConfigError before any host is contacted.
     SIGTERM, like Ctrl-C, stops any phase with exit 99 and keeps what finished.
     """
+    from fleet.diagnose import diagnose
     from fleet.progress import progress_for
     from fleet.render.console import render_console, terminal
 
@@ -141,9 +142,14 @@ def audit(request: AuditRequest) -> int:
             run = _run(prepared, request, observers)
             # Reports first: a broken stdout or a failing relay must not cost them; and
             # the table whatever the disk and the relay do.
-            delivered = deliver(run, request, prepared.mail, interrupts)
+            # One diagnosis for every report, the mail and the terminal.
+            diagnosis = diagnose(run)
+            delivered = deliver(run, request, prepared.mail, interrupts, diagnosis)
             colour, width = terminal(sys.stdout, request.colour)
-            print(render_console(run, colour=colour, verbose=request.verbose, width=width))
+            table = render_console(
+                run, colour=colour, verbose=request.verbose, width=width, diagnosis=diagnosis
+            )
+            print(table)
     if run.interrupted or interrupts.pending:
         return EXIT_INTERRUPTED
     return run.exit_code() if delivered else EXIT_DELIVERY
@@ -329,6 +335,7 @@ def deliver(
     request: AuditRequest,
     mail: MailSettings | None,
     interrupts: Interrupts | None = None,
+    diagnosis: Diagnosis | None = None,
 ) -> bool:
     """Write reports, record history, mail; False when the reports or the mail failed.
 
@@ -343,7 +350,7 @@ def deliver(
 
     interrupts = interrupts or Interrupts()
     with interrupts.held():
-        diagnosis = diagnose(run)
+        diagnosis = diagnosis if diagnosis is not None else diagnose(run)
         history = History(default_path(run, Path(request.report_dir))) if request.history else None
         delta = None
         if history is not None:
