@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from fleet.dispatch.coordinator import budget, labelled, zone_runs
 from fleet.dispatch.zones import ZoneTask, source_digest, zones_of
-from fleet.model import RunResult
+from fleet.model import RunResult, Selection
 
 if TYPE_CHECKING:
     from fleet.app.request import AuditRequest
@@ -69,4 +69,7 @@ def dispatched_runs(
     biggest = max(len(m) for m in zones_of(hosts).values())
     wait = budget(biggest, request.forks, request.host_deadline, request.deadline)
     runs = zone_runs(hosts, queue, task, wait, on_host, down=down)
-    return labelled(runs, label, str(playbook))
+    selection = Selection(
+        inventory_digest, playbook_digest, len(hosts), hosts=tuple(h.name for h in hosts)
+    )
+    return labelled(runs, label, str(playbook), selection)

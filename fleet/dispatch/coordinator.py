@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from fleet import __version__, causes
 from fleet.dispatch.zones import ZoneTask, queue_name, unavailable, zones_of
-from fleet.model import HostResult, RunResult
+from fleet.model import HostResult, RunResult, Selection
 from fleet.plan import HostPlan
 
 # Seconds between looks at the zones' workers while waiting, and how many looks in a
@@ -184,7 +184,11 @@ def _result(zone: _Zone, started: str, interrupted: bool, wait: float) -> RunRes
     )
 
 
-def labelled(runs: Sequence[RunResult], inventory: str, playbook: str) -> list[RunResult]:
-    """The zones' runs under the coordinator's inventory and playbook labels (the digests
-    proved the workers' copies are the same files)."""
-    return [replace(run, inventory=inventory, playbook=playbook) for run in runs]
+def labelled(
+    runs: Sequence[RunResult], inventory: str, playbook: str, selection: Selection
+) -> list[RunResult]:
+    """The zones' runs as parts of the coordinator's audit: its inventory and playbook
+    labels and its selection (the digests proved the workers' copies are the same files)."""
+    return [
+        replace(run, inventory=inventory, playbook=playbook, selection=selection) for run in runs
+    ]

@@ -139,7 +139,9 @@ class Zones:
 
 def fleet_env() -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [control._package_root(), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [control._package_root(), env.get("PYTHONPATH")])
+    )
     env["FLEET_BROKER_URL"] = BROKER_URL
     return env
 
@@ -234,7 +236,9 @@ def _wire() -> None:
     for host in HOSTS:
         netns.ip_batch(host_commands(host), namespace=host.namespace)
     netns.ip_batch(all_commands(), namespace=ALL_NS)
-    netns.ip_batch(["link set lo up", "link set eth0 up", f"addr add {BROKER}/24 dev eth0"], BROKER_NS)
+    netns.ip_batch(
+        ["link set lo up", "link set eth0 up", f"addr add {BROKER}/24 dev eth0"], BROKER_NS
+    )
     for namespace in (*(runner_ns(z) for z in NETWORKS), ALL_NS):  # runners, not routers
         netns.run(["ip", "netns", "exec", namespace, "sysctl", "-qw", "net.ipv4.ip_forward=0"])
 
@@ -298,7 +302,9 @@ def up(lab: Lab) -> Zones:
     redis += ["no", "--protected-mode", "no", "--dir", str(state)]
     broker = Node(BROKER_NS, (BROKER,))
     started.append(
-        control._Started("redis", (BROKER, 6379), control._spawn(broker, redis, broker_log), broker_log)
+        control._Started(
+            "redis", (BROKER, 6379), control._spawn(broker, redis, broker_log), broker_log
+        )
     )
     control._wait_ready(started, time.monotonic() + READY)
     inv_dir = state / "inventory"
@@ -328,5 +334,7 @@ def down() -> None:
         subprocess.run(["ip", "link", "del", link], capture_output=True, check=False)
     for network in NETWORKS.values():
         subprocess.run(
-            ["ip", "route", "del", "unreachable", f"{network}.0/24"], capture_output=True, check=False
+            ["ip", "route", "del", "unreachable", f"{network}.0/24"],
+            capture_output=True,
+            check=False,
         )
