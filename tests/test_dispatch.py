@@ -184,12 +184,14 @@ class FakeQueue:
     def __init__(self, workers: dict[str, set[str]], replies: dict[str, Any]) -> None:
         self.workers, self.replies = workers, replies
         self.sent: dict[str, FakePending] = {}
+        self.sent_tasks: dict[str, Mapping[str, Any]] = {}
 
     def consumers(self) -> Mapping[str, set[str]]:
         return {q: set(w) for q, w in self.workers.items()}
 
     def send(self, zone: str, task: Mapping[str, Any], expires: float) -> FakePending:
         reply, after = self.replies[zone]
+        self.sent_tasks[zone] = task
         if callable(reply):
             reply = reply(task)
         worker = next(iter(sorted(self.workers.get(f"fleet.{zone}", ()))), None)
@@ -339,3 +341,36 @@ def test_dispatch_refuses_a_host_without_a_zone_before_any_broker(tmp_path: Path
     )
     assert done.returncode == 5
     assert "host mx2 has no fleet_zone" in done.stderr
+
+
+def test_the_coordinator_merges_the_zones_runs_into_one_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fleet import app
+    from fleet.dispatch import celeryq
+
+    inventory = tmp_path / "hosts"
+    inventory.write_text(
+        "[za]\na1 ansible_host=198.18.4.11\na2 ansible_host=198.18.4.12\n[za:vars]\nfleet_zone=a\n"
+        "[zb]\nb1 ansible_host=198.18.5.11 fleet_zone=b\n"
+    )
+    queue = FakeQueue({"fleet.a": {"a.1@x"}}, {"a": (_audited, 0.0)})
+    monkeypatch.setattr(celeryq, "coordinator_queue", lambda: (queue, ""))
+    request = app.AuditRequest(
+        inventory=str(inventory),
+        dispatch=True,
+        report_dir=str(tmp_path / "r"),
+        quiet=True,
+        history=False,
+        deadline=10.0,
+        formats=("json",),
+    )
+    assert app.audit(request) == 2  # zone b's host could not be audited: an error
+    sent = ZoneTask.from_dict(queue.sent_tasks["a"])
+    assert sent.hosts == ("a1", "a2") and sent.deadline is not None and sent.deadline < 10
+    assert sent.inventory_digest == source_digest(inventory)
+    (written,) = (tmp_path / "r").glob("*/latest/report.json")
+    run = RunResult.from_json(written.read_text())
+    assert [h.host for h in run.hosts] == ["a1", "a2", "b1"]
+    assert _by_host([run])["b1"] == {("error", causes.ZONE_UNAVAILABLE)}
+    assert run.inventory == app.inventory_name(str(inventory))

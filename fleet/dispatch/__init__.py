@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fleet.dispatch.coordinator import budget, labelled, zone_runs
-from fleet.dispatch.zones import ZoneTask, source_digest, zones_of
+from fleet.dispatch.zones import TASK_OPTIONS, ZoneTask, source_digest, zones_of
 from fleet.model import RunResult, Selection
 
 if TYPE_CHECKING:
@@ -42,13 +42,7 @@ def dispatched_runs(
     zones_of(hosts)  # every host has a zone: a ConfigError before anything is sent
     queue, down = coordinator_queue()
     inventory_digest, playbook_digest = source_digest(inventory), source_digest(playbook)
-    options = {
-        "forks": request.forks,
-        "connect_timeout": request.connect_timeout,
-        "command_timeout": request.command_timeout,
-        "host_deadline": request.host_deadline,
-        "group_names": request.group_names,
-    }
+    options = {name: getattr(request, name) for name in TASK_OPTIONS}
 
     def task(zone: str, members: Sequence[HostPlan], seconds: float) -> ZoneTask:
         return ZoneTask(
