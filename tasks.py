@@ -107,6 +107,12 @@ def config(c: Context) -> None:
     _fleet(["config"])
 
 
+@task(help={**ARGUMENTS["worker"], "inventory": audit_option("inventory").help})
+@_said_as_fleet_says("worker")
+def worker(c: Context, zone: str, inventory: str = "local", concurrency: int = 1) -> None:
+    _fleet(["worker", "--zone", zone, "--inventory", inventory, "--concurrency", str(concurrency)])
+
+
 @task(help={"k": "only tests matching this expression", "lab": "include the lab tests (default)"})
 def test(c: Context, k: str = "", lab: bool = True) -> None:
     """run the whole test suite (the lab tests need root), installing missing system tools first"""
@@ -176,4 +182,4 @@ def lab_status(c: Context) -> None:
 
 
 lab = Collection("lab", lab_up, lab_down, lab_status)
-ns = Collection(audit, inventory, report, diff, config, test, lint, bench, lab)
+ns = Collection(audit, inventory, report, diff, config, worker, test, lint, bench, lab)

@@ -28,6 +28,7 @@ TRANSPORT_ERROR = "transport-error"  # anything else the transport could not do
 COMMAND_TIMEOUT = "command-timeout"  # the audit command ran past its deadline
 INTERRUPTED = "interrupted"  # the run was stopped (Ctrl-C, SIGTERM) before this finished
 DEADLINE = "deadline"  # the run's --deadline passed before this finished
+ZONE_UNAVAILABLE = "zone-unavailable"  # --dispatch: no worker of the host's zone ran it to the end
 OUTPUT_LOST = "output-lost"  # the host's output did not come back (or not this step's part)
 OUTPUT_TRUNCATED = "output-truncated"  # the output was cut at its cap
 UNPARSED = "unparsed"  # the output is not what the step promised
@@ -88,6 +89,7 @@ CAUSES: dict[str, str] = {
     COMMAND_TIMEOUT: "audit command timed out",
     INTERRUPTED: "run interrupted",
     DEADLINE: "run deadline passed",
+    ZONE_UNAVAILABLE: "zone worker unavailable",
     OUTPUT_LOST: "output lost",
     OUTPUT_TRUNCATED: "output truncated",
     UNPARSED: "output unparsed",
@@ -141,5 +143,6 @@ NOT_AUDITED = frozenset(
         TRANSPORT_ERROR,
         INTERRUPTED,
         DEADLINE,
+        ZONE_UNAVAILABLE,
     }
 )

@@ -10,14 +10,21 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from fleet import __version__, app
 from fleet.app import EXIT_CONFIG, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, AuditOption
 from fleet.errors import ConfigError, FleetError
 from fleet.text import clean
+
+if TYPE_CHECKING:
+    from fleet.model import RunResult
+    from fleet.plan import HostPlan
 
 # What each subcommand and its arguments are for, in the words that both `fleet --help`
 # and `invoke --list` / `invoke --help NAME` show: tasks.py reads this table too.
@@ -27,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "report": "re-render the reports of a saved run from its report.json",
     "diff": "what is new, resolved and still open between two saved runs",
     "config": "the Ansible settings fleet uses, and where each comes from",
+    "worker": "audit the hosts of one zone for fleet audit --dispatch (a Celery worker)",
 }
 ARGUMENTS: dict[str, dict[str, str]] = {
     "inventory": {
@@ -40,6 +48,10 @@ ARGUMENTS: dict[str, dict[str, str]] = {
     "diff": {
         "before": "the earlier run's report.json",
         "after": "the later run's report.json",
+    },
+    "worker": {
+        "zone": "the zone (fleet_zone) whose queue, fleet.ZONE, this worker consumes",
+        "concurrency": "zone tasks run at once (1)",
     },
 }
 
@@ -116,9 +128,29 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("before", type=Path, help=said["before"])
     d.add_argument("after", type=Path, help=said["after"])
 
+    said = ARGUMENTS["worker"]
+    w = sub.add_parser("worker", help=COMMANDS["worker"], description=COMMANDS["worker"])
+    w.add_argument("--zone", required=True, help=said["zone"])
+    concurrency = _typed(app.audit_option("forks"))
+    w.add_argument("--concurrency", type=concurrency, default=1, help=said["concurrency"])
+    for field in _WORKER_FIELDS:
+        _add_audit_option(w, app.audit_option(field))
+
     return parser
 
 
+# What a worker takes from its own command line: where its copy of the fleet is and the
+# secrets to read it (the coordinator's tasks set timings only, fleet.dispatch.zones).
+_WORKER_FIELDS = (
+    "inventory",
+    "playbook",
+    "vault_ids",
+    "vault_password_files",
+    "remote_user",
+    "private_key_file",
+    "known_hosts",
+    "host_key_checking",
+)
 _INVENTORY_FIELDS = (
     "inventory",
     "limit",
@@ -164,6 +196,38 @@ def _config_view() -> int:
     return EXIT_OK
 
 
+def _worker(args: argparse.Namespace) -> int:
+    from fleet.dispatch.celeryq import serve
+    from fleet.dispatch.worker import ZoneWorker
+    from fleet.dispatch.zones import queue_name, zone_of
+    from fleet.plan import HostPlan
+
+    zone_of(HostPlan(f"--zone {args.zone}", "ssh", "", None, None, {"fleet_zone": args.zone}))
+    base = app.audit_request(_given(args, _WORKER_FIELDS))
+    base = replace(base, quiet=True, history=False, mail_to=(), formats=("json",), dispatch=False)
+    worker = ZoneWorker(
+        args.zone,
+        app.find_inventory(base.inventory),
+        app.find_playbook(base.playbook),
+        partial(_zone_audit, base),
+    )
+    print(f"fleet worker: zone {args.zone}, queue {queue_name(args.zone)}", file=sys.stderr)
+    return serve(args.zone, args.concurrency, worker)
+
+
+def _zone_audit(
+    base: app.AuditRequest,
+    overrides: Mapping[str, Any],
+    check: Callable[[Sequence[HostPlan]], None],
+) -> RunResult:
+    """A zone task's audit by the application's own path: prepare, check the plan, run."""
+    with tempfile.TemporaryDirectory(prefix="fleet-zone-") as reports:
+        request = replace(base, report_dir=reports, **overrides)
+        prepared = app.prepare(request)
+        check(prepared.hosts)
+        return app._run(prepared, request, ())
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "audit":
         given = {o.field: getattr(args, o.field) for o in app.AUDIT_OPTIONS if o.field in args}
@@ -180,6 +244,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from fleet.deliver.history import diff_command
 
         return diff_command(args.before, args.after)
+    if args.command == "worker":
+        return _worker(args)
     raise AssertionError(f"unknown command {args.command!r}")
 
 

@@ -109,3 +109,8 @@ class ParseError(FleetError):
         if cause is not None:
             self.cause = cause
         super().__init__(message)
+
+
+class MergeError(FleetError):
+    """Partial runs that do not make one audit: overlapping or missing shards or hosts,
+    mixed inventories or playbooks (``fleet merge``, exit 7).  ``str()`` is one line."""

@@ -193,6 +193,59 @@ def _finite(value: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class Shard:
+    """Part ``index`` (1-based) of ``total`` of an audit's selected hosts (``--shard K/N``)."""
+
+    index: int
+    total: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.total}"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What an audit was asked to cover, so that the partial runs of one audit can be
+    merged and runs of different audits told apart (``fleet merge``).
+
+    ``inventory_digest`` covers the selected hosts' plans (name, connection, address,
+    port, rendered check parameters); ``playbook_digest`` the playbook file's bytes;
+    ``host_count`` is every host selected (after ``--limit``, before ``--shard``);
+    ``hosts`` their names in inventory order, kept by a shard run only (a whole run's
+    own hosts are those).
+    """
+
+    inventory_digest: str
+    playbook_digest: str
+    host_count: int
+    shard: Shard | None = None
+    hosts: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "inventory_digest": self.inventory_digest,
+            "playbook_digest": self.playbook_digest,
+            "host_count": self.host_count,
+            "shard": str(self.shard) if self.shard else None,
+            "hosts": list(self.hosts),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Selection:
+        shard = None
+        if data.get("shard"):
+            index, _, total = str(data["shard"]).partition("/")
+            shard = Shard(int(index), int(total))
+        return cls(
+            inventory_digest=str(data.get("inventory_digest") or ""),
+            playbook_digest=str(data.get("playbook_digest") or ""),
+            host_count=int(data.get("host_count") or 0),
+            shard=shard,
+            hosts=tuple(str(name) for name in data.get("hosts") or ()),
+        )
+
+
+@dataclass(frozen=True)
 class RunResult:
     """A whole audit: what was asked, when, and every host's results."""
 
@@ -204,6 +257,8 @@ class RunResult:
     interrupted: bool = False
     deadline_hit: bool = False
     fleet_version: str = ""
+    # None in results written before fleet could merge runs (they still load).
+    selection: Selection | None = None
 
     @property
     def results(self) -> tuple[CheckResult, ...]:
@@ -252,6 +307,7 @@ class RunResult:
             "interrupted": self.interrupted,
             "deadline_hit": self.deadline_hit,
             "counts": self.counts(),
+            "selection": self.selection.to_dict() if self.selection else None,
             "hosts": [h.to_dict() for h in self.hosts],
         }
 
@@ -287,6 +343,7 @@ class RunResult:
             deadline_hit=bool(data.get("deadline_hit", False)),
             fleet_version=data.get("fleet_version", ""),
             hosts=tuple(HostResult.from_dict(h) for h in data.get("hosts", ())),
+            selection=Selection.from_dict(data["selection"]) if data.get("selection") else None,
         )
 
     @classmethod

@@ -401,7 +401,7 @@ def test_invoke_list_and_fleet_help_describe_each_command_in_the_same_words() ->
 
     listed = shown(sys.executable, "-m", "invoke", "--list")
     helped = shown(sys.executable, "-m", "fleet", "--help")
-    assert set(COMMANDS) == {"audit", "inventory", "report", "diff", "config"}
+    assert set(COMMANDS) == {"audit", "inventory", "report", "diff", "config", "worker"}
     for name, text in COMMANDS.items():
         assert inspect.getdoc(tasks.ns.tasks[name]) == text
         assert f" {name} {text}" in listed and f" {name} {text}" in helped, name

@@ -139,7 +139,7 @@ def audit(request: AuditRequest) -> int:
         prepared = prepare(request)
         observers = progress_for(len(prepared.hosts), request.quiet)
         with tuned_for_the_audit():
-            run = _run(prepared, request, observers)
+            run = (_dispatched if request.dispatch else _run)(prepared, request, observers)
             # Reports first: a broken stdout or a failing relay must not cost them; and
             # the table whatever the disk and the relay do.
             # One diagnosis for every report, the mail and the terminal.
@@ -207,7 +207,8 @@ def prepare(request: AuditRequest) -> _Prepared:
     inventory = load_inventory(inventory_path, group_names=request.group_names, secrets=secrets)
     playbook = load_playbook(find_playbook(request.playbook))
     hosts = with_login_defaults(build_plan(playbook, inventory, request.limit), request)
-    check_route_guards(hosts)
+    if not request.dispatch:  # a coordinator contacts no host: each zone's worker checks
+        check_route_guards(hosts)
     if not hosts:
         chosen = "the playbook's hosts"
         if request.limit:
@@ -227,7 +228,7 @@ def prepare(request: AuditRequest) -> _Prepared:
         host_key_checking=request.host_key_checking,
         known_hosts=_known_hosts(request.known_hosts),
     )
-    context = check_transport_settings(hosts, options)
+    context = AuditContext() if request.dispatch else check_transport_settings(hosts, options)
     return _Prepared(playbook, hosts, options, mail, context)
 
 
@@ -246,6 +247,27 @@ def _run(prepared: _Prepared, request: AuditRequest, observers: Sequence[Any]) -
     finally:
         for observer in observers:
             observer.finish()
+
+
+def _dispatched(prepared: _Prepared, request: AuditRequest, observers: Sequence[Any]) -> RunResult:
+    """The zones' runs by their workers (fleet.dispatch), merged into one run."""
+    from fleet.dispatch import dispatched_runs
+
+    try:
+        parts = dispatched_runs(
+            prepared.hosts,
+            request,
+            inventory=find_inventory(request.inventory),
+            playbook=prepared.playbook.path,
+            label=inventory_name(request.inventory),
+            observers=observers,
+        )
+    finally:
+        for observer in observers:
+            observer.finish()
+    from fleet.app.merge import merge_runs
+
+    return merge_runs(parts)
 
 
 @contextlib.contextmanager

@@ -55,6 +55,7 @@ class AuditRequest:
     private_key_file: str | None = None
     group_names: str = "never"  # force_valid_group_names
     verbose: bool = False  # the full host x check table, not only the problems
+    dispatch: bool = False  # send each zone's hosts to its workers (fleet.dispatch)
 
 
 def positive_seconds(text: str) -> float:
@@ -255,6 +256,13 @@ AUDIT_OPTIONS: tuple[AuditOption, ...] = (
         ("--verbose",),
         "verbose",
         "print every host and check after the findings, not only the problems",
+        switch=True,
+    ),
+    AuditOption(
+        ("--dispatch",),
+        "dispatch",
+        "send each zone's hosts (fleet_zone) to the workers of its queue (fleet worker), "
+        "broker from FLEET_BROKER_URL, and merge their runs",
         switch=True,
     ),
 )
