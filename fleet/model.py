@@ -18,9 +18,9 @@ from typing import Any
 
 from fleet import causes
 
-# The causes of a check the run stopped before it finished: the host was not audited,
-# whatever its reach results say.
-STOPPED = frozenset({causes.INTERRUPTED, causes.DEADLINE})
+# The causes of a check the run stopped (or, with --dispatch, its zone's worker never
+# finished) before it ran: the host was not audited, whatever its reach results say.
+STOPPED = frozenset({causes.INTERRUPTED, causes.DEADLINE, causes.ZONE_UNAVAILABLE})
 
 SCHEMA_VERSION = 2  # 2: every result carries a ``cause``
 READABLE_SCHEMA_VERSIONS = (1, 2)  # version 1 results load with no cause

@@ -374,3 +374,19 @@ def test_the_coordinator_merges_the_zones_runs_into_one_report(
     assert [h.host for h in run.hosts] == ["a1", "a2", "b1"]
     assert _by_host([run])["b1"] == {("error", causes.ZONE_UNAVAILABLE)}
     assert run.inventory == app.inventory_name(str(inventory))
+
+
+def test_a_host_of_a_zone_without_a_worker_shows_as_not_audited_with_the_worker_fix() -> None:
+    from fleet.diagnose import diagnose
+    from fleet.render.console import host_rows
+
+    queue = FakeQueue({"fleet.a": {"a.1@x"}}, {"a": (_audited, 0.0)})
+    runs = zone_runs(HOSTS, queue, _task_for, wait=30.0)
+    b1 = next(h for run in runs for h in run.hosts if h.host == "b1")
+    assert b1.stopped == causes.ZONE_UNAVAILABLE
+    [row] = host_rows(b1)
+    assert row[:3] == ["b1", "all", "not audited (zone worker unavailable)"]
+    merged = RunResult("w", "p", "", "", (b1,))
+    [found] = [f for f in diagnose(merged).findings if f.hosts == ("b1",)]
+    assert "zone worker unavailable" in found.title
+    assert "fleet worker --zone" in found.fix

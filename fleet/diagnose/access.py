@@ -29,6 +29,11 @@ _WINRM_CERTIFICATE = (
     "winrm enumerate winrm/config/listener   # on the host: which certificate?",
     "# trust its CA on the runner (ansible_winrm_ca_trust_path)",
 )
+_NO_ZONE_WORKER = (
+    "# no worker of {name}'s zone (its fleet_zone) audited it: on a runner inside that zone,",
+    "# with the same inventory and FLEET_BROKER_URL, start: fleet worker --zone <its zone>",
+    'celery -b "$FLEET_BROKER_URL" inspect active_queues   # which zones have a worker',
+)
 _SSH_SILENT = (
     "ping -c 3 {address}   # from the runner",
     "nc -vz {address} {port}   # a firewall between the runner and the host?",
@@ -95,6 +100,8 @@ _LOGIN_FIX: dict[tuple[str, str], tuple[str, ...]] = {
         "Get-Service WinRM; winrm get winrm/config   # on the host",
         "Get-WinEvent -LogName Microsoft-Windows-WinRM/Operational -MaxEvents 20",
     ),
+    (causes.ZONE_UNAVAILABLE, "unix"): _NO_ZONE_WORKER,
+    (causes.ZONE_UNAVAILABLE, "windows"): _NO_ZONE_WORKER,
     (causes.CONFIG_MISSING, "unix"): (
         "# the inventory lacks what the login needs: ansible_user, and",
         "# ansible_ssh_private_key_file or ansible_password for {name}",

@@ -16,6 +16,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, TextIO
 
+from fleet import causes
 from fleet.model import STOPPED, CheckResult, HostResult, RunResult, Status, worst
 from fleet.text import safe_text
 
@@ -150,13 +151,17 @@ def _healthy(host: HostResult) -> bool:
     return bool(host.results) and all(r.status is Status.OK for r in host.results)
 
 
+# How the table names why a host was not audited (the run's own stops keep their word).
+_STOPPED_LABEL = {causes.ZONE_UNAVAILABLE: causes.CAUSES[causes.ZONE_UNAVAILABLE]}
+
+
 def _not_audited_row(host: HostResult, colour: bool) -> list[str] | None:
     """The one row of a host the run stopped before auditing (its reach alone proves
     nothing), or could not log into; None for a host that was audited."""
     name = safe_text(host.host, HOST_WIDTH)
     if host.stopped:
         stopped = next(r for r in host.results if r.cause == host.stopped)
-        label = f"not audited ({host.stopped})"
+        label = f"not audited ({_STOPPED_LABEL.get(host.stopped, host.stopped)})"
         return [name, "all", _status_text(Status.SKIPPED, colour, label), stopped.summary]
     if host.unreachable:
         login = next(r for r in host.results if r.status is Status.UNREACHABLE)
