@@ -1,7 +1,7 @@
 """smtp on a host without python3 that has openssl: s_client does the STARTTLS handshake.
 
 The parser is tested on s_client output recorded from the lab's real postfix and
-on one published from a real server (tests/data/unix/README.md names the sources);
+on two published from real servers (tests/data/unix/README.md names the sources);
 the lab tests run the fallback with python3 hidden (a PATH of links to the tools
 such a host has) against the lab's postfix hosts.
 """
@@ -18,7 +18,7 @@ from fleet.checks.smtp import SmtpCheck
 from fleet.checks.smtp.fallback import parse_transcript
 from fleet.checks.smtp.openssl import parse_s_client
 from fleet.model import Platform, Status
-from tests.test_checks_unix import host_without_python, run_steps
+from tests.test_checks_unix import FALLBACK_TOOLS, host_without_python, run_steps
 
 DATA = Path(__file__).parent / "data" / "unix"
 PF_PLAIN, PF_BADTLS = "198.18.0.41", "198.18.0.43"
@@ -46,11 +46,19 @@ def test_s_client_3_handshake_with_a_self_signed_certificate():
     }
 
 
-def test_s_client_failed_handshake_names_openssls_error_and_no_certificate():
-    # postfix with a certificate that does not match its key: STARTTLS is offered,
-    # the handshake gets no TLS back ("Cipher is (NONE)", "Verify return code: 0").
-    facts = parse_s_client(lines("lab-openssl-starttls-pf-badtls.out"))
-    assert facts == {
+@pytest.mark.parametrize(
+    "sample",
+    [
+        # postfix with a certificate that does not match its key: STARTTLS is offered,
+        # the handshake gets no TLS back ("Cipher is (NONE)", "Verify return code: 0").
+        "lab-openssl-starttls-pf-badtls.out",
+        # s_client 1.1 still prints "Protocol  : TLSv1.2" in its session block after
+        # a handshake that failed: no protocol, no verified certificate is read from it.
+        "public-openssl-plaintext-port-mailcow-1573.out",
+    ],
+)
+def test_s_client_failed_handshake_names_openssls_error_and_no_certificate(sample):
+    assert parse_s_client(lines(sample)) == {
         "tls_checked": True,
         "tls_protocol": "",
         "tls_error": "TLS handshake failed: wrong version number",
@@ -94,15 +102,7 @@ def smtp_from_host_without_python(tmp_path: Path, tools: tuple[str, ...], target
     return result
 
 
-TOOLS = [
-    pytest.param(
-        ("busybox",),
-        "nc",
-        marks=pytest.mark.skipif(not shutil.which("busybox"), reason="needs busybox"),
-        id="busybox",
-    ),
-    pytest.param(("bash",), "bash", id="bash"),
-]
+TOOLS = FALLBACK_TOOLS  # BusyBox (its nc) and bash (its /dev/tcp), each with openssl
 
 
 @pytest.mark.lab
