@@ -15,7 +15,7 @@ from fleet import causes
 from fleet.checks.facts import PingResult
 from fleet.checks.ipconfig.text import parse_ipconfig_text
 from fleet.checks.ping.judge import judge_ping
-from fleet.checks.ping.text import parse_ping_text
+from fleet.checks.ping.text import TTL_EXPIRED, UNREACHABLE, line_reason, parse_ping_text
 from fleet.errors import ParseError
 
 LOCALISED = Path(__file__).parent / "data" / "windows" / "localised"
@@ -147,9 +147,51 @@ def test_ttl_expired_in_transit_is_its_own_cause():
     assert result.cause == causes.TTL_EXPIRED
 
 
-def test_could_not_find_host_is_name_unresolved():
-    result = judge_ping("win1", parse_ping_text(read("ping-en-xp-unknown-host.out"), "mx9"))
-    assert result.cause == causes.NAME_UNRESOLVED
+@pytest.mark.parametrize(
+    "sample",
+    [
+        "ping-en-xp-unknown-host.out",
+        "ping-de-unknown-host.out",
+        "ping-fr-unknown-host.out",  # typographic apostrophes (U+2019)
+        "ping-es-unknown-host.out",  # wrapped at 80 columns
+        "ping-ru-unknown-host.out",
+        "ping-ja-unknown-host.out",
+        "ping-zh-unknown-host.out",
+    ],
+)
+def test_could_not_find_host_is_name_unresolved(sample):
+    ping = parse_ping_text(read(sample), "mx9")
+    assert (ping.transmitted, ping.error) == (0, "unknown host")
+    assert judge_ping("win1", ping).cause == causes.NAME_UNRESOLVED
+
+
+@pytest.mark.parametrize(
+    ("sample", "reasons"),
+    [
+        ("ping-es-ttl-expired-cut.out", ["", *[TTL_EXPIRED] * 4]),  # the header, 4 answers
+        ("ping-ru-ttl-expired-cut.out", [TTL_EXPIRED]),
+        ("ping-ja-ttl-expired-cut.out", [TTL_EXPIRED]),
+        ("ping-zh-ttl-expired-cut.out", [UNREACHABLE, TTL_EXPIRED]),
+    ],
+)
+def test_ttl_expired_in_transit_is_read_in_each_language(sample, reasons):
+    assert [line_reason(line) for line in read(sample).splitlines()] == reasons
+
+
+@pytest.mark.parametrize(
+    "sample",
+    [
+        "ping-es-ttl-expired-cut.out",
+        "ping-ru-ttl-expired-cut.out",
+        "ping-ja-ttl-expired-cut.out",
+        "ping-zh-ttl-expired-cut.out",
+    ],
+)
+def test_output_cut_before_the_totals_is_unparsed_and_names_what_it_read(sample):
+    # These recordings were published without ping.exe's statistics: no count is
+    # guessed, and the error says what the lines did say.
+    with pytest.raises(ParseError, match=r"unparsed .*read: .*TTL expired in transit"):
+        parse_ping_text(read(sample), "t")
 
 
 def test_replies_that_do_not_add_up_with_the_totals_are_unparsed():

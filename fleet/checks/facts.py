@@ -176,7 +176,7 @@ class SmtpProbe:
     cert_not_after: str = ""  # ISO 8601 UTC, "2026-01-31T12:00:00Z"
     cert_verified: bool | None = None
     cert_verify_error: str = ""  # "self-signed certificate", ...
-    probe: str = ""  # the tool that talked on the host: python3, nc, bash, openssl
+    probe: str = ""  # the tools that talked on the host: python3, nc, bash, nc+openssl, ...
 
 
 # -- facts back from a result's dict (report.json): the diagnosis reads typed facts

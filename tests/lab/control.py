@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.lab import exim, inventory, netns, postfix, sshd, topology
+from tests.lab import dropbear, exim, inventory, netns, postfix, sshd, topology
 from tests.lab.netns import LabError
 from tests.lab.topology import LabHost, Node, Smtp, Topology
 
@@ -127,6 +127,8 @@ def _build(topo: Topology, state: Path, inventory_dir: Path | None, record: dict
         postfix.require()  # before anything is built: one line naming the package
     if any(node.smtp is Smtp.EXIM_SLOW for node in topo.nodes):
         exim.fetch()  # likewise: downloaded now, or one line saying why not
+    if any(node.dropbear for node in topo.nodes):
+        dropbear.require()
     record["privsep_created"] = sshd.ensure_privsep_dir()
     sshd.ensure_user()
     _save(record)
@@ -229,7 +231,9 @@ def _start_services(topo: Topology, state: Path, keys: _Keys) -> list[_Started]:
     started: list[_Started] = []
     for node in topo.nodes:
         directory = _node_dir(state, node)
-        if node.sshd:
+        if node.sshd and node.dropbear:
+            started.append(_start_dropbear(topo, node, directory, state))
+        elif node.sshd:
             started.append(_start_sshd(node, directory, state))
         if node.smtp is not None:
             started.append(_start_smtp(topo, node, node.smtp, directory))
@@ -252,6 +256,21 @@ def _start_sshd(node: Node, directory: Path, state: Path) -> _Started:
     argv = [str(sshd.SSHD), "-D", "-e", "-f", str(config)]  # -e: log to sshd.out
     log = directory / "sshd.out"
     return _Started(f"sshd in {node.namespace}", (listen[0], 22), _spawn(node, argv, log), log)
+
+
+def _start_dropbear(topo: Topology, node: Node, directory: Path, state: Path) -> _Started:
+    root = dropbear.make_root(
+        directory / "root",
+        user=sshd.LAB_USER,
+        authorized_keys=(state / "authorized_keys").read_text(),
+        hosts=netns.hosts_file(topo),
+        resolv_conf=netns.RESOLV_CONF,
+    )
+    key = dropbear.host_key(directory / "ssh_host_ed25519_key", root)
+    argv = dropbear.argv(root, node.addresses[0], key)
+    log = directory / "dropbear.out"
+    listen = (node.addresses[0], 22)
+    return _Started(f"dropbear in {node.namespace}", listen, _spawn(node, argv, log), log)
 
 
 def _start_smtp(topo: Topology, node: Node, greeting: Smtp, directory: Path) -> _Started:

@@ -67,6 +67,7 @@ class Node:
     # route in the node, a route via the node's first address in the root namespace.
     served_blocks: tuple[str, ...] = ()
     routes: Routes | None = None  # a default route other than via the lab's gateway
+    dropbear: bool = False  # its SSH server is dropbear in a busybox chroot (tests.lab.dropbear)
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,20 @@ def _windows(
         name, address, ns, Kind.WINDOWS, role, ("windows",), inventory_vars=inventory_vars
     )
     return node, host
+
+
+# A busybox-only appliance (issue 11), in its block (.60-.62): no python3, no bash,
+# no iproute2; dropbear serves it from a chroot (tests.lab.dropbear).
+BUSYBOX_BLOCK = range(60, 63)
+
+
+def busybox_hosts() -> list[tuple[Node, LabHost]]:
+    address = "198.18.0.60"
+    ns = namespace_of("bb-dropbear")
+    node = Node(ns, (address,), sshd=True, dropbear=True)
+    role = "busybox only (no python3, bash, iproute2), served by dropbear"
+    host = LabHost("bb-dropbear", address, ns, Kind.UNIX, role, ("busybox", "unix"))
+    return [(node, host)]
 
 
 def standard() -> Topology:
@@ -264,6 +279,7 @@ def standard() -> Topology:
         _windows("team", 38, "NIC team, a stale default route in the persistent store"),
         _windows("hyperv", 39, "Hyper-V host: TCP/IP on vEthernet, not on the uplink"),
         _windows("dupaddr", 40, "a second address another machine answers for"),
+        *busybox_hosts(),
     ]
     return Topology(
         network="198.18.0.0/24",

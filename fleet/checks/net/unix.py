@@ -32,7 +32,7 @@ NET_LABEL = "@@fleet-net "
 # out): TEST-NET-1, which no host should route specially.
 PROBE_DESTINATION = "192.0.2.1"
 
-# Prefer iproute2 JSON; fall back to its text (busybox, iproute2 < 4.14, or
+# Prefer iproute2 JSON; fall back to its text (busybox, said so, iproute2 < 4.14, or
 # 4.14-4.16 where `ip -j route` prints text), then to ifconfig/netstat (BSD,
 # macOS, old Linux).  `ip route get` asks the kernel which route an outside
 # address takes (policy rules and every table: one process, no packet sent).
@@ -42,7 +42,8 @@ if command -v ip >/dev/null 2>&1; then
   a=$(ip -j addr show 2>/dev/null)
   case $a in
     \[*) l 'ip -j addr'; printf '%s\n' "$a" ;;
-    *) l 'ip addr'; ip addr show 2>&1 ;;
+    *) case $(ip 2>&1) in *BusyBox*) l BusyBox ;; esac
+      l 'ip addr'; ip addr show 2>&1 ;;
   esac
   r=$(ip -j -4 route show 2>/dev/null)
   case $r in
@@ -392,7 +393,7 @@ def parse_net(text: str) -> NetConfig:
     get_label, kernel = _first_source(parts, KERNEL_ROUTE_SOURCES)
     routes = ordered_routes(listed or [], kernel)
     resolv = next((label for label in parts if label.startswith("/")), None)
-    labels = (if_label, rt_label, get_label, resolv)
+    labels = ("BusyBox" if "BusyBox" in parts else None, if_label, rt_label, get_label, resolv)
     return NetConfig(
         interfaces=tuple(_with_routes(i, routes) for i in interfaces),
         default_gateways=tuple(dict.fromkeys(r.gateway for r in routes if r.gateway)),

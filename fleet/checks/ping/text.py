@@ -123,8 +123,8 @@ _LATIN_KEYS = [
 _OTHER_KEYS = [(p.casefold(), reason) for reason, ps in _PHRASES.items() for p in ps]
 
 
-def _reason(line: str) -> str:
-    """Which known reason the line states, or ''."""
+def line_reason(line: str) -> str:
+    """Which known reason one line of ping.exe states (``TTL_EXPIRED``...), or ''."""
     folded = line.casefold()
     for key, reason in _OTHER_KEYS:
         if key in folded:
@@ -145,17 +145,20 @@ def parse_ping_text(text: str, target: str) -> PingResult:
     """``ping.exe`` output in any of the languages above.  Only echo replies count."""
     lines = text.splitlines()
     times = [ms for ms in map(_reply_ms, lines) if ms is not None]
-    reasons = [_reason(line) for line in lines if _reply_ms(line) is None]
+    reasons = [line_reason(line) for line in lines if _reply_ms(line) is None]
     totals = _TOTALS.search(text)
     if not totals:
         if UNKNOWN_HOST in reasons:
             return PingResult(target=target, transmitted=0, received=0, error=UNKNOWN_HOST)
-        raise ParseError("unparsed ping.exe output: no statistics and no known message")
+        # Output cut before the totals (a copy, a dropped stream): the reasons read are
+        # named, but no count is guessed from them.
+        seen = ", ".join(dict.fromkeys(r for r in reasons if r)) or "no known message"
+        raise ParseError(f"unparsed ping.exe output: no statistics (read: {seen})")
     sent, counted, lost = (int(totals.group(k)) for k in ("sent", "received", "lost"))
     answered = sum(
         1
         for line in lines
-        if _reply_ms(line) is None and _reason(line) in _ANSWERED and _ADDRESS.search(line)
+        if _reply_ms(line) is None and line_reason(line) in _ANSWERED and _ADDRESS.search(line)
     )
     if sent != counted + lost or len(times) + answered != counted:
         raise ParseError(

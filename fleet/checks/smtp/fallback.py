@@ -9,9 +9,12 @@ The step (``unix.FALLBACK``) talks SMTP through ``nc``/``busybox nc`` or bash's
     C EHLO | C QUIT               what it sent, when
     fleet-smtp: timeout           the probe's deadline ended the conversation
     fleet-smtp: exit <status>     the tool's exit status
+    fleet-smtp: tls openssl       STARTTLS was offered: openssl s_client tries the handshake
+    T <line>                      a line of s_client's output (``openssl.parse_s_client``)
 
-Such a tool measures no time and does no TLS: ``connect_ms``/``greeting_ms``
-stay None and ``tls_checked`` False (unknown, never guessed); the tool's own
+Such a tool measures no time: ``connect_ms``/``greeting_ms`` stay None; without
+openssl it does no TLS either: ``tls_checked`` False (unknown, never guessed).
+With openssl the probe is ``nc+openssl`` (or ``bash+openssl``); the tool's own
 words tell refused, unreachable and unresolved apart, and what it did not say
 is an ``error`` with its words.
 """
@@ -19,9 +22,11 @@ is an ``error`` with its words.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 from fleet.checks.facts import SmtpOutcome, SmtpProbe
+from fleet.checks.smtp.openssl import parse_s_client
 
 MARK = "fleet-smtp: "
 _REPLY = re.compile(r"\d{3}(?:[ -]|$)")
@@ -54,6 +59,7 @@ def parse_transcript(text: str, target: str) -> SmtpProbe:
     tool, port, timed_out = "", 0, False
     said: list[str] = []
     sent: list[str] = []
+    tls: list[str] | None = None  # s_client's lines, when it ran
     replies: dict[str, list[str]] = {"greeting": [], "ehlo": [], "quit": []}
     for line in text.splitlines():
         if line.startswith(MARK + "probe "):
@@ -62,6 +68,10 @@ def parse_transcript(text: str, target: str) -> SmtpProbe:
             port = int(line[len(MARK) + 5 :])
         elif line.strip() == MARK + "timeout":
             timed_out = True
+        elif line.strip() == MARK + "tls openssl":
+            tls = []
+        elif line.startswith("T ") and tls is not None:
+            tls.append(line[2:])
         elif line.startswith("C "):
             sent.append(line[2:].strip())
         elif line.startswith("S "):
@@ -73,7 +83,10 @@ def parse_transcript(text: str, target: str) -> SmtpProbe:
     base["greeting"] = tuple(greeting)
     if not greeting:
         return SmtpProbe(**base, **_no_greeting(said, timed_out))
-    return _dialogue(base, greeting, replies["ehlo"], timed_out)
+    probe = _dialogue(base, greeting, replies["ehlo"], timed_out)
+    if tls is None or not probe.starttls:
+        return probe
+    return replace(probe, probe=f"{tool}+openssl", **parse_s_client(tls))
 
 
 def _dialogue(

@@ -39,14 +39,18 @@ done
 }}
 """
 SMTP_RUN = "fleet_smtp_py {args}\n"
-# Without python3: the same dialogue in sh through the tool the host has, each
+# Without python3: the same dialogue in sh (a function sent once per host, as the
+# probe program) through the tool the host has, each
 # event a line for ``fallback.parse_transcript``.  nc (or BusyBox's) or bash's
 # /dev/tcp is the connection; two fifos carry its ends, and a sleeping watchdog
 # ends it at the probe's deadline (the TERM trap takes the sleep with it).
 # OpenBSD/traditional nc and ncat say with -v whether they connected; their -w
 # is also an idle timeout, so it gets the greeting's patience.  BusyBox's -w is
-# the connect's alone.
-FALLBACK = """h={target} P={port} n={helo} T={timeout} G={greeting} D={deadline}
+# the connect's alone.  When the EHLO reply offers STARTTLS and the host has
+# openssl, s_client does the handshake on a second connection (its lines "T ...",
+# read by ``openssl.parse_s_client``), bounded by ``timeout`` where there is one.
+FALLBACK = """fleet_smtp_sh() {{
+h=$1 P=$2 n=$3 T=$4 G=$5 D=$6 f=${{d:-/tmp}}/smtp-$7 e=
 if command -v nc >/dev/null 2>&1; then
   t=nc; set -- nc -v -w "$G"
   case $(nc -h 2>&1 </dev/null) in *BusyBox*) set -- nc -w "$T" ;; esac
@@ -59,7 +63,7 @@ else
   echo '{no_python}'; echo 'fleet-smtp: no tool'; exit 127
 fi
 echo "fleet-smtp: probe $t"; echo "fleet-smtp: port $P"
-f=${{d:-/tmp}}/smtp-{token}; rm -f "$f.i" "$f.o"
+rm -f "$f.i" "$f.o"
 mkfifo "$f.i" "$f.o" || exit 70
 trap '' PIPE
 "$@" "$h" "$P" <"$f.i" >"$f.o" 2>&1 & c=$!
@@ -69,6 +73,7 @@ echo 'fleet-smtp: timeout'; kill $c) 2>/dev/null 3>&- 4<&- & k=$!
 r=$(printf '\\r'); w=greeting
 while IFS= read -r l <&4; do
   l=${{l%"$r"}}; echo "S $l"
+  case $w$l in ehlo250[-\\ ][Ss][Tt][Aa][Rr][Tt][Tt][Ll][Ss]*) e=1 ;; esac
   case $l in [0-9][0-9][0-9]-*) continue ;; [0-9][0-9][0-9]*) ;; *) continue ;; esac
   case $w in
     greeting) case $l in
@@ -81,7 +86,17 @@ while IFS= read -r l <&4; do
 done
 exec 3>&- 4<&-; kill $c 2>/dev/null; wait $c; echo "fleet-smtp: exit $?"
 kill $k 2>/dev/null; wait $k
+[ "$e" ] && command -v openssl >/dev/null 2>&1 || exit 0
+echo 'fleet-smtp: tls openssl'; a=$h; case $h in *:*) a="[$h]" ;; esac
+set -- openssl s_client -starttls smtp -connect "$a:$P" -name "$n" -nameopt RFC2253
+case $h in *:*) ;; *[!0-9.]*) set -- "$@" -servername "$h" ;; esac
+command -v timeout >/dev/null 2>&1 && set -- timeout "$D" "$@"
+x=$("$@" </dev/null 2>&1)
+{{ printf '%s\\n' "$x" | openssl x509 -noout -enddate 2>/dev/null; printf '%s\\n' "$x"; }} |
+while IFS= read -r l; do echo "T $l"; done
+}}
 """
+FALLBACK_RUN = "fleet_smtp_sh {args}\n"
 
 
 def compact(source: str) -> str:
@@ -107,7 +122,10 @@ def compact(source: str) -> str:
 # The probe that runs on the host, read with this module.
 PROBE_SOURCE = Path(__file__).with_name("unix_probe.py").read_text(encoding="utf-8")
 PROBE_PROGRAM = compact(PROBE_SOURCE)
-SHARED = (SMTP_FUNCTION.format(program=shlex.quote(PROBE_PROGRAM)),)
+SHARED = (
+    SMTP_FUNCTION.format(program=shlex.quote(PROBE_PROGRAM)),
+    FALLBACK.format(no_python=NO_PYTHON),
+)
 
 
 def step(key: str, target: str, params: Mapping[str, Any]) -> Step:
@@ -129,16 +147,9 @@ def fallback_script(
 ) -> str:
     """sh that talks SMTP through nc or bash's /dev/tcp (the host has no python3)."""
     token = hashlib.sha256(f"{target}:{port}".encode()).hexdigest()[:12]  # a fifo's name
-    return FALLBACK.format(
-        target=shlex.quote(target),
-        port=int(port),
-        helo=shlex.quote(helo),
-        timeout=math.ceil(timeout),  # nc takes whole seconds
-        greeting=math.ceil(greeting),
-        deadline=math.ceil(deadline),
-        token=token,
-        no_python=NO_PYTHON,
-    )
+    # nc takes whole seconds.
+    values = [target, int(port), helo, *(math.ceil(v) for v in (timeout, greeting, deadline))]
+    return FALLBACK_RUN.format(args=" ".join(shlex.quote(str(v)) for v in [*values, token]))
 
 
 def smtp_script(
