@@ -213,3 +213,10 @@ def test_invoke_merge_runs_fleet_merge(tmp_path: Path) -> None:
     done = run_module("invoke", "merge", str(tmp_path / "nothing"), "--no-history")
     assert done.returncode == 5
     assert done.stderr.strip() == f"fleet: {tmp_path / 'nothing'}: no such file or directory"
+
+
+def test_an_empty_shard_writes_an_empty_part(local_fleet, tmp_path: Path) -> None:
+    done = _audit(local_fleet, tmp_path / "r", "--shard", "1/6")  # 5 hosts, 6 shards
+    assert done.returncode == 0, done.stderr
+    assert "fleet: shard 1/6 (from --shard): 0 of 5 selected hosts" in done.stderr
+    assert _statuses(tmp_path / "r" / "prod" / "latest" / "report.json") == {}
