@@ -142,8 +142,8 @@ def audit(request: AuditRequest) -> int:
         observers = progress_for(len(prepared.hosts), request.quiet)
         with tuned_for_the_audit():
             run = _run(prepared, request, observers)
-            # A shard's part of the history would make the others' problems look
-            # resolved: the merge records the whole run.
+            # One history entry per audit: the merge's, compared with the previous
+            # whole run (a shard recorded there would be the merge's "previous run").
             kept = replace(request, history=False) if request.shard else request
             return report(run, kept, prepared.mail, interrupts)
 
