@@ -2,6 +2,7 @@
 
 invoke audit                      # audit this machine (the bundled local inventory)
 invoke audit --inventory prod     # audit inventories/prod; every `fleet audit` option works
+invoke merge reports/shards       # one report from the shards of an audit (--shard K/N)
 invoke inventory / report / diff  # the other `fleet` commands, described in the same words
 invoke test                       # the whole test suite, the lab included (root)
 invoke lab.up / invoke lab.down   # the network-namespace lab
@@ -80,6 +81,33 @@ def audit(c: Context, **given: Any) -> None:
 
     texts = {name.replace("_", "-"): value for name, value in given.items()}
     _exit(exit_code(lambda: app.audit(app.request_from_text(texts))))
+
+
+class _MergeTask(Task):
+    """``invoke merge`` takes ``fleet merge``'s parts and report options, from the same table."""
+
+    def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
+        from fleet.app import MERGE_FIELDS
+
+        parts = Argument(
+            names=["parts"], kind=str, positional=True, help=ARGUMENTS["merge"]["parts"]
+        )
+        return [parts, *(_argument(audit_option(field)) for field in MERGE_FIELDS)]
+
+
+@task(klass=_MergeTask, positional=["parts"])
+@_said_as_fleet_says("merge")
+def merge(c: Context, parts: str, **given: Any) -> None:
+    # Parts comma-separated (invoke merge a.json,b.json), or a directory of them.
+    from pathlib import Path
+
+    from fleet import app
+    from fleet.app.merge import merge as merge_parts
+    from fleet.cli import exit_code
+
+    texts = {name.replace("_", "-"): value for name, value in given.items()}
+    sources = [Path(part) for part in parts.split(",") if part]
+    _exit(exit_code(lambda: merge_parts(sources, app.request_from_text(texts))))
 
 
 @task(help={"inventory": audit_option("inventory").help, "limit": audit_option("limit").help})
@@ -182,4 +210,4 @@ def lab_status(c: Context) -> None:
 
 
 lab = Collection("lab", lab_up, lab_down, lab_status)
-ns = Collection(audit, inventory, report, diff, config, worker, test, lint, bench, lab)
+ns = Collection(audit, merge, inventory, report, diff, config, worker, test, lint, bench, lab)

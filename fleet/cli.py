@@ -18,8 +18,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from fleet import __version__, app
-from fleet.app import EXIT_CONFIG, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, AuditOption
-from fleet.errors import ConfigError, FleetError
+from fleet.app import (
+    EXIT_CONFIG,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_MERGE,
+    EXIT_OK,
+    AuditOption,
+)
+from fleet.errors import ConfigError, FleetError, MergeError
 from fleet.text import clean
 
 if TYPE_CHECKING:
@@ -34,6 +41,8 @@ COMMANDS: dict[str, str] = {
     "report": "re-render the reports of a saved run from its report.json",
     "diff": "what is new, resolved and still open between two saved runs",
     "config": "the Ansible settings fleet uses, and where each comes from",
+    "merge": "merge the reports of an audit's shards (--shard K/N) into one: reports, "
+    "history, mail",
     "worker": "audit the hosts of one zone for fleet audit --dispatch (a Celery worker)",
 }
 ARGUMENTS: dict[str, dict[str, str]] = {
@@ -52,6 +61,10 @@ ARGUMENTS: dict[str, dict[str, str]] = {
     "worker": {
         "zone": "the zone (fleet_zone) whose queue, fleet.ZONE, this worker consumes",
         "concurrency": "zone tasks run at once (1)",
+    },
+    "merge": {
+        "parts": "each shard's report.json, or directories holding them (a report directory: "
+        "the run its latest link points at)",
     },
 }
 
@@ -127,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("diff", help=COMMANDS["diff"], description=COMMANDS["diff"])
     d.add_argument("before", type=Path, help=said["before"])
     d.add_argument("after", type=Path, help=said["after"])
+
+    said = ARGUMENTS["merge"]
+    m = sub.add_parser("merge", help=COMMANDS["merge"], description=COMMANDS["merge"])
+    m.add_argument("parts", type=Path, nargs="+", help=said["parts"])
+    for field in app.MERGE_FIELDS:
+        _add_audit_option(m, app.audit_option(field))
 
     said = ARGUMENTS["worker"]
     w = sub.add_parser("worker", help=COMMANDS["worker"], description=COMMANDS["worker"])
@@ -240,6 +259,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from fleet.render import report_command
 
         return report_command(args.result, args.formats, args.output)
+    if args.command == "merge":
+        from fleet.app.merge import merge
+
+        return merge(args.parts, app.audit_request(_given(args, app.MERGE_FIELDS)))
     if args.command == "diff":
         from fleet.deliver.history import diff_command
 
@@ -261,6 +284,9 @@ def exit_code(command: Callable[[], int]) -> int:
     except ConfigError as exc:
         print(f"fleet: {clean(exc)}", file=sys.stderr)
         return EXIT_CONFIG
+    except MergeError as exc:
+        print(f"fleet: {clean(exc)}", file=sys.stderr)
+        return EXIT_MERGE
     except KeyboardInterrupt:
         print("fleet: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -253,6 +253,7 @@ EVERY_OPTION = [
     *("--deadline", "8", "--no-host-key-checking", "--known-hosts", "kh"),
     *("--report-dir", "rd", "--format", "csv,html", "--mail-to", "a@x.example"),
     *("--mail-to", "b@x.example,c@x.example", "--no-history", "-q", "--no-colour"),
+    *("--shard", "2/3"),
 ]
 
 
@@ -301,6 +302,7 @@ def test_invoke_audit_builds_the_request_fleet_audit_builds(
     monkeypatch: pytest.MonkeyPatch, argv: list[str]
 ) -> None:
     from fleet.app import AuditRequest
+    from fleet.model import Shard
 
     fleets, invokes = requests_made(monkeypatch, argv)
     assert fleets == invokes
@@ -309,6 +311,7 @@ def test_invoke_audit_builds_the_request_fleet_audit_builds(
     else:
         assert fleets.mail_to == ("a@x.example", "b@x.example", "c@x.example")
         assert (fleets.forks, fleets.command_timeout, fleets.colour) == (7, 4.5, False)
+        assert fleets.shard == Shard(2, 3)
 
 
 def test_every_request_field_has_an_option() -> None:
@@ -401,7 +404,7 @@ def test_invoke_list_and_fleet_help_describe_each_command_in_the_same_words() ->
 
     listed = shown(sys.executable, "-m", "invoke", "--list")
     helped = shown(sys.executable, "-m", "fleet", "--help")
-    assert set(COMMANDS) == {"audit", "inventory", "report", "diff", "config", "worker"}
+    assert set(COMMANDS) == {"audit", "merge", "inventory", "report", "diff", "config", "worker"}
     for name, text in COMMANDS.items():
         assert inspect.getdoc(tasks.ns.tasks[name]) == text
         assert f" {name} {text}" in listed and f" {name} {text}" in helped, name

@@ -91,20 +91,22 @@ def test_parts_without_names_must_hold_the_selected_count():
         merge_runs(parts)
 
 
-def test_mixed_playbooks_are_refused():
+@pytest.mark.parametrize(
+    ("field", "words"),
+    [
+        ("playbook_digest", r"^mixed playbooks: shard 1/2 has 'pb-digest', shard 2/2 has 'x'"),
+        ("inventory_digest", r"^mixed inventories: shard 1/2 has 'inv-digest', shard 2/2"),
+    ],
+)
+def test_mixed_playbooks_or_inventories_are_refused(field: str, words: str):
     parts = _shards(2)
     assert parts[1].selection is not None
-    parts[1] = replace(parts[1], selection=replace(parts[1].selection, playbook_digest="other"))
-    with pytest.raises(MergeError, match=r"^mixed playbooks: shard 1/2 has 'pb-digest', shard 2/2"):
+    parts[1] = replace(parts[1], selection=replace(parts[1].selection, **{field: "x"}))
+    with pytest.raises(MergeError, match=words):
         merge_runs(parts)
 
 
-def test_mixed_inventories_are_refused():
-    parts = _shards(2)
-    assert parts[1].selection is not None
-    parts[1] = replace(parts[1], selection=replace(parts[1].selection, inventory_digest="x"))
-    with pytest.raises(MergeError, match=r"^mixed inventories: shard 1/2 has 'inv-digest'"):
-        merge_runs(parts)
+def test_parts_of_differently_named_inventories_are_refused():
     with pytest.raises(MergeError, match=r"^mixed inventories"):
         merge_runs([_shards(2)[0], replace(_shards(2)[1], inventory="inventories/other")])
 

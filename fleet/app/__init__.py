@@ -7,7 +7,8 @@ their parsers are made from (fleet.app.request), and call :func:`audit`.
 Exit codes are ansible-playbook's, which ops already script against:
 0 all ok, 2 some checks failed, 4 some hosts unreachable (wins over 2),
 1 internal error, 5 bad options/inventory/playbook, 6 the reports could not all
-be written or mailed, 99 interrupted (SIGTERM or Ctrl-C, at any point).
+be written or mailed, 7 ``fleet merge`` refused its parts, 99 interrupted (SIGTERM
+or Ctrl-C, at any point).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from fleet.app.request import (
     AUDIT_OPTIONS,
     DEFAULT_FORMATS,
     DEFAULT_PLAYBOOK,
+    MERGE_FIELDS,
     AuditOption,
     AuditRequest,
     audit_option,
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
     from fleet.deliver.mail import MailSettings
     from fleet.diagnose import Diagnosis
     from fleet.playbook import Playbook
-from fleet.model import RunResult
+from fleet.model import RunResult, Selection
 from fleet.plan import HostPlan, RunOptions, check_route_guards
 from fleet.transports.base import AuditContext, check_transport_settings
 
@@ -51,6 +53,7 @@ __all__ = [
     "AUDIT_OPTIONS",
     "DEFAULT_FORMATS",
     "DEFAULT_PLAYBOOK",
+    "MERGE_FIELDS",
     "AuditOption",
     "AuditRequest",
     "audit",
@@ -64,7 +67,7 @@ __all__ = [
 ]
 
 EXIT_OK, EXIT_INTERNAL, EXIT_FAILED, EXIT_UNREACHABLE = 0, 1, 2, 4
-EXIT_CONFIG, EXIT_DELIVERY, EXIT_INTERRUPTED = 5, 6, 99
+EXIT_CONFIG, EXIT_DELIVERY, EXIT_MERGE, EXIT_INTERRUPTED = 5, 6, 7, 99
 
 # -- where inventories and playbooks are found -----------------------------
 
@@ -122,6 +125,7 @@ class _Prepared:
     options: RunOptions
     mail: MailSettings | None
     context: AuditContext  # the key files and known_hosts read once for the whole audit
+    selection: Selection  # what the run covers, recorded in it (fleet.app.shard)
 
 
 def audit(request: AuditRequest) -> int:
@@ -130,9 +134,7 @@ def audit(request: AuditRequest) -> int:
     Bad options, inventory or playbook raise ConfigError before any host is contacted.
     SIGTERM, like Ctrl-C, stops any phase with exit 99 and keeps what finished.
     """
-    from fleet.diagnose import diagnose
     from fleet.progress import progress_for
-    from fleet.render.console import render_console, terminal
 
     interrupts = Interrupts()
     with interrupts.installed():
@@ -140,16 +142,31 @@ def audit(request: AuditRequest) -> int:
         observers = progress_for(len(prepared.hosts), request.quiet)
         with tuned_for_the_audit():
             run = (_dispatched if request.dispatch else _run)(prepared, request, observers)
-            # Reports first: a broken stdout or a failing relay must not cost them; and
-            # the table whatever the disk and the relay do.
-            # One diagnosis for every report, the mail and the terminal.
-            diagnosis = diagnose(run)
-            delivered = deliver(run, request, prepared.mail, interrupts, diagnosis)
-            colour, width = terminal(sys.stdout, request.colour)
-            table = render_console(
-                run, colour=colour, verbose=request.verbose, width=width, diagnosis=diagnosis
-            )
-            print(table)
+            # One history entry per audit: the merge's, compared with the previous
+            # whole run (a shard recorded there would be the merge's "previous run").
+            kept = replace(request, history=False) if request.shard else request
+            return report(run, kept, prepared.mail, interrupts)
+
+
+def report(
+    run: RunResult, request: AuditRequest, mail: MailSettings | None, interrupts: Interrupts
+) -> int:
+    """Diagnose the run, write and deliver its reports, print the table; the exit code
+    (of an audit, or of ``fleet merge``)."""
+    from fleet.diagnose import diagnose
+    from fleet.render.console import render_console, terminal
+
+    # Reports first: a broken stdout or a failing relay must not cost them; and
+    # the table whatever the disk and the relay do.
+    # One diagnosis for every report, the mail and the terminal.
+    diagnosis = diagnose(run)
+    delivered = deliver(run, request, mail, interrupts, diagnosis)
+    colour, width = terminal(sys.stdout, request.colour)
+    print(
+        render_console(
+            run, colour=colour, verbose=request.verbose, width=width, diagnosis=diagnosis
+        )
+    )
     if run.interrupted or interrupts.pending:
         return EXIT_INTERRUPTED
     return run.exit_code() if delivered else EXIT_DELIVERY
@@ -217,8 +234,9 @@ def prepare(request: AuditRequest) -> _Prepared:
             f"no hosts to audit: {chosen} match nothing in {inventory_path} "
             f"(see what it holds: fleet inventory -i {request.inventory} --list)"
         )
-    mail = _mail_settings(request)
-    _check_report_dir(Path(request.report_dir), inventory_name(request.inventory))
+    hosts, selection = _sharded(hosts, playbook.path, request)
+    mail = mail_settings(request)
+    check_report_dir(Path(request.report_dir), inventory_name(request.inventory))
     options = RunOptions(
         forks=request.forks,
         connect_timeout=request.connect_timeout,
@@ -229,14 +247,40 @@ def prepare(request: AuditRequest) -> _Prepared:
         known_hosts=_known_hosts(request.known_hosts),
     )
     context = AuditContext() if request.dispatch else check_transport_settings(hosts, options)
-    return _Prepared(playbook, hosts, options, mail, context)
+    return _Prepared(playbook, hosts, options, mail, context, selection)
+
+
+def _sharded(
+    hosts: list[HostPlan], playbook: Path, request: AuditRequest
+) -> tuple[list[HostPlan], Selection]:
+    """The hosts this run audits (its shard's, with ``--shard``) and what it covers."""
+    from fleet.app.shard import resolve_shard, selection_of, shard_hosts
+
+    if request.shard is None:
+        return hosts, selection_of(hosts, playbook)
+    if request.dispatch:
+        raise ConfigError(
+            "--shard with --dispatch: the zones' workers already split the run; drop one of them"
+        )
+    if request.mail_to:
+        raise ConfigError(
+            "--mail-to with --shard: a shard does not mail its part; "
+            "mail the whole report from fleet merge --mail-to"
+        )
+    shard, source = resolve_shard(request.shard)
+    part = shard_hosts(hosts, shard)
+    print(
+        f"fleet: shard {shard} (from {source}): {len(part)} of {len(hosts)} selected hosts",
+        file=sys.stderr,
+    )
+    return part, selection_of(hosts, playbook, shard)
 
 
 def _run(prepared: _Prepared, request: AuditRequest, observers: Sequence[Any]) -> RunResult:
     from fleet import runner
 
     try:
-        return runner.run_audit(
+        run = runner.run_audit(
             prepared.hosts,
             prepared.options,
             inventory=inventory_name(request.inventory),
@@ -244,6 +288,7 @@ def _run(prepared: _Prepared, request: AuditRequest, observers: Sequence[Any]) -
             observers=observers,
             context=prepared.context,
         )
+        return replace(run, selection=prepared.selection)
     finally:
         for observer in observers:
             observer.finish()
@@ -317,7 +362,7 @@ def _known_hosts(given: str | None) -> str | None:
     return str(path)
 
 
-def _mail_settings(request: AuditRequest) -> MailSettings | None:
+def mail_settings(request: AuditRequest) -> MailSettings | None:
     if not request.mail_to:
         return None
     from fleet.deliver.mail import MailSettings, check_mail_settings
@@ -327,7 +372,7 @@ def _mail_settings(request: AuditRequest) -> MailSettings | None:
     return settings
 
 
-def _check_report_dir(base: Path, inventory: str) -> None:
+def check_report_dir(base: Path, inventory: str) -> None:
     """The report directory must be writable before any host is contacted."""
     target = base / inventory
     try:

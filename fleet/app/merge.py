@@ -1,18 +1,26 @@
-"""Partial runs of one audit (``--shard K/N`` parts, or zones) combined into one run.
+"""Partial runs of one audit (``--shard K/N`` parts, or zones) combined into one run,
+and ``fleet merge``, which writes, records and mails it as an audit would.
 
-Pure: ``merge_runs`` reads only the parts and raises ``MergeError`` (one line) when
-they do not make one audit.  The diagnosis is not carried by a run: it is made again
-from the merged run, so a target probed from several parts is judged on all sources.
+``merge_runs`` is pure: it reads only the parts and raises ``MergeError`` (one line)
+when they do not make one audit.  The diagnosis is not carried by a run: it is made
+again from the merged run, so a target probed from several parts is judged on all of
+its sources.
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fleet.errors import MergeError
+from fleet.errors import ConfigError, MergeError
 from fleet.model import HostResult, RunResult, Selection
+
+if TYPE_CHECKING:
+    from fleet.app.request import AuditRequest
 
 _NAMED = 5  # names quoted in a refusal before "and N more"
 
@@ -158,3 +166,61 @@ def _merged_hosts(parts: Sequence[RunResult], selection: Selection) -> tuple[Hos
 def _listed(items: Sequence[str]) -> str:
     shown = ", ".join(items[:_NAMED])
     return shown + (f" and {len(items) - _NAMED} more" if len(items) > _NAMED else "")
+
+
+# -- fleet merge -----------------------------------------------------------
+
+
+def merge(sources: Sequence[Path], request: AuditRequest) -> int:
+    """``fleet merge A.json B.json ...`` (or directories of shard reports): one set of
+    reports, one history entry and one mail, as ``fleet audit`` would; the audit's exit
+    code.  Unreadable parts raise ConfigError (exit 5); parts that do not make one
+    audit, MergeError (exit 7)."""
+    from fleet.app import Interrupts, check_report_dir, mail_settings, report
+    from fleet.render.reports import load_result
+
+    files = part_files(sources)
+    parts = [load_result(path) for path in files]
+    for path, part in zip(files, parts, strict=True):
+        if part.selection is None:
+            raise MergeError(
+                f"{path}: records no selection (written by a fleet that could not merge)"
+            )
+    run = merge_runs(parts)
+    mail = mail_settings(request)
+    check_report_dir(Path(request.report_dir), run.inventory)
+    interrupts = Interrupts()
+    with interrupts.installed():
+        return report(run, request, mail, interrupts)
+
+
+def part_files(sources: Iterable[Path]) -> list[Path]:
+    """The report.json files to merge: each file given, and in each directory given the
+    report.json of every run beneath it; where a directory holds a ``latest`` link
+    (fleet's report directory of an inventory), only the run it points at."""
+    found: dict[Path, Path] = {}
+    for source in sources:
+        if source.is_dir():
+            runs = list(_runs_beneath(source))
+            if not runs:
+                raise ConfigError("no report.json beneath it", path=source)
+        elif source.is_file():
+            runs = [source]
+        else:
+            raise ConfigError("no such file or directory", path=source)
+        for path in runs:
+            found.setdefault(path.resolve(), path)
+    return list(found.values())
+
+
+def _runs_beneath(top: Path) -> Iterable[Path]:
+    for here, dirs, files in os.walk(top):
+        base = Path(here)
+        if (base / "latest").is_symlink():
+            dirs.clear()  # the older runs of this inventory are not tonight's parts
+            if (base / "latest" / "report.json").is_file():
+                yield base / "latest" / "report.json"
+            continue
+        dirs.sort()
+        if "report.json" in files:
+            yield base / "report.json"

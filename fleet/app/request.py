@@ -16,10 +16,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from fleet.ansiblecfg import AnsibleConfig, load_config
+from fleet.app.shard import shard_option
 from fleet.errors import ConfigError
 from fleet.inventory.builder import check_group_name_policy
 from fleet.inventory.hostnames import address_problem, is_ip_address, shorten
 from fleet.inventory.vault import VaultSecret, vault_secrets
+from fleet.model import Shard
 from fleet.plan import HostPlan
 from fleet.truth import as_bool
 
@@ -56,6 +58,7 @@ class AuditRequest:
     group_names: str = "never"  # force_valid_group_names
     verbose: bool = False  # the full host x check table, not only the problems
     dispatch: bool = False  # send each zone's hosts to its workers (fleet.dispatch)
+    shard: Shard | str | None = None  # --shard K/N, or "auto" (fleet.app.shard)
 
 
 def positive_seconds(text: str) -> float:
@@ -225,6 +228,14 @@ AUDIT_OPTIONS: tuple[AuditOption, ...] = (
         "force_valid_group_names: never (keep, warn), always, silently, ignore (never)",
         check_group_name_policy,
     ),
+    AuditOption(
+        ("--shard",),
+        "shard",
+        "audit part K of N of the selected hosts (K/N, or auto from CI_NODE_INDEX/CI_NODE_TOTAL "
+        "or JOB_COMPLETION_INDEX/FLEET_SHARD_TOTAL); a shard neither mails nor records "
+        "history: fleet merge does",
+        shard_option,
+    ),
     AuditOption(("--report-dir",), "report_dir", "where reports and the history go (reports)"),
     AuditOption(
         ("--format",),
@@ -266,6 +277,10 @@ AUDIT_OPTIONS: tuple[AuditOption, ...] = (
         switch=True,
     ),
 )
+
+
+# The audit options `fleet merge` / `invoke merge` take: how the merged run is reported.
+MERGE_FIELDS = ("report_dir", "formats", "mail_to", "history", "colour", "verbose")
 
 
 def audit_option(field: str) -> AuditOption:
