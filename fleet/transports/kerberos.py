@@ -214,8 +214,8 @@ def credential(s: WinRMSettings, context: AuditContext) -> Any:
         k.kinit_args,
     )
     ticket = context.memo(key, lambda: _managed_ticket(s))
-    if ticket.error is not None:
-        raise ticket.error
+    if ticket.error is not None or ticket.ccache is None:
+        raise ticket.error or UnreachableError("no Kerberos ticket", cause=causes.NO_TICKET)
     return spnego.KerberosCCache(ccache=ticket.ccache, principal=ticket.principal)
 
 

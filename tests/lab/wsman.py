@@ -661,6 +661,15 @@ class _RequestHandler(BaseHTTPRequestHandler):
             else:
                 raise ValueError("Kerberos is not set up on this host")
             answer = self.context.step(raw)
+        except AttributeError as exc:
+            # MIT answers an AP-REQ it must refuse with a KRB-ERROR token (clock skew)
+            # and "continue needed"; pyspnego then fails reading the context's flags.
+            # Accepting it again (no replay cache) yields that token.
+            stats.add(self.client, "auth_failures")
+            self.context = self.user = None
+            self._challenge(_refusal(raw) or None)
+            log.info("Kerberos authentication from %s refused: %s", self.client, exc)
+            return None
         except (SpnegoError, binascii.Error, ValueError, struct.error) as exc:
             log.info("authentication from %s failed: %s", self.client, exc)
             stats.add(self.client, "auth_failures")
@@ -672,7 +681,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._challenge(answer or b"")
             return None
         if answer:  # Kerberos' AP-REP: the client authenticates the host with it
-            self.auth_reply = (("WWW-Authenticate", f"Negotiate {base64.b64encode(answer).decode()}"),)
+            self.auth_reply = (
+                ("WWW-Authenticate", f"Negotiate {base64.b64encode(answer).decode()}"),
+            )
         self.user = self.context.client_principal or "?"
         return self.user
 
@@ -735,6 +746,16 @@ def _error_token(exc: BaseException) -> bytes | None:
             return bytes(token)
         seen = getattr(seen, "base_error", None) or seen.__cause__
     return None
+
+
+def _refusal(ap_req: bytes) -> bytes:
+    """The KRB-ERROR GSSAPI's acceptor answers ``ap_req`` with (b"" if none)."""
+    import gssapi.raw
+
+    try:
+        return bytes(gssapi.raw.accept_sec_context(ap_req).token or b"")
+    except gssapi.raw.GSSError as exc:
+        return bytes(getattr(exc, "token", None) or b"")
 
 
 def _ntlm_type(token: bytes) -> int:
@@ -839,6 +860,9 @@ class WSManServer:
         kerberos = self._keytab is not None
         if kerberos:
             os.environ["KRB5_KTNAME"] = f"FILE:{self._keytab}"
+            # No replay cache: a refused AP-REQ is accepted again to read its KRB-ERROR
+            # (see _refusal), and the lab's hosts share one process.
+            os.environ["KRB5RCACHETYPE"] = "none"
         http_port, https_port = self._wanted
         if http_port is not None:
             config = ListenerConfig(
@@ -849,9 +873,7 @@ class WSManServer:
             cert, key = self._cert
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(cert, key)
-            config = ListenerConfig(
-                True, True, True, self._path, _channel_bindings(cert), kerberos
-            )
+            config = ListenerConfig(True, True, True, self._path, _channel_bindings(cert), kerberos)
             self.https_port = self._listen(https_port, config, context)
         return self
 
