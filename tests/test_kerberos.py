@@ -155,3 +155,15 @@ def test_the_spn_named_is_the_hostname_override() -> None:
 
 def test_errors_that_are_not_kerberos_are_left_to_the_transport() -> None:
     assert kerberos.translate(ConnectionRefusedError(), settings()) is None
+
+
+def test_each_kerberos_cause_has_its_own_fix() -> None:
+    from fleet.diagnose.access import login_fix
+
+    kerberos_causes = (causes.NO_TICKET, causes.CLOCK_SKEW, causes.UNKNOWN_SPN)
+    fixes = [
+        login_fix(c, "windows", "ex1", "198.18.0.81", 5985, "fleet@FLEET.LAB").lines
+        for c in (*kerberos_causes, causes.KDC_UNREACHABLE)
+    ]
+    assert len({tuple(f) for f in fixes}) == len(fixes)
+    assert any("w32tm" in line for line in fixes[1])
