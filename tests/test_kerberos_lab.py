@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import spnego
 import yaml
 
 from fleet import causes
@@ -109,11 +110,18 @@ def test_a_ticket_from_kinit_audits_windows_hosts_sealed_over_http(
             "win-krb-named": host_vars(  # SPN HTTP/win-krb.fleet.lab
                 "win-krb", ansible_winrm_kerberos_hostname_override=krblab.HOST_NAME
             ),
+            "win-krb-https": host_vars(  # inside TLS: not sealed again
+                "win-krb",
+                ansible_port="5986",
+                ansible_winrm_scheme="https",
+                ansible_winrm_ca_trust_path=str(krb.realm.directory / "ca.crt"),
+            ),
         },
         KRB5CCNAME=f"FILE:{ccache}",
     )
     assert login(run, "win-krb") is None
     assert login(run, "win-krb-named") is None
+    assert login(run, "win-krb-https") is None
     assert sealed_requests(krb, krblab.HOSTS["win-krb"]) > before
 
 
@@ -172,3 +180,26 @@ def test_an_expired_ticket_is_told_from_a_missing_one(
         transport.connect()
     assert failed.value.cause == causes.NO_TICKET
     assert "expired" in failed.value.reason
+
+
+@pytest.mark.parametrize("delegation", [True, False])
+def test_delegation_forwards_the_ticket_only_when_asked(
+    krb: krblab.KerberosLab, monkeypatch: pytest.MonkeyPatch, delegation: bool
+) -> None:
+    monkeypatch.setenv("KRB5_CONFIG", str(krb.realm.krb5_conf))
+    monkeypatch.setenv("NO_PROXY", "*")
+    variables = host_vars(
+        "win-krb",
+        ansible_user=f"{krb.realm.user}@{krb.realm.realm}",
+        ansible_password=krb.realm.password,
+        ansible_winrm_kerberos_delegation=str(delegation),
+    )
+    host = HostPlan("win-krb", "winrm", krblab.HOSTS["win-krb"], 5985, None, variables)
+    transport = open_transport(host, RunOptions(connect_timeout=5))
+    try:
+        transport.connect()
+        auth = transport._protocol.transport.session.auth  # type: ignore[attr-defined]
+        delegated = bool(auth.context.context_attr & spnego.ContextReq.delegate)
+    finally:
+        transport.close()
+    assert delegated is delegation

@@ -6,7 +6,8 @@ runs as ``powershell.exe -NoProfile -NonInteractive -EncodedCommand ...``
 straight from WinRS (no cmd.exe and its 8,191-character line); a script too
 long for a Windows command line travels on stdin instead
 (fleet.transports.powershell).  The settings come from the inventory
-(fleet.transports.winrm_settings).
+(fleet.transports.winrm_settings); Kerberos goes through pyspnego and GSSAPI
+(fleet.transports.kerberos).
 
 pywinrm retries WinRM operation timeouts forever, so the receive loop is
 ours: each Receive asks the host to answer within what is left of the
