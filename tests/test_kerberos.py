@@ -167,3 +167,12 @@ def test_each_kerberos_cause_has_its_own_fix() -> None:
     ]
     assert len({tuple(f) for f in fixes}) == len(fixes)
     assert any("w32tm" in line for line in fixes[1])
+
+
+def test_a_host_refusing_the_ticket_names_the_spn_to_check() -> None:
+    from winrm.exceptions import InvalidCredentialsError
+
+    s = settings(ansible_winrm_kerberos_hostname_override="ex1.corp.example")
+    error = kerberos.translate(InvalidCredentialsError("rejected"), s)
+    assert error is not None and error.cause == causes.AUTH_REFUSED
+    assert "setspn -Q" in error.hint and "HTTP/ex1.corp.example" in error.hint

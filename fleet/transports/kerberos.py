@@ -35,10 +35,11 @@ from typing import Any
 
 import requests
 import spnego
+from winrm.exceptions import InvalidCredentialsError
 from winrm.transport import Transport as PywinrmTransport
 
 from fleet import causes
-from fleet.errors import UnreachableError
+from fleet.errors import AuthenticationError, UnreachableError
 from fleet.transports.base import AuditContext
 from fleet.transports.winrm_settings import WinRMSettings, pywinrm_trust
 
@@ -115,10 +116,17 @@ def spn_host(s: WinRMSettings) -> str:
 def translate(exc: BaseException, s: WinRMSettings) -> UnreachableError | None:
     """The reason a Kerberos failure gives an operator (None: ``exc`` is not one)."""
     found = codes(exc)
+    who = s.user or "the runner's default principal"
+    if found is None and isinstance(exc, InvalidCredentialsError):  # a 401 without a KRB-ERROR
+        return AuthenticationError(
+            f"{s.address} refused the Kerberos ticket of {who}",
+            f"is {s.kerberos.service}/{spn_host(s)} registered on this host's own account "
+            "(setspn -Q), and may the user use WinRM (Remote Management Users)?",
+            cause=causes.AUTH_REFUSED,
+        )
     if found is None:
         return None
     code, spn = found.krb5, f"{s.kerberos.service}/{spn_host(s)}"
-    who = s.user or "the runner's default principal"
     if code in _NO_TICKET or found.major == GSS_S_NO_CRED:
         return UnreachableError(
             f"no Kerberos ticket for {who}",
@@ -214,6 +222,9 @@ def credential(s: WinRMSettings, context: AuditContext) -> Any:
         k.kinit_args,
     )
     ticket = context.memo(key, lambda: _managed_ticket(s))
+    if isinstance(ticket.error, UnreachableError):  # a copy: hosts' threads raise it at once
+        e = ticket.error
+        raise UnreachableError(e.reason, e.hint, cause=e.cause)
     if ticket.error is not None or ticket.ccache is None:
         raise ticket.error or UnreachableError("no Kerberos ticket", cause=causes.NO_TICKET)
     return spnego.KerberosCCache(ccache=ticket.ccache, principal=ticket.principal)
