@@ -102,12 +102,11 @@ def merge(c: Context, parts: str, **given: Any) -> None:
     from pathlib import Path
 
     from fleet import app
-    from fleet.app.merge import merge as merge_parts
     from fleet.cli import exit_code
 
     texts = {name.replace("_", "-"): value for name, value in given.items()}
     sources = [Path(part) for part in parts.split(",") if part]
-    _exit(exit_code(lambda: merge_parts(sources, app.request_from_text(texts))))
+    _exit(exit_code(lambda: app.merge_reports(sources, app.request_from_text(texts))))
 
 
 @task(help={"inventory": audit_option("inventory").help, "limit": audit_option("limit").help})

@@ -23,6 +23,11 @@ PROTOCOL_ERROR = "protocol-error"  # the service answered, not as SSH/WS-Managem
 SERVICE_ERROR = "service-error"  # the management service failed (WinRM fault, HTTP 5xx)
 CONFIG_MISSING = "config-missing"  # the inventory lacks what the login needs (key, password)
 TRANSPORT_ERROR = "transport-error"  # anything else the transport could not do
+# Kerberos (WinRM): each failure its own, as each has its own fix.
+NO_TICKET = "no-ticket"  # no Kerberos ticket on the runner, or it expired
+CLOCK_SKEW = "clock-skew"  # clocks of the runner, the KDC or the host too far apart
+UNKNOWN_SPN = "unknown-spn"  # the KDC has no service principal HTTP/<host>
+KDC_UNREACHABLE = "kdc-unreachable"  # no KDC of the realm answers the runner
 
 # -- the audit on a logged-in host
 COMMAND_TIMEOUT = "command-timeout"  # the audit command ran past its deadline
@@ -86,6 +91,10 @@ CAUSES: dict[str, str] = {
     SERVICE_ERROR: "management service error",
     CONFIG_MISSING: "inventory incomplete",
     TRANSPORT_ERROR: "transport error",
+    NO_TICKET: "no Kerberos ticket",
+    CLOCK_SKEW: "clock skew",
+    UNKNOWN_SPN: "service principal unknown",
+    KDC_UNREACHABLE: "KDC unreachable",
     COMMAND_TIMEOUT: "audit command timed out",
     INTERRUPTED: "run interrupted",
     DEADLINE: "run deadline passed",
@@ -141,6 +150,10 @@ NOT_AUDITED = frozenset(
         SERVICE_ERROR,
         CONFIG_MISSING,
         TRANSPORT_ERROR,
+        NO_TICKET,
+        CLOCK_SKEW,
+        UNKNOWN_SPN,
+        KDC_UNREACHABLE,
         INTERRUPTED,
         DEADLINE,
         ZONE_UNAVAILABLE,

@@ -260,9 +260,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return report_command(args.result, args.formats, args.output)
     if args.command == "merge":
-        from fleet.app.merge import merge
-
-        return merge(args.parts, app.audit_request(_given(args, app.MERGE_FIELDS)))
+        return app.merge_reports(args.parts, app.audit_request(_given(args, app.MERGE_FIELDS)))
     if args.command == "diff":
         from fleet.deliver.history import diff_command
 

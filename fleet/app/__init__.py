@@ -214,6 +214,21 @@ class Interrupts:
                 signal.signal(signum, handler)
 
 
+def merge_reports(sources: Sequence[Path], request: AuditRequest) -> int:
+    """``fleet merge A.json B.json ...`` (or directories of shard reports): one set of
+    reports, one history entry and one mail, as ``fleet audit`` would; the audit's exit
+    code.  Unreadable parts raise ConfigError (exit 5); parts that do not make one
+    audit, MergeError (exit 7)."""
+    from fleet.app.merge import load_parts, merge_runs
+
+    run = merge_runs(load_parts(sources))
+    mail = mail_settings(request)
+    check_report_dir(Path(request.report_dir), run.inventory)
+    interrupts = Interrupts()
+    with interrupts.installed():
+        return report(run, request, mail, interrupts)
+
+
 def prepare(request: AuditRequest) -> _Prepared:
     """Everything that can be wrong before the audit, found before any host is contacted."""
     from fleet.inventory import load_inventory

@@ -14,13 +14,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from fleet.errors import ConfigError, MergeError
 from fleet.model import HostResult, RunResult, Selection
-
-if TYPE_CHECKING:
-    from fleet.app.request import AuditRequest
 
 _NAMED = 5  # names quoted in a refusal before "and N more"
 
@@ -171,12 +167,10 @@ def _listed(items: Sequence[str]) -> str:
 # -- fleet merge -----------------------------------------------------------
 
 
-def merge(sources: Sequence[Path], request: AuditRequest) -> int:
-    """``fleet merge A.json B.json ...`` (or directories of shard reports): one set of
-    reports, one history entry and one mail, as ``fleet audit`` would; the audit's exit
-    code.  Unreadable parts raise ConfigError (exit 5); parts that do not make one
-    audit, MergeError (exit 7)."""
-    from fleet.app import Interrupts, check_report_dir, mail_settings, report
+def load_parts(sources: Sequence[Path]) -> list[RunResult]:
+    """The runs ``fleet merge`` was given (files, or directories of shard reports).
+    Unreadable parts raise ConfigError (exit 5); a part that records no selection,
+    MergeError (exit 7)."""
     from fleet.render.reports import load_result
 
     files = part_files(sources)
@@ -186,12 +180,7 @@ def merge(sources: Sequence[Path], request: AuditRequest) -> int:
             raise MergeError(
                 f"{path}: records no selection (written by a fleet that could not merge)"
             )
-    run = merge_runs(parts)
-    mail = mail_settings(request)
-    check_report_dir(Path(request.report_dir), run.inventory)
-    interrupts = Interrupts()
-    with interrupts.installed():
-        return report(run, request, mail, interrupts)
+    return parts
 
 
 def part_files(sources: Iterable[Path]) -> list[Path]:

@@ -102,6 +102,23 @@ _LOGIN_FIX: dict[tuple[str, str], tuple[str, ...]] = {
     ),
     (causes.ZONE_UNAVAILABLE, "unix"): _NO_ZONE_WORKER,
     (causes.ZONE_UNAVAILABLE, "windows"): _NO_ZONE_WORKER,
+    # Kerberos (WinRM): the runner's ticket, the clocks, the SPN, the KDC.
+    (causes.NO_TICKET, "windows"): (
+        "klist   # on the runner: a ticket, still valid?",
+        "kinit {user}   # or set ansible_password: fleet then gets the ticket itself",
+    ),
+    (causes.CLOCK_SKEW, "windows"): (
+        "w32tm /query /status   # on the host: its time source and offset",
+        "w32tm /resync   # then compare with the runner's and the KDC's clocks",
+    ),
+    (causes.UNKNOWN_SPN, "windows"): (
+        "setspn -Q HTTP/{name}   # on a domain member: is the SPN registered?",
+        "# register it on the host's account, or set ansible_winrm_kerberos_hostname_override",
+    ),
+    (causes.KDC_UNREACHABLE, "windows"): (
+        "# the realm's kdc entries in krb5.conf (or KRB5_CONFIG) on the runner",
+        "# and port 88 open from the runner to each KDC",
+    ),
     (causes.CONFIG_MISSING, "unix"): (
         "# the inventory lacks what the login needs: ansible_user, and",
         "# ansible_ssh_private_key_file or ansible_password for {name}",

@@ -6,7 +6,8 @@ runs as ``powershell.exe -NoProfile -NonInteractive -EncodedCommand ...``
 straight from WinRS (no cmd.exe and its 8,191-character line); a script too
 long for a Windows command line travels on stdin instead
 (fleet.transports.powershell).  The settings come from the inventory
-(fleet.transports.winrm_settings).
+(fleet.transports.winrm_settings); Kerberos goes through pyspnego and GSSAPI
+(fleet.transports.kerberos).
 
 pywinrm retries WinRM operation timeouts forever, so the receive loop is
 ours: each Receive asks the host to answer within what is left of the
@@ -47,6 +48,7 @@ from fleet.errors import (
 )
 from fleet.model import CommandResult
 from fleet.plan import HostPlan, RunOptions
+from fleet.transports import kerberos
 from fleet.transports._io import CappedBuffer
 from fleet.transports.base import AuditContext
 from fleet.transports.handoff import Handoff, give_up
@@ -211,7 +213,9 @@ def translate(exc: BaseException, s: WinRMSettings, *, connecting: bool) -> Flee
     error: FleetError
     if isinstance(exc, FleetError):
         return exc
-    if isinstance(exc, InvalidCredentialsError):
+    if s.auth == "kerberos" and (krb := kerberos.translate(exc, s)) is not None:
+        error = krb
+    elif isinstance(exc, InvalidCredentialsError):
         error = AuthenticationError(
             f"authentication refused for user {s.user} ({s.auth})",
             "check ansible_user/ansible_password, NTLM vs Kerberos (ansible_winrm_transport)",
@@ -295,6 +299,7 @@ class WinRMTransport:
         self.host = host
         self.options = options
         self.settings = WinRMSettings.from_host(host, options)
+        self._context = context or AuditContext()
         self.port: int | None = self.settings.port
         self._protocol: Protocol | None = None
         self._shell_id: str | None = None
@@ -352,6 +357,8 @@ class WinRMTransport:
         # requests takes (connect, read): a dead host fails after the
         # runner's connect timeout, not after the long read timeout.
         protocol.transport.read_timeout_sec = (s.connect_timeout, s.read_timeout)  # type: ignore[assignment]
+        if s.auth == "kerberos":  # pyspnego's Kerberos, not pywinrm's (pykerberos)
+            kerberos.attach(protocol.transport, s, self._context)
         return protocol
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,23 @@ SEALING_AUTH = frozenset({"ntlm", "kerberos", "credssp"})
 
 
 @dataclass(frozen=True)
+class KerberosSettings:
+    """How to get and use a Kerberos ticket, as Ansible's winrm connection reads it.
+
+    ``managed``: fleet gets the ticket with the inventory's password into a
+    private credential cache (``ansible_winrm_kinit_mode=managed``, the default
+    when a password is set); else the runner's own ticket (``kinit``) is used.
+    """
+
+    managed: bool = False
+    kinit_cmd: str | None = None  # a kinit program to run instead of the library
+    kinit_args: tuple[str, ...] | None = None
+    delegation: bool = False  # forwardable ticket, delegated to the host
+    hostname_override: str | None = None  # the SPN's host: HTTP/<this>
+    service: str = "HTTP"
+
+
+@dataclass(frozen=True)
 class WinRMSettings:
     """How to reach one host, read from its Ansible variables."""
 
@@ -64,6 +82,7 @@ class WinRMSettings:
     message_encryption: str = "auto"
     allow_insecure_basic: bool = False
     proxy: str | None = None
+    kerberos: KerberosSettings = KerberosSettings()
 
     @staticmethod
     def login_port(host: HostPlan) -> int:
@@ -96,15 +115,17 @@ class WinRMSettings:
                 f"ansible_winrm_operation_timeout_sec ({operation})"
             )
         path = str(_var(v, "ansible_winrm_path") or "/wsman")
+        auth = _auth_method(host.name, _var(v, "ansible_winrm_transport"))
+        password = _var(v, "ansible_password", "ansible_winrm_password", "ansible_winrm_pass")
         return cls(
             host=host.name,
             address=host.address,
             scheme=scheme,
             port=port,
             path=path if path.startswith("/") else f"/{path}",
-            auth=_auth_method(host.name, _var(v, "ansible_winrm_transport")),
+            auth=auth,
             user=_var(v, "ansible_user", "ansible_winrm_user") or host.user,
-            password=_var(v, "ansible_password", "ansible_winrm_password", "ansible_winrm_pass"),
+            password=password,
             server_cert_validation=_choice(
                 host.name,
                 "ansible_winrm_server_cert_validation",
@@ -131,6 +152,7 @@ class WinRMSettings:
                 _var(v, "fleet_winrm_allow_insecure_basic"),
             ),
             proxy=_var(v, "ansible_winrm_proxy"),
+            kerberos=_kerberos(host.name, v, password),
         )
 
     @property
@@ -187,6 +209,28 @@ def _auth_method(host: str, value: Any) -> str:
     return AUTH_METHODS[
         _choice(host, "ansible_winrm_transport", value, tuple(AUTH_METHODS), "ntlm")
     ]
+
+
+def _kerberos(host: str, v: Mapping[str, Any], password: Any) -> KerberosSettings:
+    # As Ansible: without ansible_winrm_kinit_mode, a password means managed.
+    mode = _choice(
+        host,
+        "ansible_winrm_kinit_mode",
+        _var(v, "ansible_winrm_kinit_mode"),
+        ("managed", "manual"),
+        "managed" if password is not None else "manual",
+    )
+    args = _var(v, "ansible_winrm_kinit_args")
+    return KerberosSettings(
+        managed=mode == "managed",
+        kinit_cmd=_var(v, "ansible_winrm_kinit_cmd"),
+        kinit_args=tuple(shlex.split(str(args))) if args is not None else None,
+        delegation=_flag(
+            host, "ansible_winrm_kerberos_delegation", _var(v, "ansible_winrm_kerberos_delegation")
+        ),
+        hostname_override=_var(v, "ansible_winrm_kerberos_hostname_override"),
+        service=str(_var(v, "ansible_winrm_service") or "HTTP"),
+    )
 
 
 def _scheme(host: HostPlan) -> str:

@@ -89,6 +89,7 @@ def serve(
     http_port: int = HTTP_PORT,
     https_port: int = HTTPS_PORT,
     allow_unencrypted_basic: bool = False,
+    keytab: Path | None = None,
 ) -> list[WSManServer]:
     """Start one WSManServer per address (HTTP and HTTPS); returns them started."""
     files = _files(state_dir, addresses[0])
@@ -107,6 +108,7 @@ def serve(
                 key_file=key,
                 allow_unencrypted_basic=allow_unencrypted_basic,
                 stats_file=_files(state_dir, address)["stats"],
+                keytab=keytab,
             ).start()
         )
     return servers
@@ -120,6 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--http-port", type=int, default=HTTP_PORT)
     parser.add_argument("--https-port", type=int, default=HTTPS_PORT)
     parser.add_argument("--allow-unencrypted-basic", action="store_true")
+    parser.add_argument("--keytab", type=Path, help="accept Kerberos with these HTTP/ keys")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -133,6 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         http_port=args.http_port,
         https_port=args.https_port,
         allow_unencrypted_basic=args.allow_unencrypted_basic,
+        keytab=args.keytab,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -156,11 +160,14 @@ def start(
     https_port: int = HTTPS_PORT,
     allow_unencrypted_basic: bool = False,
     timeout: float = START_TIMEOUT,
+    keytab: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Run a simulated Windows host in ``namespace`` (None: this one); returns once it listens.
 
     Raises RuntimeError with the end of its log if it exits or does not
-    listen within ``timeout`` seconds.
+    listen within ``timeout`` seconds.  ``keytab``: also accept Kerberos; ``env``: the
+    child's environment (e.g. libfaketime's, for a host whose clock is off).
     """
     addresses = [address] if isinstance(address, str) else list(address)
     state = Path(state_dir)
@@ -180,10 +187,12 @@ def start(
     argv += ["--http-port", str(http_port), "--https-port", str(https_port)]
     if allow_unencrypted_basic:
         argv.append("--allow-unencrypted-basic")
+    if keytab is not None:
+        argv += ["--keytab", str(keytab)]
     if namespace:
         argv = ["ip", "netns", "exec", namespace, *argv]
     # The child imports fleet from wherever this process did, whatever its cwd.
-    env = dict(os.environ)
+    env = dict(env or os.environ)
     source_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [source_root, env.get("PYTHONPATH")]))
     with open(files["log"], "ab") as out:

@@ -3,7 +3,9 @@
 The simulated Windows hosts of the lab answer fleet's real WinRM transport
 (pywinrm, unmodified) with this server, so the whole path is exercised: HTTP
 keep-alive, NTLM (pyspnego's acceptor) with message encryption on 5985,
-Basic and NTLM inside TLS on 5986, the WinRS shell lifecycle (Create,
+Basic and NTLM inside TLS on 5986, Kerberos on both when given a keytab
+(pyspnego's acceptor over GSSAPI: the AP-REP for mutual authentication, a
+failure's KRB-ERROR in the 401, sealing as for NTLM), the WinRS shell lifecycle (Create,
 Command, Send, Receive, Signal, Delete) and the faults Windows sends, among
 them the operation-timeout fault that tells a client to poll again.
 
@@ -88,9 +90,8 @@ IDLE_TIMEOUT = 600.0
 TLS_HANDSHAKE_TIMEOUT = 10.0
 
 ENCRYPTED_PROTOCOL = "application/HTTP-SPNEGO-session-encrypted"
-ENCRYPTED_TYPE = (
-    f'multipart/encrypted;protocol="{ENCRYPTED_PROTOCOL}";boundary="Encrypted Boundary"'
-)
+# The sealing protocols a client may name ([MS-WSMV] 2.2.9.1); the reply names the same.
+SEALING_PROTOCOLS = (ENCRYPTED_PROTOCOL, "application/HTTP-Kerberos-session-encrypted")
 BOUNDARY = b"--Encrypted Boundary"
 OCTET_STREAM = b"\tContent-Type: application/octet-stream\r\n"
 SOAP_TYPE = "application/soap+xml;charset=UTF-8"
@@ -503,6 +504,7 @@ class ListenerConfig:
     allow_unencrypted: bool  # plain SOAP accepted from NTLM over plain HTTP
     path: str
     channel_bindings: GssChannelBindings | None
+    kerberos: bool = False  # a keytab (KRB5_KTNAME) holds this host's HTTP/ keys
 
 
 class _Listener(ThreadingHTTPServer):
@@ -547,9 +549,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
         # client's delayed ACK add 40 ms to every reply.
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().setup()
-        # NTLM authenticates the connection, not the request (as HTTP.sys does).
-        self.ntlm: spnego.ContextProxy | None = None
+        # NTLM and Kerberos authenticate the connection, not the request (as HTTP.sys
+        # does); the context (either) seals the messages.
+        self.context: spnego.ContextProxy | None = None
         self.user: str | None = None
+        self.auth_reply: tuple[tuple[str, str], ...] = ()  # Kerberos' AP-REP, sent once
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.client_address[0], format % args)
@@ -568,6 +572,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.send_response(status)
+        headers, self.auth_reply = self.auth_reply + headers, ()
         for name, value in headers:
             self.send_header(name, value)
         if body:
@@ -608,16 +613,18 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if not body:
             self._reply(200)  # the empty POST that sets up message encryption
             return
-        encrypted = self.headers.get("Content-Type", "").lower().startswith("multipart/encrypted")
+        sealing = _sealing_protocol(self.headers.get("Content-Type", ""))
+        encrypted = sealing is not None
         if encrypted:
             stats.add(self.client, "sealed")
         plain = self._unsealed(body) if encrypted else self._cleartext(body)
         if plain is None:
             return
         status, reply = self.server.wsman.service.dispatch(plain, self.client)
-        if encrypted:
-            assert self.ntlm is not None
-            self._reply(status, _seal(self.ntlm, reply), ENCRYPTED_TYPE)
+        if sealing is not None:
+            assert self.context is not None
+            kind = f'multipart/encrypted;protocol="{sealing}";boundary="Encrypted Boundary"'
+            self._reply(status, _seal(self.context, reply, sealing), kind)
         else:
             self._reply(status, reply)
 
@@ -627,36 +634,57 @@ class _RequestHandler(BaseHTTPRequestHandler):
         """The authenticated user, or None once a 401 has been sent."""
         scheme, _, token = self.headers.get("Authorization", "").partition(" ")
         scheme = scheme.lower()
-        if scheme in ("negotiate", "ntlm"):
-            return self._ntlm_step(token.strip())
+        if scheme in ("negotiate", "ntlm", "kerberos"):
+            return self._gss_step(token.strip())
         if scheme == "basic" and self.server.config.allow_basic:
             return self._basic(token.strip())
-        if self.user is not None and self.ntlm is not None:
+        if self.user is not None and self.context is not None:
             return self.user
         self._challenge()
         return None
 
-    def _ntlm_step(self, token: str) -> str | None:
+    def _gss_step(self, token: str) -> str | None:
+        """One leg of NTLM, or Kerberos' one (an AP-REQ in a Negotiate/Kerberos header)."""
         stats = self.server.wsman.stats
         stats.add(self.client, "auth_legs")
         try:
             raw = base64.b64decode(token)
-            if self.ntlm is None or _ntlm_type(raw) == NTLM_NEGOTIATE:
-                self.user = None
-                self.ntlm = spnego.server(
-                    protocol="ntlm", channel_bindings=self.server.config.channel_bindings
-                )
-            answer = self.ntlm.step(raw)
-        except (SpnegoError, binascii.Error, ValueError, struct.error) as exc:
-            log.info("NTLM authentication from %s failed: %s", self.client, type(exc).__name__)
+            if raw.startswith(b"NTLMSSP\x00"):
+                if self.context is None or _ntlm_type(raw) == NTLM_NEGOTIATE:
+                    self.user = None
+                    self.context = spnego.server(
+                        protocol="ntlm", channel_bindings=self.server.config.channel_bindings
+                    )
+            elif self.server.config.kerberos:
+                self.user = None  # each AP-REQ starts a context (the keytab: KRB5_KTNAME)
+                self.context = spnego.server(protocol="kerberos")
+            else:
+                raise ValueError("Kerberos is not set up on this host")
+            answer = self.context.step(raw)
+        except AttributeError as exc:
+            # MIT answers an AP-REQ it must refuse with a KRB-ERROR token (clock skew)
+            # and "continue needed"; pyspnego then fails reading the context's flags.
+            # Accepting it again (no replay cache) yields that token.
             stats.add(self.client, "auth_failures")
-            self.ntlm = self.user = None
-            self._challenge()
+            self.context = self.user = None
+            self._challenge(_refusal(raw) or None)
+            log.info("Kerberos authentication from %s refused: %s", self.client, exc)
             return None
-        if not self.ntlm.complete:
+        except (SpnegoError, binascii.Error, ValueError, struct.error) as exc:
+            log.info("authentication from %s failed: %s", self.client, exc)
+            stats.add(self.client, "auth_failures")
+            self.context = self.user = None
+            # A KRB-ERROR (clock skew...) goes back to the client, as Windows sends it.
+            self._challenge(_error_token(exc))
+            return None
+        if not self.context.complete:
             self._challenge(answer or b"")
             return None
-        self.user = self.ntlm.client_principal or "?"
+        if answer:  # Kerberos' AP-REP: the client authenticates the host with it
+            self.auth_reply = (
+                ("WWW-Authenticate", f"Negotiate {base64.b64encode(answer).decode()}"),
+            )
+        self.user = self.context.client_principal or "?"
         return self.user
 
     def _basic(self, token: str) -> str | None:
@@ -674,11 +702,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
     # -- sealing
 
     def _unsealed(self, body: bytes) -> bytes | None:
-        if self.ntlm is None:
-            self._reply(400, b"encrypted message without an NTLM context", "text/plain")
+        if self.context is None:
+            self._reply(400, b"encrypted message without an authenticated context", "text/plain")
             return None
         try:
-            return _unseal(self.ntlm, body)
+            return _unseal(self.context, body)
         except (SpnegoError, ValueError, IndexError, struct.error) as exc:
             log.info("cannot unseal a message from %s: %s", self.client, type(exc).__name__)
             self._reply(400, b"cannot decrypt the message", "text/plain")
@@ -686,7 +714,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _cleartext(self, body: bytes) -> bytes | None:
         config = self.server.config
-        if config.tls or config.allow_unencrypted or self.ntlm is None:
+        if config.tls or config.allow_unencrypted or self.context is None:
             return body
         # Windows' default AllowUnencrypted=false: NTLM over HTTP must seal.
         self._reply(
@@ -697,6 +725,37 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
 def _same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
+
+
+def _sealing_protocol(content_type: str) -> str | None:
+    """The sealing protocol a multipart/encrypted body names (None: not sealed)."""
+    if not content_type.lower().startswith("multipart/encrypted"):
+        return None
+    for protocol in SEALING_PROTOCOLS:
+        if protocol.lower() in content_type.lower():
+            return protocol
+    return ENCRYPTED_PROTOCOL
+
+
+def _error_token(exc: BaseException) -> bytes | None:
+    """The output token a failed GSS accept left (a Kerberos KRB-ERROR), if any."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        token = getattr(seen, "token", None)
+        if token:
+            return bytes(token)
+        seen = getattr(seen, "base_error", None) or seen.__cause__
+    return None
+
+
+def _refusal(ap_req: bytes) -> bytes:
+    """The KRB-ERROR GSSAPI's acceptor answers ``ap_req`` with (b"" if none)."""
+    import gssapi.raw
+
+    try:
+        return bytes(gssapi.raw.accept_sec_context(ap_req).token or b"")
+    except gssapi.raw.GSSError as exc:
+        return bytes(getattr(exc, "token", None) or b"")
 
 
 def _ntlm_type(token: bytes) -> int:
@@ -725,11 +784,13 @@ def _unseal(context: spnego.ContextProxy, body: bytes) -> bytes:
     return message
 
 
-def _seal(context: spnego.ContextProxy, message: bytes) -> bytes:
+def _seal(
+    context: spnego.ContextProxy, message: bytes, protocol: str = ENCRYPTED_PROTOCOL
+) -> bytes:
     wrapped = context.wrap_winrm(message)
     return (
         BOUNDARY + b"\r\n"
-        b"\tContent-Type: " + ENCRYPTED_PROTOCOL.encode() + b"\r\n"
+        b"\tContent-Type: " + protocol.encode() + b"\r\n"
         b"\tOriginalContent: type="
         + SOAP_TYPE.encode()
         + b";Length="
@@ -771,6 +832,7 @@ class WSManServer:
         path: str = "/wsman",
         machine: str | None = None,
         stats_file: str | os.PathLike[str] | None = None,
+        keytab: str | os.PathLike[str] | None = None,
     ) -> None:
         if https_port is not None and not (cert_file and key_file):
             raise ValueError("HTTPS needs cert_file and key_file")
@@ -782,6 +844,7 @@ class WSManServer:
         self._cert = (Path(cert_file), Path(key_file)) if cert_file and key_file else None
         self._allow_unencrypted_basic = allow_unencrypted_basic
         self._path = path
+        self._keytab = Path(keytab) if keytab else None
         self._listeners: list[_Listener] = []
         self._threads: list[threading.Thread] = []
         self.http_port: int | None = None
@@ -793,15 +856,24 @@ class WSManServer:
     def start(self) -> WSManServer:
         # pyspnego's NTLM acceptor reads its users from here (process-wide).
         os.environ["NTLM_USER_FILE"] = str(self.users_file)
+        # ...and the Kerberos acceptor (GSSAPI) its keys from here.
+        kerberos = self._keytab is not None
+        if kerberos:
+            os.environ["KRB5_KTNAME"] = f"FILE:{self._keytab}"
+            # No replay cache: a refused AP-REQ is accepted again to read its KRB-ERROR
+            # (see _refusal), and the lab's hosts share one process.
+            os.environ["KRB5RCACHETYPE"] = "none"
         http_port, https_port = self._wanted
         if http_port is not None:
-            config = ListenerConfig(False, self._allow_unencrypted_basic, False, self._path, None)
+            config = ListenerConfig(
+                False, self._allow_unencrypted_basic, False, self._path, None, kerberos
+            )
             self.http_port = self._listen(http_port, config, None)
         if https_port is not None and self._cert is not None:
             cert, key = self._cert
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(cert, key)
-            config = ListenerConfig(True, True, True, self._path, _channel_bindings(cert))
+            config = ListenerConfig(True, True, True, self._path, _channel_bindings(cert), kerberos)
             self.https_port = self._listen(https_port, config, context)
         return self
 
