@@ -41,8 +41,8 @@ from fleet.checks.windows import compose, script_text
 LAB_USER = "fleet"
 LAB_PASSWORD = "Lab-Passw0rd"
 LAB_GATEWAY = "198.18.0.1"
-# Real probes go only here: loopback and the lab's own range.
-LAB_NETWORKS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("198.18.0.0/24"))
+# Real probes go only here: loopback and the lab range (the standard lab and the bench).
+LAB_NETWORKS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("198.18.0.0/15"))
 
 # Enum values as ConvertTo-Json writes them.
 PREFIX_MANUAL, PREFIX_WELLKNOWN, PREFIX_DHCP = 1, 2, 3
