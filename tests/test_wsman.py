@@ -359,6 +359,46 @@ def test_winhost_serves_each_address_with_its_own_handler(tmp_path: Path) -> Non
             server.stop()
 
 
+def test_a_block_server_serves_each_address_it_is_reached_at_as_its_own_host(
+    tmp_path: Path,
+) -> None:
+    """One listener, many hosts (the bench's Windows nodes): the address a client reached
+    picks the handler, and each host counts its own shells and commands."""
+    seen: list[tuple[str, str]] = []
+
+    def handler_for(address: str) -> Handler:
+        def handler(script: str) -> tuple[bytes, bytes, int]:
+            seen.append((address, script))
+            return address.encode(), b"", 0
+
+        return handler
+
+    port = free_port()
+    servers = winhost.serve_blocks(
+        "127.0.0.1", handler_for, tmp_path, users={USER: PASSWORD}, http_port=port
+    )
+    try:
+        for address in ("127.0.0.2", "127.0.0.3"):
+            p = Protocol(
+                f"http://{address}:{port}/wsman",
+                transport="ntlm",  # sealed over plain HTTP, as the lab's Windows hosts
+                ca_trust_path=None,  # plain HTTP: no CA, and no warning about the variable
+                username=USER,
+                password=PASSWORD,
+                proxy=None,
+            )
+            out, _, _ = run_raw(p, "whoami")
+            assert out == address.encode()
+        assert seen == [("127.0.0.2", "whoami"), ("127.0.0.3", "whoami")]
+        for address in ("127.0.0.2", "127.0.0.3"):
+            stats = requests.get(f"http://{address}:{port}/stats", timeout=5).json()
+            client = next(iter(stats.values()))
+            assert (client["shells"], client["commands"], client["sealed"] > 0) == (1, 1, True)
+    finally:
+        for server in servers:
+            server.stop()
+
+
 def test_winhost_process_starts_with_a_winsim_profile(tmp_path: Path) -> None:
     winsim = pytest.importorskip("tests.lab.winsim")
     profile = sorted(winsim.PROFILES)[0]

@@ -22,6 +22,7 @@ from tests.lab.bench.robust import (
     Bounded,
     OnHost,
 )
+from tests.lab.bench.windows import WindowsFigures
 
 
 @dataclass
@@ -40,15 +41,32 @@ class Figures:
     inventory_10k_load_s: float | None = None  # loaded only (variables merge lazily)
     winrm: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Every --scale run (``scale``: the largest); the Windows hosts at scale (--windows);
+    # the default plan's probes for a mail group (``robust.probe_count``).
+    scales: list[Measured] = field(default_factory=list)
+    windows: WindowsFigures | None = None
+    probes: dict[str, Any] | None = None
 
     def tool(self, name: str) -> Measured | None:
         return next((m for m in self.tools if m.tool == name), None)
+
+    def scale_runs(self) -> list[Measured]:
+        return self.scales or ([self.scale] if self.scale else [])
+
+    def add_scale(self, m: Measured) -> None:
+        self.scales.append(m)
+        self.scale = max(self.scales, key=lambda run: run.hosts)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["tools"] = [_with_derived(m) for m in self.tools]
         for key, measured in (("silent", self.silent), ("scale", self.scale)):
             data[key] = _with_derived(measured) if measured else None
+        data["scales"] = [_with_derived(m) for m in self.scales]
+        if self.windows:
+            for key in ("fleet", "ansible"):
+                measured = getattr(self.windows, key)
+                data["windows"][key] = _with_derived(measured) if measured else None
         data["targets"] = [list(t) for t in targets(self)]
         return data
 
@@ -122,23 +140,7 @@ def targets(f: Figures) -> list[tuple[str, str, str]]:
         "{:.1f} ms",
         lambda v: v <= 8,
     )
-    # Context: the CPU one more host costs, start-up and reports left out (the slope
-    # between the N-host run and the --scale run).
-    if fleet and f.scale and f.scale.hosts > fleet.hosts:
-        slope = 1000 * (f.scale.cpu_s - fleet.cpu_s) / (f.scale.hosts - fleet.hosts)
-        rows.append(
-            (
-                f"(context) fleet client CPU per extra host, {fleet.hosts} -> {f.scale.hosts}",
-                f"{slope:.1f} ms",
-                "-",
-            )
-        )
-    add(
-        f"{f.scale.hosts if f.scale else 1000} hosts: peak RSS < 300 MB",
-        _value(f.scale, "peak_rss_mb"),
-        "{:.0f} MB",
-        lambda v: v < 300,
-    )
+    _scale_rows(f, fleet, rows, add)
     add(
         "10,000-host inventory parsed + vars merged < 1 s",
         f.inventory_10k_s,
@@ -173,6 +175,7 @@ def targets(f: Figures) -> list[tuple[str, str, str]]:
                 "yes" if b.holds else "NO",
             )
         )
+    _windows_rows(f, fleet, rows, add)
     # Hosts that logged in (win-badpass is refused before any shell).
     audited = [r for r in f.winrm if r.get("shells") or r.get("commands")]
     if audited:
@@ -187,12 +190,102 @@ def targets(f: Figures) -> list[tuple[str, str, str]]:
     return rows
 
 
+Add = Callable[[str, "float | None", str, Callable[[float], bool]], None]
+# The client CPU a Windows host may cost fleet over WinRM (NTLM, sealed, plain HTTP), set
+# from the first measurement (see the README's benchmark section): pywinrm, requests
+# and pyspnego's pure-Python RC4 and HMAC-MD5 cost far more than libssh2 per host.
+WINRM_CPU_MS = 40.0
+
+
+def peak_rss_bound_mb(hosts: int) -> float:
+    """The memory target at a scale: 300 MB up to 1,000 hosts, 1 GB beyond."""
+    return 300.0 if hosts <= 1000 else 1024.0
+
+
+def _scale_rows(f: Figures, fleet: Measured | None, rows: list, add: Add) -> None:
+    for m in f.scale_runs() or [None]:
+        n = m.hosts if m else 1000
+        bound = peak_rss_bound_mb(n)
+        add(
+            f"{n} hosts: peak RSS < {bound:.0f} MB",
+            _value(m, "peak_rss_mb"),
+            "{:.0f} MB",
+            lambda v, bound=bound: v < bound,
+        )
+        if m is None or fleet is None or m.hosts <= fleet.hosts:
+            continue
+        at_n = fleet.cpu_ms_per_host
+        add(
+            f"{n} hosts: client CPU per host <= at {fleet.hosts} ({at_n:.1f} ms)",
+            m.cpu_ms_per_host,
+            "{:.1f} ms",
+            lambda v, at_n=at_n: v <= at_n,
+        )
+        # Context: the CPU one more host costs, start-up and reports left out (the slope
+        # between the N-host run and this one).
+        slope = 1000 * (m.cpu_s - fleet.cpu_s) / (m.hosts - fleet.hosts)
+        rows.append(
+            (
+                f"(context) fleet client CPU per extra host, {fleet.hosts} -> {m.hosts}",
+                f"{slope:.1f} ms",
+                "-",
+            )
+        )
+
+
+def _windows_rows(f: Figures, fleet: Measured | None, rows: list, add: Add) -> None:
+    if f.probes:
+        p = f.probes
+        rows.append(
+            (
+                f"(context) default plan, one {p['group']}-host mail group: peer probes",
+                f"{p['probes']:,} (ping {p['ping']:,} + SMTP {p['smtp']:,}; each host probed "
+                f"by {p['min_sources']}-{p['max_sources']} sources)",
+                "-",
+            )
+        )
+    w = f.windows
+    if w is None:
+        return
+    m = w.fleet
+    add(
+        f"fleet over WinRM: client CPU <= {WINRM_CPU_MS:g} ms per Windows host",
+        _value(m, "cpu_ms_per_host"),
+        "{:.1f} ms",
+        lambda v: v <= WINRM_CPU_MS,
+    )
+    rows.append(
+        (
+            f"{w.hosts} Windows hosts: 1 shell + 1 PowerShell per host",
+            f"{w.one_shell_one_command}/{w.hosts} hosts, "
+            f"{w.requests_per_host or 0:.1f} HTTP requests per host",
+            "yes" if w.one_shell_one_command == w.hosts else "NO",
+        )
+    )
+    for what, ratio in (
+        (
+            "(context) WinRM/SSH client CPU per host",
+            _ratio(_value(m, "cpu_ms_per_host"), _value(fleet, "cpu_ms_per_host")),
+        ),
+        (
+            "(context) ansible/fleet over WinRM, client CPU",
+            _ratio(_value(w.ansible, "cpu_ms_per_host"), _value(m, "cpu_ms_per_host")),
+        ),
+        (
+            "(context) ansible/fleet over WinRM, wall time",
+            _ratio(_value(w.ansible, "wall_s"), _value(m, "wall_s")),
+        ),
+    ):
+        rows.append((what, "not measured" if ratio is None else f"{ratio:.2f}x", "-"))
+
+
 def tools_table(f: Figures) -> str:
     floor = f.tool("OpenSSH floor")
     rows = []
-    for m in [*f.tools, *(x for x in (f.silent, f.scale) if x)]:
+    windows = [f.windows.fleet, f.windows.ansible] if f.windows else []
+    for m in [*f.tools, *(x for x in (f.silent, *f.scale_runs(), *windows) if x)]:
         # A ratio only between runs over the same hosts.
-        same = floor is not None and floor.hosts == m.hosts and m is not f.silent
+        same = floor is not None and floor.hosts == m.hosts and m not in (f.silent, *windows)
         vs_floor = _ratio(m.wall_s, floor.wall_s) if same and floor else None
         rows.append(
             (
@@ -238,8 +331,23 @@ def report(f: Figures) -> str:
         ]
     if f.winrm:
         parts += ["", tabulate(f.winrm, headers="keys")]
+    if f.windows and f.windows.profile:
+        parts += [
+            "",
+            f"where fleet's client CPU goes over WinRM ({f.windows.hosts} hosts, py-spy):",
+            tabulate(
+                [(part, f"{share:.1f}") for part, share in f.windows.profile],
+                headers=["part (first from the leaf up)", "% of samples"],
+            ),
+            "",
+            tabulate(
+                [(leaf, f"{share:.1f}") for leaf, share in f.windows.hot],
+                headers=["function", "% self"],
+            ),
+        ]
     parts += ["", tabulate(targets(f), headers=["target", "measured", "holds"])]
     parts += [f"note: {n}" for n in f.notes]
+    parts += [f"note: {n}" for n in (f.windows.notes if f.windows else [])]
     return "\n".join(parts)
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,9 @@ BENCH_VARS: Mapping[str, Any] = {
     # The bench hosts run no SMTP server of their own: reach checks the login port only.
     "fleet_reach_ports": [22],
 }
+# The bench's Windows hosts (group winbench): WinRM is their login port.
+WINDOWS_BENCH_VARS: Mapping[str, Any] = {"fleet_reach_ports": [5985]}
+WINDOWS_PROFILE = "ok"  # tests.lab.winsim's healthy Windows Server 2019
 
 
 @dataclass(frozen=True)
@@ -47,18 +51,44 @@ class BenchLab:
         return [h.address for h in self.lab.hosts if group in h.groups]
 
 
-def bench_up(n: int, *, silent: int = 0, stuck: bool = False) -> BenchLab:
-    """The bench lab with its hub, plus silent and stuck hosts when asked; vars for the probes."""
-    lab = control.up(lab_topology=topology.bench(n, hub=True, silent=silent, stuck=stuck))
+def bench_up(n: int, *, silent: int = 0, stuck: bool = False, windows: int = 0) -> BenchLab:
+    """The bench lab with its hub, plus silent, stuck and Windows hosts when asked; vars for
+    the probes."""
+    shape = topology.bench(n, hub=True, silent=silent, stuck=stuck, windows=windows)
+    lab = control.up(lab_topology=shape)
     inventory_dir = lab.inventory.parent
     group_vars = inventory_dir / "group_vars"
     group_vars.mkdir(exist_ok=True)
     (group_vars / "all.yml").write_text(yaml.safe_dump(dict(BENCH_VARS)))
+    (group_vars / "winbench.yml").write_text(yaml.safe_dump(dict(WINDOWS_BENCH_VARS)))
     servers: list[subprocess.Popen] = []
     if stuck:
         servers.append(_start_mute(lab))
         servers.append(_start_hang(lab))
+    if windows:
+        servers += _start_windows(lab)
     return BenchLab(lab, inventory_dir, tuple(servers))
+
+
+def _start_windows(lab: Lab) -> list[subprocess.Popen]:
+    """One simulator per Windows node, serving every host of its block (winhost --block)."""
+    from tests.lab import winhost
+
+    namespaces = dict.fromkeys(h.namespace for h in lab.hosts if "winbench" in h.groups)
+    nodes = [lab.topology.node(ns) for ns in namespaces]
+
+    def start(node: topology.Node) -> subprocess.Popen:
+        return winhost.start(
+            node.namespace,
+            node.addresses[0],
+            WINDOWS_PROFILE,
+            lab.state_dir / "winbench",
+            blocks=node.served_blocks,
+            gateway=lab.topology.gateway,
+        )
+
+    with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+        return list(pool.map(start, nodes))
 
 
 # Accepts TCP on port 22 (the kernel completes the handshake) and never says a word.

@@ -32,6 +32,7 @@ from tests.lab.bench.measure import (
 from tests.lab.bench.robust import (
     inventory_parse_time,
     on_host_concurrency,
+    probe_count,
     stuck_runs,
 )
 from tests.lab.bench.tools import (
@@ -41,30 +42,56 @@ from tests.lab.bench.tools import (
     floor_run,
     paramiko_run,
 )
-from tests.lab.bench.windows import winrm_cost
+from tests.lab.bench.windows import windows_phase, winrm_cost
+
+# Wall time a host costs at scale on the 2-core machine (1,000 hosts: 54 s), for the
+# progress line; and what --all runs.
+SCALE_WALL_S_PER_HOST = 0.055
+ALL_SCALES = "1000,10000"
+PROBE_GROUP = 1000
 
 
 def run_bench(args: argparse.Namespace) -> Figures:
     """Every phase the options ask for; labs torn down whatever happens."""
     figures = Figures(machine=machine(), hosts=args.hosts, forks=args.forks)
+    windows = getattr(args, "windows", 0)
     if not args.quick:
         _say("timing a 10,000-host inventory")
         figures.inventory_10k_load_s, figures.inventory_10k_s = inventory_parse_time()
+        _say(f"the default plan's probes for a {PROBE_GROUP:,}-host mail group")
+        figures.probes = probe_count(PROBE_GROUP)
     with lab_session():
         if not args.quick:
             _say("standard lab: WinRM cost per Windows host")
             figures.winrm = winrm_cost()
-        _bench_phase(args, figures)
-        if args.scale:
-            _scale_phase(args.scale, figures)
+        bench = _bench_phase(args, figures, windows)
+        if windows:
+            figures.windows = windows_phase(
+                bench, args.forks, args.repeat, profile=getattr(args, "profile", True)
+            )
+        for n in scales(args.scale):
+            _scale_phase(n, figures)
     return figures
 
 
-def _bench_phase(args: argparse.Namespace, figures: Figures) -> None:
+def scales(given: int | str | Sequence[int]) -> list[int]:
+    """``--scale`` as host counts: 1000, "1000,10000", or none (0)."""
+    if isinstance(given, int):
+        return [given] if given else []
+    if isinstance(given, str):
+        return [int(n) for n in given.replace("_", "").split(",") if n.strip() and int(n)]
+    return [n for n in given if n]
+
+
+def _bench_phase(args: argparse.Namespace, figures: Figures, windows: int = 0) -> BenchLab:
     n, quick = args.hosts, args.quick
     silent = 0 if quick else max(1, n // 10)
-    _say(f"bench lab: {n} hosts" + ("" if quick else f", {silent} silent, 2 stuck"))
-    bench = bench_up(n, silent=silent, stuck=not quick)
+    _say(
+        f"bench lab: {n} hosts"
+        + ("" if quick else f", {silent} silent, 2 stuck")
+        + (f", {windows} Windows" if windows else "")
+    )
+    bench = bench_up(n, silent=silent, stuck=not quick, windows=windows)
     plans = bench_plans(bench.inventory_dir, "bench")
     names = [p.name for p in plans]
     # fleet and the floor take turns, so both meet the same moments of a noisy machine.
@@ -96,6 +123,7 @@ def _bench_phase(args: argparse.Namespace, figures: Figures) -> None:
         figures.bounded = stuck_runs(bench, names)
     _say("probes side by side on one host")
     figures.on_host = on_host_concurrency(bench, plans[0])
+    return bench
 
 
 def _ansible_phase(
@@ -110,11 +138,12 @@ def _ansible_phase(
 
 
 def _scale_phase(n: int, figures: Figures) -> None:
-    _say(f"scale: fleet over {n} hosts (peak memory)")
+    _say(f"scale: fleet over {n} hosts (peak memory; ~{n * SCALE_WALL_S_PER_HOST / 60:.0f} min)")
     bench = bench_up(n)
     names = [p.name for p in bench_plans(bench.inventory_dir, "bench")]
-    m, _ = fleet_audit(bench, "bench", names, timeout=1800)
-    figures.scale = Measured(**{**asdict(m), "tool": f"fleet at scale ({n})"})
+    # A stuck run still ends: 0.3 s a host is five times the measured pace.
+    m, _ = fleet_audit(bench, "bench", names, timeout=max(1800.0, 0.3 * n))
+    figures.add_scale(Measured(**{**asdict(m), "tool": f"fleet at scale ({n})"}))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,12 +157,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--scale",
+        nargs="?",
+        const="1000",
+        default="0",
+        metavar="N[,M]",
+        help="also audit N hosts (1000; e.g. 1000,10000) for the memory and CPU-per-host figures",
+    )
+    parser.add_argument(
+        "--windows",
         type=int,
         nargs="?",
-        const=1000,
+        const=200,
         default=0,
-        metavar="N",
-        help="also audit N hosts (1000) for the peak-memory figure",
+        metavar="W",
+        help="also W simulated Windows hosts (200) over WinRM, 50 per simulator process",
+    )
+    parser.add_argument(
+        "--no-profile",
+        dest="profile",
+        action="store_false",
+        help="with --windows: no py-spy profile of fleet's WinRM client",
+    )
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="everything: the default run, --scale 1000,10000 and --windows 200",
     )
     parser.add_argument(
         "--repeat",
@@ -146,6 +194,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.all:
+        args.quick, args.scale, args.windows = False, ALL_SCALES, args.windows or 200
+    try:
+        scales(args.scale)
+    except ValueError:
+        parser.error(f"--scale takes host counts such as 1000 or 1000,10000, not {args.scale!r}")
     control.require_root()
     compile_bytecode()
     figures = run_bench(args)

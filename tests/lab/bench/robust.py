@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from fleet.checks.base import Platform
 from fleet.checks.batch import new_nonce
 from fleet.plan import HostPlan, RunOptions
+from fleet.truth import as_bool
 from tests.lab import topology
 from tests.lab.bench.labs import (
     BenchLab,
     complete,
 )
+from tests.lab.bench.measure import PLAYBOOK
 from tests.lab.bench.tools import (
     fleet_audit,
 )
@@ -132,3 +137,47 @@ def inventory_parse_time(hosts: int = 10_000) -> tuple[float, float]:
         if len(merged) != hosts or merged[-1].get("ansible_winrm_transport") != "kerberos":
             raise RuntimeError(f"the generated inventory reads wrong: {len(merged)} hosts")
     return loaded, with_vars
+
+
+def probe_count(hosts: int = 1000) -> dict[str, Any]:
+    """The default playbook's probes for one mail group of ``hosts`` hosts, counted from the
+    planned checks' targets (whichever plan fleet has): ping and SMTP probes between members,
+    the gateway pings aside, and how many sources probe each member (fewest, most)."""
+    from fleet.inventory import load_inventory
+    from fleet.playbook import build_plan, load_playbook
+
+    with tempfile.TemporaryDirectory(prefix="fleet-probes-") as tmp:
+        root = Path(tmp)
+        members = {
+            f"mx{i:05d}": {"ansible_host": f"198.18.{64 + i // 250}.{1 + i % 250}"}
+            for i in range(hosts)
+        }
+        inventory = {"all": {"children": {"mail": {"hosts": members}}}}
+        (root / "hosts.yml").write_text(yaml.safe_dump(inventory))
+        started = time.perf_counter()
+        plans = build_plan(load_playbook(PLAYBOOK), load_inventory(root), "mail")
+        planned = time.perf_counter() - started
+    counts: Counter[str] = Counter()
+    sources: Counter[str] = Counter({name: 0 for name in members})
+    gateway = 0
+    for plan in plans:
+        probed: set[str] = set()  # a source counts once per target, ping and SMTP together
+        for check in plan.checks:
+            if check.name not in ("ping", "smtp"):
+                continue
+            targets = [str(t) for t in check.params.get("targets") or ()]
+            counts[check.name] += len(targets)
+            probed.update(targets)
+            if check.name == "ping" and as_bool(check.params.get("gateway", True), "gateway"):
+                gateway += 1
+        sources.update(t for t in probed if t in sources)
+    return {
+        "group": hosts,
+        "probes": counts["ping"] + counts["smtp"],
+        "ping": counts["ping"],
+        "smtp": counts["smtp"],
+        "gateway_pings": gateway,
+        "min_sources": min(sources.values(), default=0),
+        "max_sources": max(sources.values(), default=0),
+        "plan_s": planned,
+    }

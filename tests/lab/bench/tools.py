@@ -8,7 +8,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from tests.lab.bench.labs import (
 from tests.lab.bench.measure import (
     KEX,
     Measured,
+    ProcessCost,
     _measured,
     hosts_returned,
     run_measured,
@@ -127,7 +128,7 @@ def _read(path: Path) -> bytes:
 
 
 ANSIBLE_PLAY = """\
-- hosts: bench
+- hosts: {group}
   gather_facts: false
   tasks:
 """
@@ -144,32 +145,57 @@ def ansible_run(
     defaults (ControlPersist connection sharing); the key exchange is pinned in both.
     """
     scripts = check_scripts(plans[0]) if per_check else [audit_script(plans[0])]
+    options = ssh_options(bench)
+    if per_check:  # Ansible's default connection sharing instead of the floor's "no"
+        at = options.index("ControlMaster=no")
+        options[at : at + 1] = ["ControlMaster=auto", "-o", "ControlPersist=60s"]
+        options.append("-C")
+    env = {
+        "ANSIBLE_REMOTE_USER": sshd.LAB_USER,
+        "ANSIBLE_PRIVATE_KEY_FILE": str(bench.lab.key_file),
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
+        "ANSIBLE_SSH_ARGS": " ".join(shlex.quote(o) for o in options),
+    }
+    cost, returned = ansible_playbook("bench", plans, scripts, forks, env)
+    label = "ansible-playbook, task per check" if per_check else "ansible-playbook"
+    how = (
+        f"-f {forks}, {len(scripts)} raw tasks, ControlPersist" if per_check else f"-f {forks}, raw"
+    )
+    note = "" if cost.exit_status == 0 else f"exit {cost.exit_status}: {cost.stdout[-300:]}"
+    return _measured(label, len(plans), cost, returned, note or how)
+
+
+def ansible_playbook(
+    group: str,
+    plans: Sequence[HostPlan],
+    scripts: Sequence[tuple[str, str, tuple]],
+    forks: int,
+    env: Mapping[str, str],
+    group_vars: Sequence[str] = (),
+) -> tuple[ProcessCost, int]:
+    """ansible-playbook running ``scripts`` as ``raw`` tasks on ``plans`` (the inventory
+    group ``group``, ``group_vars`` its INI vars lines); its cost and the hosts whose every
+    task ran and whose last task's sections all came back."""
     with tempfile.TemporaryDirectory(prefix="fleet-ansible-") as tmp:
         work = Path(tmp)
         tasks = []
         for i, (script, _nonce, _steps) in enumerate(scripts):
             (work / f"check{i}.sh").write_text(script)
             tasks.append(f"    - raw: \"{{{{ lookup('file', 'check{i}.sh') }}}}\"\n")
-        (work / "play.yml").write_text(ANSIBLE_PLAY + "".join(tasks))
-        lines = ["[bench]", *(f"{p.name} ansible_host={p.address}" for p in plans)]
+        (work / "play.yml").write_text(ANSIBLE_PLAY.format(group=group) + "".join(tasks))
+        lines = [f"[{group}]", *(f"{p.name} ansible_host={p.address}" for p in plans)]
+        if group_vars:
+            lines += [f"[{group}:vars]", *group_vars]
         (work / "hosts.ini").write_text("\n".join(lines) + "\n")
-        options = ssh_options(bench)
-        if per_check:  # Ansible's default connection sharing instead of the floor's "no"
-            at = options.index("ControlMaster=no")
-            options[at : at + 1] = ["ControlMaster=auto", "-o", "ControlPersist=60s"]
-            options.append("-C")
         env = {
             "ANSIBLE_CONFIG": str(work / "none.cfg"),  # no ansible.cfg from the cwd or ~
             "ANSIBLE_FORKS": str(forks),
-            "ANSIBLE_REMOTE_USER": sshd.LAB_USER,
-            "ANSIBLE_PRIVATE_KEY_FILE": str(bench.lab.key_file),
-            "ANSIBLE_HOST_KEY_CHECKING": "True",
-            "ANSIBLE_SSH_ARGS": " ".join(shlex.quote(o) for o in options),
             "ANSIBLE_SSH_CONTROL_PATH_DIR": str(work / "cp"),
             "ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.tree",
             "ANSIBLE_CALLBACK_TREE_DIR": str(work / "tree"),
             "ANSIBLE_LOCAL_TEMP": str(work / "tmp"),
             "ANSIBLE_NOCOLOR": "1",
+            **env,
         }
         argv = ["ansible-playbook", "-i", "hosts.ini", "play.yml"]
         cost = run_measured(argv, timeout=1800, cwd=work, env=env, sample_tree=True)
@@ -181,12 +207,7 @@ def ansible_run(
             p.name in done and _ansible_complete(work / "tree" / p.name, nonce, steps)
             for p in plans
         )
-    label = "ansible-playbook, task per check" if per_check else "ansible-playbook"
-    how = (
-        f"-f {forks}, {len(scripts)} raw tasks, ControlPersist" if per_check else f"-f {forks}, raw"
-    )
-    note = "" if cost.exit_status == 0 else f"exit {cost.exit_status}: {cost.stdout[-300:]}"
-    return _measured(label, len(plans), cost, returned, note or how)
+    return cost, returned
 
 
 def _recap_ok(stdout: str, tasks: int) -> set[str]:
