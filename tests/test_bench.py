@@ -259,16 +259,16 @@ def test_the_profile_is_summarised_by_library_from_the_leaf_up() -> None:
 
     raw = (
         "run (fleet/runner.py:1);step (spnego/_ntlm.py:2);rc4 (cryptography/x.py:3) 6\n"
-        "run (fleet/runner.py:1);post (requests/sessions.py:4);send (socket.py:5) 3\n"
+        "run (fleet/runner.py:1);post (requests/sessions.py:4);sendall (socket.py:5) 3\n"
         "run (fleet/runner.py:1);parse (fleet/checks/x.py:6) 1\n"
     )
-    parts, hot = summarise_profile(raw)
-    assert dict(parts) == {
+    found = summarise_profile(raw)
+    assert dict(found.parts) == {
         "cryptography": 60.0,
         "ssl / socket": 30.0,
         "fleet": 10.0,
     }
-    assert hot[0] == ("rc4 (cryptography/x.py:3)", 60.0)
+    assert found.hot[0] == ("rc4 (cryptography/x.py:3)", 60.0) and found.samples == 10
 
 
 def test_probe_count_reads_the_planned_targets_of_a_mail_group() -> None:

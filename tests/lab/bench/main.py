@@ -66,9 +66,8 @@ def run_bench(args: argparse.Namespace) -> Figures:
             figures.winrm = winrm_cost()
         bench = _bench_phase(args, figures, windows)
         if windows:
-            figures.windows = windows_phase(
-                bench, args.forks, args.repeat, profile=getattr(args, "profile", True)
-            )
+            spy = args.out if getattr(args, "profile", True) else None
+            figures.windows = windows_phase(bench, args.forks, args.repeat, profile_dir=spy)
         for n in scales(args.scale):
             _scale_phase(n, figures)
     return figures

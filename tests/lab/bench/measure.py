@@ -64,6 +64,7 @@ class ProcessCost:
     tree_peak_mb: float | None
     stdout: str
     stderr: str
+    sys_s: float = 0.0  # the kernel's part of cpu_s
 
 
 def _descendants(root: int) -> list[int]:
@@ -154,6 +155,7 @@ def run_measured(
             tree_peak_mb=sampler.peak if sampler else None,
             stdout=out.read().decode("utf-8", "replace"),
             stderr=err.read().decode("utf-8", "replace"),
+            sys_s=usage.ru_stime,
         )
 
 

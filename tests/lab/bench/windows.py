@@ -10,6 +10,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +67,12 @@ class WindowsFigures:
     notes: list[str] = field(default_factory=list)
 
 
-def windows_phase(bench: BenchLab, forks: int, repeat: int, *, profile: bool) -> WindowsFigures:
+def windows_phase(
+    bench: BenchLab, forks: int, repeat: int, *, profile_dir: Path | None
+) -> WindowsFigures:
     """fleet over the bench's Windows hosts (``repeat`` runs, the median), the WS-Management
-    counters of the first run, Ansible's ``raw`` over the same WinRM, and a profile."""
+    counters of the first run, Ansible's ``raw`` over the same WinRM, and a profile (its
+    raw stacks kept in ``profile_dir``; none without it)."""
     plans = bench_plans(bench.inventory_dir, WINDOWS_GROUP)
     names = [p.name for p in plans]
     hosts = [h for h in bench.lab.hosts if WINDOWS_GROUP in h.groups]
@@ -91,11 +95,12 @@ def windows_phase(bench: BenchLab, forks: int, repeat: int, *, profile: bool) ->
         out.ansible = ansible_winrm_run(plans, forks)
     else:
         out.notes.append("ansible-playbook is not installed: its WinRM row is skipped")
-    if profile:
+    if profile_dir is not None:
         _say("fleet over WinRM under py-spy")
-        out.profile, out.hot, note = profile_winrm(bench)
-        if note:
-            out.notes.append(note)
+        found, note = profile_winrm(bench, profile_dir)
+        if found:
+            out.profile, out.hot = found.parts, found.hot
+        out.notes.append(note)
     return out
 
 
@@ -122,7 +127,9 @@ def ansible_winrm_run(plans: Sequence[HostPlan], forks: int) -> Measured:
     return _measured("ansible-playbook, WinRM raw", len(plans), cost, returned, note)
 
 
-# Where a sample's time goes: the first of these found from the leaf of its stack up.
+# Where a sample's time goes: the first library found from the leaf up.  py-spy samples
+# only the thread holding the GIL (``--gil``): Python's own CPU; the system calls (the
+# socket's send and receive) release it and show as the run's system time instead.
 PROFILE_PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("import and start-up", ("<frozen importlib", "<frozen site")),
     ("pyspnego (NTLM: auth, seal/sign, RC4 + HMAC-MD5)", ("spnego/",)),
@@ -134,30 +141,43 @@ PROFILE_PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("fleet", ("fleet/",)),
     ("ssl / socket", ("ssl.py", "socket.py", "selectors.py")),
 )
+PROFILE_RATE = 250  # samples a second
 
 
-def profile_winrm(bench: BenchLab) -> tuple[list[tuple[str, float]], list[tuple[str, float]], str]:
-    """fleet over the Windows hosts under py-spy (when installed): the share of samples by
-    library (the first library from the leaf up), and the top functions by self time."""
+@dataclass(frozen=True)
+class Profile:
+    parts: list[tuple[str, float]]  # (part, % of samples)
+    hot: list[tuple[str, float]]  # (function, % self)
+    samples: int
+
+
+def profile_winrm(bench: BenchLab, out: Path) -> tuple[Profile | None, str]:
+    """fleet over the Windows hosts under py-spy (when installed), its raw stacks kept in
+    ``out``: the share of samples by part and the top functions by self time; a note."""
     spy = shutil.which("py-spy")
     if spy is None:
-        return [], [], "py-spy is not installed: no WinRM profile (pip install py-spy)"
+        return None, "py-spy is not installed: no WinRM profile (pip install '.[bench]')"
+    out.mkdir(parents=True, exist_ok=True)
+    raw = out / f"winrm-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.pyspy.txt"
     with tempfile.TemporaryDirectory(prefix="fleet-spy-") as tmp:
-        raw = Path(tmp) / "raw.txt"
-        argv = [spy, "record", "--rate", "250", "--format", "raw", "--output", str(raw), "--"]
+        argv = [spy, "record", "--gil", "--rate", str(PROFILE_RATE), "--format", "raw"]
+        argv += ["--output", str(raw), "--"]
         argv += [sys.executable, "-m", "fleet", "audit", "-i", str(bench.inventory_dir)]
-        argv += ["-l", WINDOWS_GROUP, "-q", "--report-dir", str(Path(tmp) / "reports")]
+        argv += ["-l", WINDOWS_GROUP, "-q", "--report-dir", tmp]
         done = run_measured(argv, timeout=900)
-        text = raw.read_text() if raw.exists() else ""
+    text = raw.read_text() if raw.exists() else ""
     if not text:
-        return [], [], f"py-spy wrote no profile (exit {done.exit_status}): {done.stderr[-200:]}"
-    parts, hot = summarise_profile(text)
-    return parts, hot, ""
+        return None, f"py-spy wrote no profile (exit {done.exit_status}): {done.stderr[-200:]}"
+    profile = summarise_profile(text)
+    held = profile.samples / PROFILE_RATE
+    cpu = f"{done.cpu_s - done.sys_s:.2f} s user + {done.sys_s:.2f} s system CPU"
+    return profile, (
+        f"WinRM profile: {profile.samples} samples holding the GIL at {PROFILE_RATE}/s "
+        f"(~{held:.2f} s) against {cpu} for the run (py-spy's included); raw stacks: {raw}"
+    )
 
 
-def summarise_profile(
-    raw: str, top: int = 8
-) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+def summarise_profile(raw: str, top: int = 8) -> Profile:
     """py-spy's raw (collapsed) stacks as (part, % of samples) and (function, % self)."""
     by_part: Counter[str] = Counter()
     by_leaf: Counter[str] = Counter()
@@ -172,10 +192,10 @@ def summarise_profile(
         by_leaf[frames[-1]] += samples
         by_part[_part(frames)] += samples
     if not total:
-        return [], []
+        return Profile([], [], 0)
     parts = [(part, 100 * n / total) for part, n in by_part.most_common()]
     hot = [(leaf, 100 * n / total) for leaf, n in by_leaf.most_common(top)]
-    return parts, hot
+    return Profile(parts, hot, total)
 
 
 def _part(frames: Sequence[str]) -> str:
