@@ -12,7 +12,7 @@ import json
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -336,8 +336,8 @@ def test_certificate_is_reused_for_the_same_host_and_reissued_for_a_new_address(
 # -- the host process
 
 
-def test_winhost_serves_each_address_with_its_own_handler(tmp_path: Path) -> None:
-    seen: list[tuple[str, str]] = []
+def echo_address(seen: list[tuple[str, str]]) -> Callable[[str], Handler]:
+    """Handlers that answer with the address they serve, noting (address, script) in ``seen``."""
 
     def handler_for(address: str) -> Handler:
         def handler(script: str) -> tuple[bytes, bytes, int]:
@@ -346,6 +346,12 @@ def test_winhost_serves_each_address_with_its_own_handler(tmp_path: Path) -> Non
 
         return handler
 
+    return handler_for
+
+
+def test_winhost_serves_each_address_with_its_own_handler(tmp_path: Path) -> None:
+    seen: list[tuple[str, str]] = []
+    handler_for = echo_address(seen)
     servers = winhost.serve(
         ["127.0.0.1"], handler_for, tmp_path, users={USER: PASSWORD}, http_port=0, https_port=0
     )
@@ -365,14 +371,7 @@ def test_a_block_server_serves_each_address_it_is_reached_at_as_its_own_host(
     """One listener, many hosts (the bench's Windows nodes): the address a client reached
     picks the handler, and each host counts its own shells and commands."""
     seen: list[tuple[str, str]] = []
-
-    def handler_for(address: str) -> Handler:
-        def handler(script: str) -> tuple[bytes, bytes, int]:
-            seen.append((address, script))
-            return address.encode(), b"", 0
-
-        return handler
-
+    handler_for = echo_address(seen)
     port = free_port()
     servers = winhost.serve_blocks(
         "127.0.0.1", handler_for, tmp_path, users={USER: PASSWORD}, http_port=port

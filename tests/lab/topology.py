@@ -291,7 +291,7 @@ BENCH_WINDOWS_NODE = 100  # the Windows nodes' addresses on the bridge: .100 and
 # The bench's extra machines, on the bridge's /24 (bench nodes are .10 and up).
 BENCH_HUB = "smtp-hub"  # the SMTP server (and ping target) every bench host probes
 BENCH_EXTRA_ADDRESSES = {"hub": 5, "mute": 6, "hang": 7, "silent": 8}
-BENCH_STUCK = ("mute1", "hang1")  # hosts whose server bench.py starts itself
+BENCH_STUCK = ("mute1", "hang1")  # hosts whose server tests.lab.bench starts itself
 
 
 def bench_network(n: int) -> str:
