@@ -194,7 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     if args.all:
-        args.quick, args.scale, args.windows = False, ALL_SCALES, args.windows or 200
+        args.quick, args.windows = False, args.windows or 200
+        args.scale = args.scale if scales(args.scale) else ALL_SCALES
     try:
         scales(args.scale)
     except ValueError:

@@ -112,11 +112,8 @@ def ansible_winrm_run(plans: Sequence[HostPlan], forks: int) -> Measured:
     """ansible-playbook, one ``raw`` task running fleet's script over the same WinRM
     (pywinrm, NTLM with message encryption over HTTP), the same forks.  The simulator
     takes the script as Ansible's PowerShell plugin reshapes it (``winsim.ansible_form``)."""
-    group_vars = [
-        f"{name}={value}"
-        for name, value in inventory.WINDOWS_VARS.items()
-        if name != "ansible_port"
-    ] + ["ansible_port=5985", "ansible_winrm_message_encryption=auto"]
+    group_vars = [f"{name}={value}" for name, value in inventory.WINDOWS_VARS.items()]
+    group_vars.append("ansible_winrm_message_encryption=auto")  # sealed, as fleet's
     env = {"NO_PROXY": "*", "no_proxy": "*"}  # requests must not send lab traffic to a proxy
     cost, returned = ansible_playbook(
         WINDOWS_GROUP, plans, [audit_script(plans[0])], forks, env, group_vars
