@@ -6,7 +6,7 @@ invoke merge reports/shards       # one report from the shards of an audit (--sh
 invoke inventory / report / diff  # the other `fleet` commands, described in the same words
 invoke test                       # the whole test suite, the lab included (root)
 invoke lab.up / invoke lab.down   # the network-namespace lab
-invoke bench                      # the benchmark (root)
+invoke bench                      # the benchmark (root); --all adds 10,000 hosts and WinRM
 """
 
 from __future__ import annotations
@@ -168,18 +168,30 @@ def lint(c: Context) -> None:
     help={
         "hosts": "bench hosts (200)",
         "quick": "fleet and the OpenSSH floor only",
-        "scale": "also audit this many hosts for the peak-memory figure (e.g. 1000)",
+        "scale": "also audit this many hosts for the memory and CPU figures (1000, 10000 or both: "
+        "1000,10000)",
+        "windows": "also this many simulated Windows hosts over WinRM (e.g. 200)",
+        "all": "everything: the default run, --scale 1000,10000 and --windows 200",
+        "repeat": "runs of fleet and the floor, taking turns; medians reported (3)",
     }
 )
 def bench(
-    c: Context, hosts: int = 200, quick: bool = False, scale: int = 0, repeat: int = 3
+    c: Context,
+    hosts: int = 200,
+    quick: bool = False,
+    scale: str = "",
+    windows: int = 0,
+    all: bool = False,
+    repeat: int = 3,
 ) -> None:
     """the benchmark: fleet vs the plain OpenSSH fan-out vs ansible-playbook (root)"""
     args = [
         f"--hosts {hosts}",
         f"--repeat {repeat}",
         "--quick" if quick else "",
-        f"--scale {scale}" if scale else "",
+        f"--scale {scale}" if scale and scale != "0" else "",
+        f"--windows {windows}" if windows else "",
+        "--all" if all else "",
     ]
     c.run(f"{sys.executable} -m tests.lab.bench {' '.join(filter(None, args))}", pty=False)
 

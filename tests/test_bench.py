@@ -174,3 +174,108 @@ def test_tiny_bench_run_returns_every_host(lab, tmp_path: Path) -> None:
     assert [o.targets for o in figures.on_host] == [1, 3]
     data = json.loads(bench.write_json(figures, tmp_path).read_text())
     assert data["hosts"] == 3 and len(data["tools"]) == 3
+
+
+# -- past 1,000 hosts, and the Windows hosts at scale ------------------------------
+
+
+def test_ten_thousand_hosts_move_the_bench_to_its_own_18_with_a_node_per_254() -> None:
+    assert topology.bench(3556).network == "198.18.16.0/24"  # the /20 holds 14 blocks
+    big = topology.bench(10_000, hub=True)
+    assert big.network == "198.18.64.0/24"  # the bridge's /24 of 198.18.64.0/18
+    served = [n for n in big.nodes if n.sshd]
+    assert len(served) == 40  # 10,000 / 254: one sshd, one ARP entry per 254 hosts
+    addresses = [h.address for h in big.hosts]
+    assert len(addresses) == len(set(addresses)) == 10_001
+    block = ipaddress.ip_network(topology.BENCH_LARGE_NETWORK)
+    assert all(ipaddress.ip_address(a) in block for a in addresses)
+    with pytest.raises(ValueError):
+        topology.bench(62 * 254 + 1)
+
+
+def test_windows_bench_hosts_are_served_50_to_a_node_from_their_own_block() -> None:
+    lab = topology.bench(10, hub=True, windows=120)
+    windows = [h for h in lab.hosts if h.kind is topology.Kind.WINDOWS]
+    assert len(windows) == 120 and {h.groups for h in windows} == {("winbench", "windows")}
+    nodes = [lab.node(ns) for ns in dict.fromkeys(h.namespace for h in windows)]
+    assert [len(lab.hosts_of(n.namespace)) for n in nodes] == [50, 50, 20]
+    block = ipaddress.ip_network(topology.BENCH_WINDOWS_NETWORK)
+    for node in nodes:
+        assert not node.sshd and node.windows_profile is None  # the bench starts them
+        served = ipaddress.ip_network(node.served_blocks[0])
+        assert served.subnet_of(block)  # type: ignore[arg-type]
+        assert all(ipaddress.ip_address(h.address) in served for h in lab.hosts_of(node.namespace))
+    assert len({h.address for h in lab.hosts}) == len(lab.hosts)
+
+
+def test_scale_takes_one_or_several_host_counts() -> None:
+    from tests.lab.bench.main import scales
+
+    assert scales("0") == [] and scales(0) == []
+    assert scales("1000") == [1000] and scales(1000) == [1000]
+    assert scales("1000,10_000") == [1000, 10_000]
+
+
+def test_ten_thousand_hosts_are_held_to_1_gb_and_to_the_cpu_per_host_at_200() -> None:
+    figures = canned()  # fleet: 1.2 s of CPU for 200 hosts, 6 ms a host
+    figures.add_scale(Measured("fleet at scale (1000)", 1000, 60.0, 5.5, 250.0, returned=1000))
+    figures.add_scale(Measured("fleet at scale (10000)", 10_000, 600.0, 58.0, 900.0, 10_000))
+    assert figures.scale is not None and figures.scale.hosts == 10_000
+    verdicts = holds(figures)
+    assert verdicts["1000 hosts: peak RSS < 300 MB"] == "yes"
+    assert verdicts["10000 hosts: peak RSS < 1024 MB"] == "yes"  # 900 MB
+    assert verdicts["10000 hosts: client CPU per host <= at 200"] == "yes"  # 5.8 ms
+    figures.scales[-1] = Measured("fleet at scale (10000)", 10_000, 600.0, 70.0, 1100.0, 10_000)
+    verdicts = holds(figures)
+    assert verdicts["10000 hosts: peak RSS < 1024 MB"] == "NO"
+    assert verdicts["10000 hosts: client CPU per host <= at 200"] == "NO"  # 7 ms
+    assert "fleet at scale (10000)" in bench.report(figures)
+
+
+def test_windows_figures_are_reported_and_held_to_their_target() -> None:
+    from tests.lab.bench.figures import WINRM_CPU_MS
+    from tests.lab.bench.windows import WindowsFigures
+
+    figures = canned()
+    cpu_s = 0.5 * WINRM_CPU_MS * 200 / 1000  # half the target per host
+    fleet = Measured("fleet, WinRM (4 simulators)", 200, 20.0, cpu_s, 90.0, returned=200)
+    ansible = Measured("ansible-playbook, WinRM raw", 200, 40.0, 30.0, 80.0, returned=200)
+    figures.windows = WindowsFigures(
+        200, 4, fleet, ansible, 8.0, 200, [("pyspnego", 40.0)], [("f (x.py:1)", 9.0)]
+    )
+    verdicts = holds(figures)
+    assert verdicts[f"fleet over WinRM: client CPU <= {WINRM_CPU_MS:g} ms per Windows host"] == (
+        "yes"
+    )
+    assert verdicts["200 Windows hosts: 1 shell + 1 PowerShell per host"] == "yes"
+    text = bench.report(figures)
+    assert "ansible-playbook, WinRM raw" in text and "pyspnego" in text
+    data = json.loads(json.dumps(figures.to_dict()))
+    assert data["windows"]["fleet"]["cpu_ms_per_host"] == pytest.approx(0.5 * WINRM_CPU_MS)
+
+
+def test_the_profile_is_summarised_by_library_from_the_leaf_up() -> None:
+    from tests.lab.bench.windows import summarise_profile
+
+    raw = (
+        "run (fleet/runner.py:1);step (spnego/_ntlm.py:2);rc4 (cryptography/x.py:3) 6\n"
+        "run (fleet/runner.py:1);post (requests/sessions.py:4);sendall (socket.py:5) 3\n"
+        "run (fleet/runner.py:1);parse (fleet/checks/x.py:6) 1\n"
+    )
+    found = summarise_profile(raw)
+    assert dict(found.parts) == {
+        "cryptography": 60.0,
+        "ssl / socket": 30.0,
+        "fleet": 10.0,
+    }
+    assert found.hot[0] == ("rc4 (cryptography/x.py:3)", 60.0) and found.samples == 10
+
+
+def test_probe_count_reads_the_planned_targets_of_a_mail_group() -> None:
+    from tests.lab.bench.robust import probe_count
+
+    # A group this small keeps the full mesh whatever the plan: each pings and greets the 3 others.
+    counts = probe_count(4)
+    assert (counts["ping"], counts["smtp"], counts["probes"]) == (12, 12, 24)
+    assert counts["min_sources"] == counts["max_sources"] == 3
+    assert counts["gateway_pings"] == 4

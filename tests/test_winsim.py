@@ -392,3 +392,16 @@ def test_gateway_ping_reports_the_lookup_it_used():
         profile = dataclasses.replace(profile, adapters=(loop,))
         report = winsim.ping_report(profile, LAB_ADDRESS, steps[0].params)
         assert (report["source"], report["gateway_from"]) == ("Win32_PingStatus", lookup)
+
+
+def test_the_audit_script_as_ansibles_raw_sends_it_is_recognised():
+    """Ansible's PowerShell plugin strips every line and drops blank ones (and the final
+    newline): the bench points ``ansible -m raw`` at the simulator with fleet's script."""
+    script = windows.compose(AUDIT, NONCE, 20)
+    as_ansible = "\n".join(line.strip() for line in script.splitlines() if line.strip())
+    assert as_ansible != script
+    audit = winsim.recognise(as_ansible)
+    assert audit is not None and [s.script for s in audit.steps] == [s.script for s in AUDIT]
+    # Still only fleet's script: the same reshaping of a tampered one is refused.
+    tampered = script.replace("fleetRun $fleetCode", "iex 'calc'\nfleetRun $fleetCode")
+    assert winsim.recognise(winsim.ansible_form(tampered)) is None

@@ -12,7 +12,7 @@ import json
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -336,8 +336,8 @@ def test_certificate_is_reused_for_the_same_host_and_reissued_for_a_new_address(
 # -- the host process
 
 
-def test_winhost_serves_each_address_with_its_own_handler(tmp_path: Path) -> None:
-    seen: list[tuple[str, str]] = []
+def echo_address(seen: list[tuple[str, str]]) -> Callable[[str], Handler]:
+    """Handlers that answer with the address they serve, noting (address, script) in ``seen``."""
 
     def handler_for(address: str) -> Handler:
         def handler(script: str) -> tuple[bytes, bytes, int]:
@@ -346,6 +346,12 @@ def test_winhost_serves_each_address_with_its_own_handler(tmp_path: Path) -> Non
 
         return handler
 
+    return handler_for
+
+
+def test_winhost_serves_each_address_with_its_own_handler(tmp_path: Path) -> None:
+    seen: list[tuple[str, str]] = []
+    handler_for = echo_address(seen)
     servers = winhost.serve(
         ["127.0.0.1"], handler_for, tmp_path, users={USER: PASSWORD}, http_port=0, https_port=0
     )
@@ -354,6 +360,39 @@ def test_winhost_serves_each_address_with_its_own_handler(tmp_path: Path) -> Non
         winlab = WinLab(server, Behaviour(), tmp_path / "ca.crt", tmp_path)
         out, _, _ = run_raw(protocol(winlab.https, winlab), "whoami")
         assert out == b"127.0.0.1" and seen == [("127.0.0.1", "whoami")]
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def test_a_block_server_serves_each_address_it_is_reached_at_as_its_own_host(
+    tmp_path: Path,
+) -> None:
+    """One listener, many hosts (the bench's Windows nodes): the address a client reached
+    picks the handler, and each host counts its own shells and commands."""
+    seen: list[tuple[str, str]] = []
+    handler_for = echo_address(seen)
+    port = free_port()
+    servers = winhost.serve_blocks(
+        "127.0.0.1", handler_for, tmp_path, users={USER: PASSWORD}, http_port=port
+    )
+    try:
+        for address in ("127.0.0.2", "127.0.0.3"):
+            p = Protocol(
+                f"http://{address}:{port}/wsman",
+                transport="ntlm",  # sealed over plain HTTP, as the lab's Windows hosts
+                ca_trust_path=None,  # plain HTTP: no CA, and no warning about the variable
+                username=USER,
+                password=PASSWORD,
+                proxy=None,
+            )
+            out, _, _ = run_raw(p, "whoami")
+            assert out == address.encode()
+        assert seen == [("127.0.0.2", "whoami"), ("127.0.0.3", "whoami")]
+        for address in ("127.0.0.2", "127.0.0.3"):
+            stats = requests.get(f"http://{address}:{port}/stats", timeout=5).json()
+            client = next(iter(stats.values()))
+            assert (client["shells"], client["commands"], client["sealed"] > 0) == (1, 1, True)
     finally:
         for server in servers:
             server.stop()

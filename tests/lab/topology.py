@@ -294,15 +294,35 @@ def standard() -> Topology:
 # The benchmark lab uses another part of the RFC 2544 range (198.18.0.0/15)
 # than the standard lab, because a /24 cannot hold a thousand hosts.
 BENCH_NETWORK = "198.18.16.0/20"
+# Past what /20 holds (14 blocks, 3,556 hosts), the bench moves whole to a /18:
+# 62 blocks, 15,748 hosts (``--scale 10000``).
+BENCH_LARGE_NETWORK = "198.18.64.0/18"
 BENCH_BLOCK_SIZE = 254  # hosts per node: one /24 block, .1 to .254
+# The bench's Windows hosts (``bench(windows=N)``): blocks of this /20, each served by
+# one node running one simulator process (tests.lab.winhost --block) for its hosts.
+BENCH_WINDOWS_NETWORK = "198.18.32.0/20"
+BENCH_WINDOWS_PER_NODE = 50
+BENCH_WINDOWS_NODE = 100  # the Windows nodes' addresses on the bridge: .100 and up
 
 # The bench's extra machines, on the bridge's /24 (bench nodes are .10 and up).
 BENCH_HUB = "smtp-hub"  # the SMTP server (and ping target) every bench host probes
 BENCH_EXTRA_ADDRESSES = {"hub": 5, "mute": 6, "hang": 7, "silent": 8}
-BENCH_STUCK = ("mute1", "hang1")  # hosts whose server bench.py starts itself
+BENCH_STUCK = ("mute1", "hang1")  # hosts whose server tests.lab.bench starts itself
 
 
-def bench(n: int, *, hub: bool = False, silent: int = 0, stuck: bool = False) -> Topology:
+def bench_network(n: int) -> str:
+    """The bench's network for ``n`` hosts: the /20, or the /18 when the /20 cannot hold them."""
+    small = ipaddress.ip_network(BENCH_NETWORK)
+    return (
+        BENCH_NETWORK
+        if n <= (small.num_addresses // 256 - 2) * BENCH_BLOCK_SIZE
+        else (BENCH_LARGE_NETWORK)
+    )
+
+
+def bench(
+    n: int, *, hub: bool = False, silent: int = 0, stuck: bool = False, windows: int = 0
+) -> Topology:
     """``n`` SSH hosts (``bench0001``...) served by one sshd per 254 hosts.
 
     Node ``i`` has one address on the bridge (198.18.16.10+i) and answers for a
@@ -320,8 +340,14 @@ def bench(n: int, *, hub: bool = False, silent: int = 0, stuck: bool = False) ->
     * ``stuck``: ``mute1``, whose port 22 accepts TCP and never speaks, and
       ``hang1``, whose sshd runs every command forever (group ``stuck``).
       Their nodes have no server here: ``tests.lab.bench`` starts them.
+    * ``windows``: that many Windows hosts (``win0001``..., groups ``winbench``
+      and ``windows``), ``BENCH_WINDOWS_PER_NODE`` to a node, each node answering
+      for a /24 of ``BENCH_WINDOWS_NETWORK``; ``tests.lab.bench`` starts one
+      simulator per node (``tests.lab.winhost --block``).
+
+    Up to 3,556 hosts the lab is 198.18.16.0/20; beyond, 198.18.64.0/18 (15,748).
     """
-    network = ipaddress.ip_network(BENCH_NETWORK)
+    network = ipaddress.ip_network(bench_network(n))
     link_net, *blocks = network.subnets(new_prefix=24)  # 198.18.16.0/24 is the bridge's
     silent_block = blocks.pop()  # the last block is kept for the silent hosts
     capacity = len(blocks) * BENCH_BLOCK_SIZE
@@ -342,6 +368,9 @@ def bench(n: int, *, hub: bool = False, silent: int = 0, stuck: bool = False) ->
             address = str(block.network_address + 1 + offset)
             hosts.append(LabHost(name, address, ns, Kind.UNIX, "bench", ("bench", "unix")))
     for node, members in _bench_extras(link_net, silent_block, hub=hub, silent=silent, stuck=stuck):
+        nodes.append(node)
+        hosts.extend(members)
+    for node, members in _bench_windows(link_net, windows):
         nodes.append(node)
         hosts.extend(members)
     gateway = str(link_net.network_address + 1)
@@ -404,3 +433,36 @@ def _bench_extras(
             host = LabHost(f"{what}1", address(what), ns, Kind.UNIX, role, ("stuck", "unix"))
             extras.append((Node(ns, (address(what),)), [host]))
     return extras
+
+
+def _bench_windows(
+    link_net: ipaddress.IPv4Network | ipaddress.IPv6Network, n: int
+) -> list[tuple[Node, list[LabHost]]]:
+    """``n`` Windows hosts, ``BENCH_WINDOWS_PER_NODE`` to a node, one /24 block each."""
+    blocks = list(ipaddress.ip_network(BENCH_WINDOWS_NETWORK).subnets(new_prefix=24))
+    capacity = len(blocks) * BENCH_WINDOWS_PER_NODE
+    if not 0 <= n <= capacity:
+        raise ValueError(f"the bench lab holds 0..{capacity} Windows hosts, not {n}")
+    out: list[tuple[Node, list[LabHost]]] = []
+    for index in range(-(-n // BENCH_WINDOWS_PER_NODE)):
+        ns = namespace_of(f"benchwin{index}")
+        block = blocks[index]
+        node = Node(
+            ns,
+            (str(link_net.network_address + BENCH_WINDOWS_NODE + index),),
+            served_blocks=(str(block),),
+        )
+        first = index * BENCH_WINDOWS_PER_NODE
+        members = [
+            LabHost(
+                f"win{first + offset + 1:04d}",
+                str(block.network_address + 1 + offset),
+                ns,
+                Kind.WINDOWS,
+                "simulated Windows Server 2019 (one simulator per node)",
+                ("winbench", "windows"),
+            )
+            for offset in range(min(BENCH_WINDOWS_PER_NODE, n - first))
+        ]
+        out.append((node, members))
+    return out

@@ -13,6 +13,15 @@ Commands are answered by ``tests.lab.winsim.handle_script`` with the
 profile's behaviour.  The login is the profile's ``user``/``password``
 (default ``fleet`` / ``Lab-Passw0rd``).
 
+A bench node serves many hosts from one process: with ``--block CIDR`` (the
+node answers for the block through a ``local`` route) one HTTP listener on
+0.0.0.0:5985 serves every address of the block as a host of its own, the
+address a client reached being the host's (``WSManServer(handler_for=...)``);
+no HTTPS there (a certificate per address is the standard lab's business).
+``--gateway G`` gives the profile's first adapter the node's own ``--address``
+as a second address and ``G`` as its gateway, so that the host's ping and
+SMTP probes leave through the bench's router.
+
 Files in the state directory, per first address A: ``winhost-A.log``
 (output), ``winhost-A.ready`` (written once the ports listen),
 ``winhost-A.stats.json`` (per client: requests, shells, commands...),
@@ -60,8 +69,15 @@ def credentials(profile: Any) -> tuple[str, str]:
     )
 
 
-def _profile_handler(profile_name: str) -> tuple[Any, Callable[[str], Handler]]:
-    """The winsim profile and a factory of per-address handlers (imported late: B's module)."""
+def _profile_handler(
+    profile_name: str, gateway: tuple[str, str] | None = None
+) -> tuple[Any, Callable[[str], Handler]]:
+    """The winsim profile and a factory of per-address handlers (imported late: B's module).
+
+    ``gateway`` (node address, gateway): the first adapter also carries the node's
+    address (/24) and routes through ``gateway``, as the bench's Windows hosts do."""
+    from dataclasses import replace
+
     from tests.lab import winsim
 
     try:
@@ -69,6 +85,13 @@ def _profile_handler(profile_name: str) -> tuple[Any, Callable[[str], Handler]]:
     except KeyError:
         known = ", ".join(sorted(winsim.PROFILES))
         raise SystemExit(f"unknown profile {profile_name!r} (known: {known})") from None
+    if gateway is not None:
+        node_address, router = gateway
+        first, *rest = profile.adapters
+        first = replace(
+            first, ipv4=((node_address, 24), *first.ipv4), gateway=router, dns=(router,)
+        )
+        profile = replace(profile, adapters=(first, *rest))
 
     def for_address(address: str) -> Handler:
         def handler(script: str) -> tuple[bytes, bytes, int]:
@@ -114,6 +137,28 @@ def serve(
     return servers
 
 
+def serve_blocks(
+    address: str,
+    handler_for: Callable[[str], Handler],
+    state_dir: Path,
+    *,
+    users: dict[str, str],
+    http_port: int = HTTP_PORT,
+) -> list[WSManServer]:
+    """One HTTP listener on every address of the node (its blocks included): a host per address."""
+    users_file = write_users_file(_files(state_dir, address)["users"], users)
+    server = WSManServer(
+        handler_for(address),
+        users_file=users_file,
+        address="0.0.0.0",
+        http_port=http_port,
+        https_port=None,
+        stats_file=_files(state_dir, address)["stats"],
+        handler_for=handler_for,
+    )
+    return [server.start()]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.lab.winhost", description=__doc__)
     parser.add_argument("--profile", required=True)
@@ -123,21 +168,35 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--https-port", type=int, default=HTTPS_PORT)
     parser.add_argument("--allow-unencrypted-basic", action="store_true")
     parser.add_argument("--keytab", type=Path, help="accept Kerberos with these HTTP/ keys")
+    parser.add_argument(
+        "--block", action="append", default=[], help="serve this routed block too (repeatable)"
+    )
+    parser.add_argument("--gateway", help="the hosts' default gateway, beside the node's address")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
-    profile, handler_for = _profile_handler(args.profile)
+    gateway = (args.address[0], args.gateway) if args.gateway else None
+    profile, handler_for = _profile_handler(args.profile, gateway)
     user, password = credentials(profile)
-    servers = serve(
-        args.address,
-        handler_for,
-        args.state_dir,
-        users={user: password},
-        http_port=args.http_port,
-        https_port=args.https_port,
-        allow_unencrypted_basic=args.allow_unencrypted_basic,
-        keytab=args.keytab,
-    )
+    if args.block:
+        servers = serve_blocks(
+            args.address[0],
+            handler_for,
+            args.state_dir,
+            users={user: password},
+            http_port=args.http_port,
+        )
+    else:
+        servers = serve(
+            args.address,
+            handler_for,
+            args.state_dir,
+            users={user: password},
+            http_port=args.http_port,
+            https_port=args.https_port,
+            allow_unencrypted_basic=args.allow_unencrypted_basic,
+            keytab=args.keytab,
+        )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -162,8 +221,12 @@ def start(
     timeout: float = START_TIMEOUT,
     keytab: Path | None = None,
     env: dict[str, str] | None = None,
+    blocks: Sequence[str] = (),
+    gateway: str | None = None,
 ) -> subprocess.Popen[bytes]:
     """Run a simulated Windows host in ``namespace`` (None: this one); returns once it listens.
+
+    With ``blocks``, the hosts of those routed blocks (see ``--block``), one process.
 
     Raises RuntimeError with the end of its log if it exits or does not
     listen within ``timeout`` seconds.  ``keytab``: also accept Kerberos; ``env``: the
@@ -189,6 +252,8 @@ def start(
         argv.append("--allow-unencrypted-basic")
     if keytab is not None:
         argv += ["--keytab", str(keytab)]
+    argv += [item for block in blocks for item in ("--block", block)]
+    argv += ["--gateway", gateway] if gateway else []
     if namespace:
         argv = ["ip", "netns", "exec", namespace, *argv]
     # The child imports fleet from wherever this process did, whatever its cwd.

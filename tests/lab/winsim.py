@@ -41,8 +41,8 @@ from fleet.checks.windows import compose, script_text
 LAB_USER = "fleet"
 LAB_PASSWORD = "Lab-Passw0rd"
 LAB_GATEWAY = "198.18.0.1"
-# Real probes go only here: loopback and the lab's own range.
-LAB_NETWORKS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("198.18.0.0/24"))
+# Real probes go only here: loopback and the lab range (the standard lab and the bench).
+LAB_NETWORKS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("198.18.0.0/15"))
 
 # Enum values as ConvertTo-Json writes them.
 PREFIX_MANUAL, PREFIX_WELLKNOWN, PREFIX_DHCP = 1, 2, 3
@@ -784,7 +784,7 @@ class AuditScript:
 
 
 _HEADER = re.compile(r"# fleet audit (?P<nonce>[0-9A-Za-z]{8,64})\n")
-_RUN = re.compile(r"\nfleetRun \$fleetCode \$fleetSteps '(?P<nonce>[0-9A-Za-z]+)' (?P<ms>\d+)\n\Z")
+_RUN = re.compile(r"\nfleetRun \$fleetCode \$fleetSteps '(?P<nonce>[0-9A-Za-z]+)' (?P<ms>\d+)\n?\Z")
 _STEP = re.compile(r", @\('(?P<script>[a-z_]+/[a-z_]+\.ps1)', @\{(?P<params>.*)\}\)")
 _PARAM = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*) = \(fleetArg '(?P<b64>[A-Za-z0-9+/=]*)'\)")
 
@@ -822,7 +822,14 @@ def recognise(script: str) -> AuditScript | None:
         again = compose(parsed.steps, parsed.nonce, parsed.timeout_ms / 1000)
     except ValueError:
         return None
-    return parsed if again == script else None
+    return parsed if script in (again, ansible_form(again)) else None
+
+
+def ansible_form(script: str) -> str:
+    """``script`` as Ansible's PowerShell shell plugin sends a ``raw`` command: every line
+    stripped, blank lines dropped (``_encode_script``); PowerShell runs it the same, so
+    the bench can point ``ansible -m raw`` at these hosts with fleet's script."""
+    return "\n".join(line.strip() for line in script.splitlines() if line.strip())
 
 
 def _refusal(script: str) -> tuple[bytes, bytes, int]:
@@ -889,6 +896,7 @@ __all__: Sequence[str] = (
     "Adapter",
     "AuditScript",
     "Profile",
+    "ansible_form",
     "binding_report",
     "handle_script",
     "ipconfig_report",

@@ -594,16 +594,22 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     # -- verbs
 
+    @property
+    def service(self) -> WSManService:
+        """The service of the host the client reached (one per address on a block server)."""
+        return self.server.wsman.service_for(str(self.request.getsockname()[0]))
+
     def do_GET(self) -> None:
         if self.path.rstrip("/") == "/stats":
-            body = json.dumps(self.server.wsman.stats.snapshot(), sort_keys=True).encode()
+            body = json.dumps(self.service.stats.snapshot(), sort_keys=True).encode()
             self._reply(200, body, "application/json")
         else:
             self._reply(404)
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        stats = self.server.wsman.stats
+        service = self.service
+        stats = service.stats
         stats.add(self.client, "requests")
         if self.path.split("?")[0].rstrip("/").lower() != self.server.config.path.lower():
             self._reply(404)
@@ -620,7 +626,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         plain = self._unsealed(body) if encrypted else self._cleartext(body)
         if plain is None:
             return
-        status, reply = self.server.wsman.service.dispatch(plain, self.client)
+        status, reply = service.dispatch(plain, self.client)
         if sealing is not None:
             assert self.context is not None
             kind = f'multipart/encrypted;protocol="{sealing}";boundary="Encrypted Boundary"'
@@ -645,7 +651,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _gss_step(self, token: str) -> str | None:
         """One leg of NTLM, or Kerberos' one (an AP-REQ in a Negotiate/Kerberos header)."""
-        stats = self.server.wsman.stats
+        stats = self.service.stats
         stats.add(self.client, "auth_legs")
         try:
             raw = base64.b64decode(token)
@@ -694,7 +700,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             user, password = "", ""
         expected = self.server.wsman.users().get(_bare_user(user))
         if expected is None or not _same(expected, password):
-            self.server.wsman.stats.add(self.client, "auth_failures")
+            self.service.stats.add(self.client, "auth_failures")
             self._challenge()
             return None
         return user
@@ -816,6 +822,11 @@ class WSManServer:
 
     Ports given as 0 are picked by the system; read ``http_port`` /
     ``https_port`` after ``start()``.  ``handler(script)`` runs each command.
+
+    ``handler_for(address)``, when given, makes one server many hosts: a listener
+    on a wildcard address in a node that answers for a whole block (a ``local``
+    route) serves each address the clients reach as a host of its own, with its
+    own handler, shells and counters (``GET /stats`` on an address is that host's).
     """
 
     def __init__(
@@ -833,6 +844,7 @@ class WSManServer:
         machine: str | None = None,
         stats_file: str | os.PathLike[str] | None = None,
         keytab: str | os.PathLike[str] | None = None,
+        handler_for: Callable[[str], Handler] | None = None,
     ) -> None:
         if https_port is not None and not (cert_file and key_file):
             raise ValueError("HTTPS needs cert_file and key_file")
@@ -840,6 +852,9 @@ class WSManServer:
         self.users_file = Path(users_file)
         self.stats = Stats(Path(stats_file) if stats_file else None)
         self.service = WSManService(handler, machine or address, self.stats)
+        self._handler_for = handler_for
+        self._hosts: dict[str, WSManService] = {}
+        self._hosts_lock = threading.Lock()
         self._wanted = (http_port, https_port)
         self._cert = (Path(cert_file), Path(key_file)) if cert_file and key_file else None
         self._allow_unencrypted_basic = allow_unencrypted_basic
@@ -852,6 +867,17 @@ class WSManServer:
 
     def users(self) -> dict[str, str]:
         return read_users_file(self.users_file)
+
+    def service_for(self, address: str) -> WSManService:
+        """The service of the host at ``address``: this server's own unless it serves a block."""
+        if self._handler_for is None:
+            return self.service
+        with self._hosts_lock:
+            service = self._hosts.get(address)
+            if service is None:
+                service = WSManService(self._handler_for(address), address, Stats())
+                self._hosts[address] = service
+        return service
 
     def start(self) -> WSManServer:
         # pyspnego's NTLM acceptor reads its users from here (process-wide).
