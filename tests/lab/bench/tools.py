@@ -23,6 +23,7 @@ from tests.lab.bench.labs import (
 )
 from tests.lab.bench.measure import (
     KEX,
+    ROOT,
     Measured,
     ProcessCost,
     _measured,
@@ -112,7 +113,9 @@ def paramiko_run(bench: BenchLab, plans: Sequence[HostPlan], forks: int) -> Meas
         argv = [sys.executable, str(script), "--forks", str(forks)]
         argv += ["--key", str(bench.lab.key_file), "--known-hosts", str(bench.known_hosts)]
         argv += ["--user", sshd.LAB_USER, "hosts", "audit.sh", "out"]
-        cost = run_measured(argv, timeout=900, cwd=work)
+        # It imports fleet's known_hosts reader: from this checkout, installed or not.
+        env = {"PYTHONPATH": str(ROOT)}
+        cost = run_measured(argv, timeout=900, cwd=work, env=env)
         got = returned()
     note = f"(context) threads, {forks} at once; no plan, parsing or reports"
     if cost.exit_status:
