@@ -143,3 +143,16 @@ def test_a_result_written_before_selections_loads_without_one():
     data = json.loads(WHOLE.to_json())
     del data["selection"]
     assert RunResult.from_dict(data).selection is None
+
+
+def test_last_nights_shard_beside_tonights_is_refused_as_stale():
+    parts = _shards(2)
+    parts[0] = replace(parts[0], started="2024-04-30T02:00:01+00:00")
+    with pytest.raises(MergeError, match=r"^stale part: shard 1/2 started 24 h before shard 2/2"):
+        merge_runs(parts)
+
+
+def test_shards_started_hours_apart_on_a_slow_night_still_merge():
+    parts = _shards(2)
+    parts[1] = replace(parts[1], started="2024-05-01T08:00:00+00:00")
+    assert merge_runs(parts).hosts == WHOLE.hosts

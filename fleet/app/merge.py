@@ -19,6 +19,10 @@ from fleet.errors import ConfigError, MergeError
 from fleet.model import HostResult, RunResult, Selection
 
 _NAMED = 5  # names quoted in a refusal before "and N more"
+# Parts of one night's audit start within minutes of each other; a part that started
+# this much earlier or later than the others is a stale one (last night's, left in a
+# shared directory), whose digests match tonight's.
+STALE_AFTER_S = 12 * 3600
 
 
 def merge_runs(parts: Sequence[RunResult]) -> RunResult:
@@ -35,6 +39,7 @@ def merge_runs(parts: Sequence[RunResult]) -> RunResult:
     ordered = sorted(parts, key=_shard_index)
     selection = _common_selection(ordered)
     _check_shards(ordered)
+    _check_fresh(ordered)
     hosts = _merged_hosts(ordered, selection)
     first = ordered[0]
     return RunResult(
@@ -104,6 +109,22 @@ def _same(parts: Sequence[RunResult], what: str, key: Callable[[RunResult], str]
 
 def _short(value: str) -> str:
     return repr(value[:19] + "…" if len(value) > 20 else value)
+
+
+def _check_fresh(parts: Sequence[RunResult]) -> None:
+    """Refuse a part that started STALE_AFTER_S apart from the first: not the same run."""
+    starts = [(_instant(p.started), position, p) for position, p in enumerate(parts, 1)]
+    timed = [(when[1], position, p) for when, position, p in starts if when[0] == 0]
+    if len(timed) < 2:
+        return
+    earliest, latest = min(timed, key=lambda t: t[0]), max(timed, key=lambda t: t[0])
+    hours = (latest[0] - earliest[0]) / 3600
+    if hours * 3600 > STALE_AFTER_S:
+        raise MergeError(
+            f"stale part: {part_name(earliest[2], earliest[1])} started {hours:.0f} h before "
+            f"{part_name(latest[2], latest[1])}; merge only one run's parts (give each "
+            "night's shards a fresh directory)"
+        )
 
 
 def _check_shards(parts: Sequence[RunResult]) -> None:
