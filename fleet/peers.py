@@ -1,23 +1,22 @@
 """The probe plan: which members of a mail group each host pings and greets.
 
 Every member probing every other costs N·(N-1) probes a night; the plan here
-costs about N·k and keeps what the diagnosis needs, every member probed by
-exactly k sources (k of the ``fleet_peer_probes`` variable):
+costs about N·k (k of the ``fleet_peer_probes`` variable) and keeps what the
+diagnosis needs: every member probes at least k peers and is probed by at
+least k sources, so one down host or one broken stack still shows.
 
-- The members sit on a ring ordered by a digest of their names, so the plan
+- The members sit on a ring ordered by a digest of their names: the plan
   depends on the set of members, never on the order an inventory lists them,
-  and is the same every night.  Adding or removing a member changes only the
-  pairs next to it on the ring.
-- Each member's k sources are among the nearest members before it on the
-  ring, taken one per zone first (``fleet_zone``, else the /24 of an IPv4
-  ``ansible_host``): sources spread over the zones the inventory declares.
-  Without zones a member's sources are its k predecessors and every member
-  probes exactly k peers; with zones a member probes k on average, never more
-  than the window the sources are picked from.
+  and is the same every night.  Adding or removing one member changes only
+  the pairs around it (12 for k=4 without zones).
+- Each member probes the k members after it on the ring (exactly k each way).
+- Zones (``fleet_zone``, else the /24 of the host's IPv4 address): a member
+  whose k sources cover fewer than SPREAD zones is also probed by the nearest
+  member before it of each zone it lacks, a few probes more in all.
 - A group of k+1 members or fewer keeps the full mesh.
 
-``peer_plan_filter`` is the Jinja2 filter the default playbook calls, once per
-host: ``groups['mail'] | peer_plan(inventory_hostname, 4, hostvars)``.  It
+``peer_plan_filter`` makes the Jinja2 filter the default playbook calls, once
+per host: ``groups['mail'] | peer_plan(inventory_hostname, 4, hostvars)``.  It
 plans each group once per rendering environment and answers each host from
 that plan.
 """
@@ -33,8 +32,10 @@ from typing import Any
 
 #: Peers each member probes (and sources that probe each member) by default.
 DEFAULT_PEER_PROBES = 4
-#: A member's sources are picked among its WINDOW·k nearest predecessors on the ring.
+#: How far (times k) before a member the ring looks for a source of a zone it lacks.
 WINDOW = 3
+#: Zones a member's sources should cover (fewer when k or the group's zones are fewer).
+SPREAD = 3
 #: Plans one environment keeps (one per group and k is what a playbook needs).
 _CACHED_PLANS = 16
 
@@ -80,7 +81,7 @@ class PeerPlan:
     members: tuple[str, ...]
     k: int
     targets: Mapping[str, tuple[str, ...]]
-    _ring: tuple[str, ...] = field(repr=False, compare=False)
+    _by_digest: tuple[str, ...] = field(repr=False, compare=False)
     _keys: tuple[bytes, ...] = field(repr=False, compare=False)
 
     def targets_of(self, host: str) -> tuple[str, ...]:
@@ -89,10 +90,10 @@ class PeerPlan:
         found = self.targets.get(host)
         if found is not None:
             return found
-        if len(self._ring) <= self.k + 1:
+        if len(self._by_digest) <= self.k + 1:
             return self.members
         start = bisect.bisect_left(self._keys, _digest(host))
-        chosen = {self._ring[(start + i) % len(self._ring)] for i in range(self.k)}
+        chosen = {self._by_digest[(start + i) % len(self._by_digest)] for i in range(self.k)}
         return tuple(m for m in self.members if m in chosen)
 
     def pairs(self) -> set[tuple[str, str]]:
@@ -103,43 +104,50 @@ class PeerPlan:
 def plan_peers(
     members: Iterable[str], k: int = DEFAULT_PEER_PROBES, zones: Mapping[str, str] | None = None
 ) -> PeerPlan:
-    """The group's plan: each member probed by ``min(k, N-1)`` others, spread over
-    ``zones`` (member -> zone; missing members share the zone "")."""
+    """The group's plan: each member probes the ``k`` members after it on the ring and
+    is probed by the ``k`` before it, plus sources from the ``zones`` (member -> zone;
+    missing members share the zone "") it lacks.  ``k + 1`` members or fewer: the
+    full mesh."""
     names = tuple(dict.fromkeys(str(m) for m in members))
     keyed = sorted((_digest(name), name) for name in names)
-    ring = tuple(name for _, name in keyed)
+    by_digest = tuple(name for _, name in keyed)
     keys = tuple(key for key, _ in keyed)
     n = len(names)
     if n <= k + 1:
         targets = {s: tuple(t for t in names if t != s) for s in names}
-        return PeerPlan(names, k, targets, ring, keys)
-    zone = zones or {}
-    chosen: dict[str, set[str]] = {name: set() for name in names}
-    window = min(n - 1, WINDOW * k)
-    for i, target in enumerate(ring):
-        before = [ring[(i - step) % n] for step in range(1, window + 1)]
-        for source in _sources(before, k, zone):
+        return PeerPlan(names, k, targets, by_digest, keys)
+    chosen: dict[str, set[str]] = {
+        source: {by_digest[(i + step) % n] for step in range(1, k + 1)}
+        for i, source in enumerate(by_digest)
+    }
+    if zones:
+        for source, target in _spreading(by_digest, zones, k):
             chosen[source].add(target)
     order = {name: i for i, name in enumerate(names)}
     targets = {s: tuple(sorted(chosen[s], key=order.__getitem__)) for s in names}
-    return PeerPlan(names, k, targets, ring, keys)
+    return PeerPlan(names, k, targets, by_digest, keys)
 
 
-def _sources(before: Sequence[str], k: int, zone: Mapping[str, str]) -> list[str]:
-    """``k`` of the predecessors ``before`` (nearest first): the nearest of each zone,
-    then the nearest of the rest."""
-    picked: list[str] = []
-    zones_seen: set[str] = set()
-    for candidate in before:
-        z = zone.get(candidate, "")
-        if z not in zones_seen:
-            zones_seen.add(z)
-            picked.append(candidate)
-            if len(picked) == k:
-                return picked
-    taken = set(picked)
-    picked += [c for c in before if c not in taken][: k - len(picked)]
-    return picked
+def _spreading(ring: Sequence[str], zone: Mapping[str, str], k: int) -> list[tuple[str, str]]:
+    """Extra (source, target) pairs so that each member's sources cover SPREAD zones
+    (or k, or all the group has): the nearest member before it of each zone its k
+    predecessors lack, within WINDOW·k places."""
+    n = len(ring)
+    wanted = min(SPREAD, k, len({zone.get(name, "") for name in ring}))
+    if wanted < 2:
+        return []
+    window = min(n - 1, WINDOW * k)
+    extra = []
+    for i, target in enumerate(ring):
+        seen = {zone.get(ring[i - step], "") for step in range(1, k + 1)}
+        for step in range(k + 1, window + 1):
+            if len(seen) >= wanted:
+                break
+            source = ring[(i - step) % n]
+            if zone.get(source, "") not in seen:
+                seen.add(zone.get(source, ""))
+                extra.append((source, target))
+    return extra
 
 
 def _zones(members: Sequence[str], hostvars: Any) -> dict[str, str]:

@@ -28,19 +28,29 @@ def source_zones(plan: PeerPlan, zones: dict[str, str]) -> dict[str, set[str]]:
 
 
 @pytest.mark.parametrize("n", [6, 7, 20, 200, 1000])
-@pytest.mark.parametrize("zone_count", [0, 2, 5])
-def test_every_member_is_probed_by_exactly_k_sources(n: int, zone_count: int) -> None:
+def test_without_zones_every_member_probes_k_peers_and_is_probed_by_k(n: int) -> None:
     members = names(n)
-    zones = {m: f"z{i % zone_count}" for i, m in enumerate(members)} if zone_count else None
-    plan = plan_peers(members, 4, zones)
-    degrees = in_degrees(plan)
-    assert set(degrees) == set(members) and set(degrees.values()) == {4}
+    plan = plan_peers(members, 4)
+    assert set(in_degrees(plan).values()) == {4} and len(in_degrees(plan)) == n
+    assert {len(targets) for targets in plan.targets.values()} == {4}
     assert len(plan.pairs()) == 4 * n  # N*k probes per check, not N*(N-1)
     assert all(s != t for s, t in plan.pairs())
+
+
+@pytest.mark.parametrize("n", [6, 7, 20, 200, 1000])
+@pytest.mark.parametrize("zone_count", [2, 5, 8])
+def test_with_zones_a_few_probes_more_reach_the_zones_a_member_lacks(
+    n: int, zone_count: int
+) -> None:
+    members = names(n)
+    zones = {m: f"z{i % zone_count}" for i, m in enumerate(members)}
+    plan = plan_peers(members, 4, zones)
+    degrees = in_degrees(plan)
+    assert len(degrees) == n and min(degrees.values()) >= 4
     outgoing = [len(targets) for targets in plan.targets.values()]
-    assert max(outgoing) <= peers.WINDOW * 4  # never more than the window
-    if zones is None:
-        assert set(outgoing) == {4}  # without zones, exactly k each way
+    assert min(outgoing) >= 4 and max(outgoing) <= (peers.WINDOW + 1) * 4
+    assert len(plan.pairs()) <= 1.25 * 4 * n  # still O(N*k)
+    assert all(s != t for s, t in plan.pairs())
 
 
 @pytest.mark.parametrize("n", [1, 2, 4, 5])
@@ -136,9 +146,8 @@ def test_the_filter_plans_each_group_once_whatever_the_number_of_hosts(monkeypat
     peer_plan = peer_plan_filter()
     answers = {m: peer_plan(members, m, 4, hostvars) for m in members}
     assert len(planned) == 1
-    assert Counter(t for targets in answers.values() for t in targets) == Counter(
-        {m: 4 for m in members}
-    )
+    probed = Counter(t for targets in answers.values() for t in targets)
+    assert set(probed) == set(members) and min(probed.values()) >= 4
     peer_plan(list(members), members[0], 4, hostvars)  # another list, same hosts: no new plan
     assert len(planned) == 1
     peer_plan(members, members[0], 3, hostvars)

@@ -330,20 +330,23 @@ def test_default_playbook_probes_k_peers_of_a_large_mail_group(tmp_path: Path) -
         assert smtp["targets"] == ping["targets"] and host.name not in smtp["targets"]
         for target in smtp["targets"]:
             probed_by.setdefault(target, []).append(host.name)
-    # 40 * 4 SMTP sessions instead of 40 * 39, and each server greets 4 sources
-    assert sum(map(len, probed_by.values())) == 160
-    assert {len(sources) for sources in probed_by.values()} == {4}
+    # about 40 * 4 SMTP sessions instead of 40 * 39; each server greets 4 sources or a few more
+    assert 160 <= sum(map(len, probed_by.values())) <= 200
+    assert len(probed_by) == 40 and min(map(len, probed_by.values())) >= 4
     # sources come from more than one /24 (ansible_host's subnet is the zone)
     assert all(len({int(s[2:]) % 4 for s in sources}) >= 3 for sources in probed_by.values())
 
 
 def test_fleet_peer_probes_sets_how_many_peers_each_host_probes(tmp_path: Path) -> None:
-    plan = default_plan(tmp_path, big_group(40, "[mail:vars]\nfleet_peer_probes=2\n"))
+    # one subnet: no zone to spread over, so exactly k each way
+    hosts = "\n".join(f"mx{i:03d} ansible_host=198.18.0.{i + 10}" for i in range(40))
+    plan = default_plan(tmp_path, f"[mail]\n{hosts}\n[mail:vars]\nfleet_peer_probes=2\n")
     counted: dict[str, int] = {}
     for host in plan:
         for target in params(plan, host.name, "smtp")["targets"]:
             counted[target] = counted.get(target, 0) + 1
     assert set(counted.values()) == {2} and len(counted) == 40
+    assert all(len(params(plan, h.name, "ping")["targets"]) == 2 for h in plan)
 
 
 def test_explicit_targets_win_over_the_peer_plan(tmp_path: Path) -> None:

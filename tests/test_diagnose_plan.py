@@ -1,0 +1,252 @@
+"""The diagnosis keeps its power on the sparse default probe plan (fleet.peers).
+
+Groups of several sizes are planned as the default playbook plans them (k=4,
+sources spread over /24s), random fault sets are drawn (seeded: the same sets
+every run), each probe's outcome is simulated from the faults, and the
+diagnosis must name exactly the down hosts, the broken stacks and the dead mail
+services, and nothing else.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+
+import pytest
+
+from fleet import causes
+from fleet.checks.facts import Address, Interface, NetConfig, PingResult, SmtpProbe
+from fleet.diagnose import (
+    HOST_DOWN,
+    LOCAL_STACK,
+    MAIL_SERVICE,
+    NETWORK_PATH,
+    NOT_AUDITED,
+    Diagnosis,
+    diagnose,
+)
+from fleet.model import CheckResult, HostResult, RunResult, Status
+from fleet.peers import PeerPlan, plan_peers, zone_of
+
+K = 4
+
+# What is wrong with a host (nothing, for most).
+HEALTHY = "healthy"
+DOWN = "down"  # off: the runner cannot log in, no peer gets an answer
+MUTE = "mute"  # its stack reaches none of its peers; they reach it (a bad route, say)
+DEAF_MUTE = "deaf-mute"  # no peer traffic either way; the runner still logs in (management)
+NO_SMTP = "no-smtp"  # up, answers ping, nothing listens on port 25
+STACK = (MUTE, DEAF_MUTE)
+
+
+@dataclass(frozen=True)
+class Group:
+    names: tuple[str, ...]
+    address: Mapping[str, str]
+    plan: PeerPlan
+    truth: Mapping[str, str]
+
+    def sources_of(self, target: str) -> list[str]:
+        return [s for s in self.names if target in self.plan.targets_of(s)]
+
+
+def make_group(size: int) -> tuple[tuple[str, ...], dict[str, str], PeerPlan]:
+    names = tuple(f"mx{i:04d}" for i in range(size))
+    address = {n: f"198.18.{i % 4}.{i // 4 + 10}" for i, n in enumerate(names)}
+    zones = {n: zone_of(n, {"ansible_host": address[n]}) for n in names}
+    return names, address, plan_peers(names, K, zones)
+
+
+def draw_faults(names: tuple[str, ...], rng: random.Random, counts: Mapping[str, int]):
+    chosen = rng.sample(names, sum(counts.values()))
+    truth = dict.fromkeys(names, HEALTHY)
+    for kind, count in counts.items():
+        for name in chosen[:count]:
+            truth[name] = kind
+        chosen = chosen[count:]
+    return truth
+
+
+# --------------------------------------------------------------------------- the simulated run
+
+
+def _netconfig(address: str) -> dict:
+    gateway = address.rsplit(".", 1)[0] + ".1"
+    return asdict(
+        NetConfig(
+            interfaces=(
+                Interface("lo", up=True, loopback=True, ipv4=(Address("127.0.0.1", 8),)),
+                Interface("eth0", up=True, ipv4=(Address(address, 24),), gateways=(gateway,)),
+            ),
+            default_gateways=(gateway,),
+        )
+    )
+
+
+def _probes(source: str, target: str, address: str, ping_ok: bool, port25: str) -> list:
+    ping = PingResult(target, 2, 2 if ping_ok else 0, address=address)
+    code = 220 if port25 == "ok" else None
+    probe = SmtpProbe(target, 25, port25, address, code, (f"220 {target} ESMTP",) if code else ())
+    smtp_cause = {"ok": "", "refused": causes.REFUSED, "timeout": causes.TIMEOUT}[port25]
+    return [
+        CheckResult(
+            source, "ping", Status.OK if ping_ok else Status.FAIL, "ping", target=target,
+            facts=asdict(ping), cause="" if ping_ok else causes.NO_REPLY,
+        ),
+        CheckResult(
+            source, "smtp", Status.OK if port25 == "ok" else Status.FAIL, port25, target=target,
+            facts=asdict(probe), cause=smtp_cause,
+        ),
+    ]  # fmt: skip
+
+
+def _seen(source_kind: str, target_kind: str) -> tuple[bool, str]:
+    """What a probe from a ``source_kind`` host to a ``target_kind`` host gets back."""
+    if source_kind in STACK or target_kind in (DOWN, DEAF_MUTE):
+        return False, "timeout"
+    return True, "refused" if target_kind == NO_SMTP else "ok"
+
+
+def _reach(host: str, port: int, seen: str) -> CheckResult:
+    cause = {"open": "", "refused": causes.REFUSED, "silent": causes.TIMEOUT}[seen]
+    status = Status.OK if seen == "open" else Status.FAIL
+    return CheckResult(host, "reach", status, f"port {port} {seen}", target=str(port), cause=cause)
+
+
+def simulate(group: Group) -> RunResult:
+    hosts = []
+    for name in group.names:
+        kind, address = group.truth[name], group.address[name]
+        if kind == DOWN:
+            results = [
+                _reach(name, 22, "silent"),
+                _reach(name, 25, "silent"),
+                CheckResult(
+                    name, "binding", Status.UNREACHABLE, "timed out", cause=causes.CONNECT_TIMEOUT
+                ),
+            ]
+        else:
+            facts = _netconfig(address)
+            results = [
+                _reach(name, 22, "open"),
+                _reach(name, 25, "refused" if kind == NO_SMTP else "open"),
+                CheckResult(name, "binding", Status.OK, "bound", facts=facts),
+                CheckResult(name, "ipconfig", Status.OK, "address ok", facts=facts),
+            ]
+            for target in group.plan.targets_of(name):
+                ping_ok, port25 = _seen(kind, group.truth[target])
+                results += _probes(name, target, group.address[target], ping_ok, port25)
+        hosts.append(HostResult(name, address, "ssh", "unix", tuple(results)))
+    return RunResult("inventories/big", "mail-connectivity.yml", "s", "f", tuple(hosts))
+
+
+# --------------------------------------------------------------------------- what must be found
+
+
+def detectable(group: Group) -> dict[str, set[str]]:
+    """The faults the probes of the plan can show, by kind of finding: a broken stack
+    needs a target that a working peer reaches; a down host a source that was
+    audited and is not itself broken; a dead port 25 a working source."""
+    truth = group.truth
+    works = {n for n, kind in truth.items() if kind in (HEALTHY, NO_SMTP)}
+    answers = {n for n, kind in truth.items() if kind in (HEALTHY, NO_SMTP, MUTE)}
+    stack = {
+        b
+        for b, kind in truth.items()
+        if kind in STACK
+        and any(
+            t in answers and any(s != b and s in works for s in group.sources_of(t))
+            for t in group.plan.targets_of(b)
+        )
+    }
+    down = {
+        d
+        for d, kind in truth.items()
+        if kind == DOWN and any(truth[s] != DOWN and s not in stack for s in group.sources_of(d))
+    }
+    mail = {m for m, kind in truth.items() if kind == NO_SMTP and works & set(group.sources_of(m))}
+    return {HOST_DOWN: down, LOCAL_STACK: stack, MAIL_SERVICE: mail}
+
+
+def found(diagnosis: Diagnosis, cause: str) -> set[str]:
+    return {f.hosts[0] for f in diagnosis.findings if f.cause == cause}
+
+
+def faulty(truth: Mapping[str, str], kinds: Iterable[str]) -> set[str]:
+    return {n for n, kind in truth.items() if kind in kinds}
+
+
+# (group size, faults of each kind, seeds): a few of each, as a bad night has
+FAULT_SETS = [
+    (5, {DOWN: 1, MUTE: 1, NO_SMTP: 1}, range(12)),
+    (5, {DEAF_MUTE: 1, DOWN: 1}, range(12)),
+    (20, {DOWN: 2, MUTE: 1, DEAF_MUTE: 1, NO_SMTP: 1}, range(12)),
+    (200, {DOWN: 3, MUTE: 2, DEAF_MUTE: 2, NO_SMTP: 2}, range(6)),
+    (1000, {DOWN: 4, MUTE: 3, DEAF_MUTE: 3, NO_SMTP: 3}, range(3)),
+]
+
+
+@pytest.mark.parametrize(
+    ("size", "counts", "seed"),
+    [(size, counts, seed) for size, counts, seeds in FAULT_SETS for seed in seeds],
+)
+def test_the_diagnosis_localises_every_fault_on_the_default_plan(size, counts, seed) -> None:
+    names, address, plan = make_group(size)
+    truth = draw_faults(names, random.Random(f"{size}-{seed}"), counts)
+    group = Group(names, address, plan, truth)
+    d = diagnose(simulate(group))
+    # the plan lets every fault show: a host down, a stack that reaches none of its peers
+    assert detectable(group) == {
+        HOST_DOWN: faulty(truth, [DOWN]),
+        LOCAL_STACK: faulty(truth, STACK),
+        MAIL_SERVICE: faulty(truth, [NO_SMTP]),
+    }
+    assert found(d, HOST_DOWN) == faulty(truth, [DOWN])
+    assert found(d, LOCAL_STACK) == faulty(truth, STACK)
+    assert found(d, MAIL_SERVICE) == faulty(truth, [NO_SMTP])
+    assert {f.cause for f in d.findings} <= {HOST_DOWN, LOCAL_STACK, MAIL_SERVICE}
+    assert len(d.findings) == sum(counts.values())  # one finding per fault, no echo
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_on_a_very_bad_night_the_diagnosis_blames_no_healthy_host(seed) -> None:
+    # A tenth of the group broken: some faults hide behind others (all of a down host's
+    # sources broken), but what is found is found exactly where the probes can show it.
+    names, address, plan = make_group(200)
+    counts = {DOWN: 8, MUTE: 6, DEAF_MUTE: 6, NO_SMTP: 4}
+    truth = draw_faults(names, random.Random(f"bad-{seed}"), counts)
+    group = Group(names, address, plan, truth)
+    d = diagnose(simulate(group))
+    for cause, expected in detectable(group).items():
+        assert found(d, cause) == expected, cause
+    healthy = faulty(truth, [HEALTHY])
+    blamed = {f.hosts[0] for f in d.findings}
+    assert not blamed & healthy
+    # a down host the probes cannot show is still not audited, never silently ok
+    hidden = faulty(truth, [DOWN]) - found(d, HOST_DOWN)
+    assert hidden <= found(d, NOT_AUDITED)
+    # a deaf-mute stack the probes cannot show: peers reach it not, the runner does
+    assert faulty(truth, [DEAF_MUTE]) - found(d, LOCAL_STACK) <= found(d, NETWORK_PATH)
+
+
+def test_a_night_when_no_probe_gets_through_is_diagnosed_in_linear_time(monkeypatch) -> None:
+    # Every host reaches none of its peers: each one's "others reach them?" must look at
+    # its own targets' sources, not walk every pair of the fleet again (N*P on 10,000 hosts).
+    import importlib
+
+    observe_module = importlib.import_module("fleet.diagnose.observe")
+    walks = []
+
+    class Pairs(dict):
+        def values(self):
+            walks.append(1)
+            return super().values()
+
+    collect = observe_module._collect_pairs
+    monkeypatch.setattr(observe_module, "_collect_pairs", lambda hosts: Pairs(collect(hosts)))
+    names, address, plan = make_group(300)
+    group = Group(names, address, plan, dict.fromkeys(names, MUTE))
+    d = diagnose(simulate(group))
+    assert found(d, LOCAL_STACK) == set()  # nobody reaches anybody: no witness, no blame
+    assert len(walks) < 10  # a few passes over the pairs, not one per host
