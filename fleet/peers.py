@@ -9,7 +9,9 @@ least k sources, so one down host or one broken stack still shows.
   depends on the set of members, never on the order an inventory lists them,
   and is the same every night.  Adding or removing one member changes only
   the pairs around it (12 for k=4 without zones).
-- Each member probes the k members after it on the ring (exactly k each way).
+- Each member probes its k nearest members on the ring, half after it and half
+  before (exactly k each way): whatever a member probes also probes it, so
+  "a reaches b but b does not reach a" still shows.
 - Zones (``fleet_zone``, else the /24 of the host's IPv4 address): a member
   whose k sources cover fewer than SPREAD zones is also probed by the nearest
   member before it of each zone it lacks, a few probes more in all.
@@ -104,8 +106,8 @@ class PeerPlan:
 def plan_peers(
     members: Iterable[str], k: int = DEFAULT_PEER_PROBES, zones: Mapping[str, str] | None = None
 ) -> PeerPlan:
-    """The group's plan: each member probes the ``k`` members after it on the ring and
-    is probed by the ``k`` before it, plus sources from the ``zones`` (member -> zone;
+    """The group's plan: each member probes its ``k`` nearest on the ring (and is probed
+    by them), plus sources from the ``zones`` (member -> zone;
     missing members share the zone "") it lacks.  ``k + 1`` members or fewer: the
     full mesh."""
     names = tuple(dict.fromkeys(str(m) for m in members))
@@ -116,34 +118,38 @@ def plan_peers(
     if n <= k + 1:
         targets = {s: tuple(t for t in names if t != s) for s in names}
         return PeerPlan(names, k, targets, by_digest, keys)
+    # half after, half before: every pair is probed both ways, so one-way reachability shows
+    steps = [*range(1, (k + 1) // 2 + 1), *range(-1, -(k // 2) - 1, -1)]
     chosen: dict[str, set[str]] = {
-        source: {by_digest[(i + step) % n] for step in range(1, k + 1)}
-        for i, source in enumerate(by_digest)
+        source: {by_digest[(i + step) % n] for step in steps} for i, source in enumerate(by_digest)
     }
     if zones:
-        for source, target in _spreading(by_digest, zones, k):
+        for source, target in _spreading(by_digest, zones, k, steps):
             chosen[source].add(target)
     order = {name: i for i, name in enumerate(names)}
     targets = {s: tuple(sorted(chosen[s], key=order.__getitem__)) for s in names}
     return PeerPlan(names, k, targets, by_digest, keys)
 
 
-def _spreading(ring: Sequence[str], zone: Mapping[str, str], k: int) -> list[tuple[str, str]]:
+def _spreading(
+    ring: Sequence[str], zone: Mapping[str, str], k: int, steps: Sequence[int]
+) -> list[tuple[str, str]]:
     """Extra (source, target) pairs so that each member's sources cover SPREAD zones
-    (or k, or all the group has): the nearest member before it of each zone its k
-    predecessors lack, within WINDOW·k places."""
+    (or k, or all the group has): the nearest member of each zone its sources (the
+    members ``steps`` away) lack, within WINDOW·k places either side."""
     n = len(ring)
     wanted = min(SPREAD, k, len({zone.get(name, "") for name in ring}))
     if wanted < 2:
         return []
-    window = min(n - 1, WINDOW * k)
+    reach = min((n - 1) // 2, WINDOW * k)
+    farther = [off for d in range(1, reach + 1) for off in (d, -d) if off not in steps]
     extra = []
     for i, target in enumerate(ring):
-        seen = {zone.get(ring[i - step], "") for step in range(1, k + 1)}
-        for step in range(k + 1, window + 1):
+        seen = {zone.get(ring[(i - step) % n], "") for step in steps}
+        for off in farther:
             if len(seen) >= wanted:
                 break
-            source = ring[(i - step) % n]
+            source = ring[(i - off) % n]
             if zone.get(source, "") not in seen:
                 seen.add(zone.get(source, ""))
                 extra.append((source, target))
@@ -194,7 +200,8 @@ def peer_plan_filter() -> Callable[..., list[str]]:
         identity = (id(members), id(hostvars), count)
         entry = by_identity.get(identity)
         if entry is None or not entry.holds(members, hostvars, size):
-            group = list(map(str, members or ()))
+            # one name stays one member, as Ansible's list filters read a string
+            group = [members] if isinstance(members, str) else list(map(str, members or ()))
             content = (tuple(group), id(hostvars), count)
             entry = by_content.get(content)
             if entry is None or entry.hostvars is not hostvars:

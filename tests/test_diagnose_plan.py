@@ -9,20 +9,24 @@ services, and nothing else.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Iterable, Mapping
 
 import pytest
 
+from fleet import causes
 from fleet.diagnose import (
     HOST_DOWN,
     LOCAL_STACK,
     MAIL_SERVICE,
     NETWORK_PATH,
     NOT_AUDITED,
+    ONE_SIDED,
     Diagnosis,
     diagnose,
 )
+from fleet.model import CheckResult, Status
 from tests.planned import (
     DEAF_MUTE,
     DOWN,
@@ -32,6 +36,7 @@ from tests.planned import (
     STACK,
     Group,
     draw_faults,
+    faulty_group,
     make_group,
     simulate,
 )
@@ -145,3 +150,26 @@ def test_a_night_when_no_probe_gets_through_is_diagnosed_in_linear_time(monkeypa
     d = diagnose(simulate(group))
     assert found(d, LOCAL_STACK) == set()  # nobody reaches anybody: no witness, no blame
     assert len(walks) < 10  # a few passes over the pairs, not one per host
+
+
+def test_one_way_reachability_still_shows_on_the_default_plan() -> None:
+    # a firewall on one member drops what one of its peers sends: the plan probes that
+    # pair both ways, so the diagnosis can say which way fails
+    group = faulty_group(200, {}, "one-way")
+    dropper = group.names[17]
+    peer = group.plan.targets_of(dropper)[0]
+    assert dropper in group.plan.targets_of(peer)
+    run = simulate(group)
+
+    def dropped(r: CheckResult) -> CheckResult:
+        if r.target != dropper:
+            return r
+        facts = {**r.facts, "received": 0, "outcome": "timeout", "greeting_code": None}
+        return dataclasses.replace(r, status=Status.FAIL, facts=facts, cause=causes.TIMEOUT)
+
+    sender = dataclasses.replace(
+        run.host(peer), results=tuple(map(dropped, run.host(peer).results))
+    )
+    hosts = tuple(sender if h.host == peer else h for h in run.hosts)
+    [finding] = diagnose(dataclasses.replace(run, hosts=hosts)).findings
+    assert finding.cause == ONE_SIDED and finding.hosts == (peer, dropper)

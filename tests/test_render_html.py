@@ -408,20 +408,12 @@ def test_a_target_failed_by_many_sources_names_ten_and_counts_the_rest(monkeypat
     from fleet.render import htmlreport
 
     monkeypatch.setattr(htmlreport, "MATRIX_CELLS", 10)
-    names = [f"mx{i}" for i in range(60)]
-    hosts = tuple(
-        HostResult(
-            n,
-            "198.18.0.1",
-            "ssh",
-            "unix",
-            tuple(
-                CheckResult(n, "ping", Status.FAIL, "no reply", target="gateway 198.18.0.1")
-                for _ in (1,)
-            ),
-        )
-        for n in names
-    )
+
+    def pinged_the_gateway(name: str) -> HostResult:
+        ping = CheckResult(name, "ping", Status.FAIL, "no reply", target="gateway 198.18.0.1")
+        return HostResult(name, "198.18.0.1", "ssh", "unix", (ping,))
+
+    hosts = tuple(pinged_the_gateway(f"mx{i}") for i in range(60))
     view = report_view(RunResult("big", "p", "s", "f", hosts))
     [row] = view["matrix"]["per_target"]
     assert row.tried == 60 and row.failed.endswith(f"and {60 - htmlreport.SHOWN_SOURCES} more")
