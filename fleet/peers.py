@@ -14,7 +14,7 @@ least k sources, so one down host or one broken stack still shows.
   "a reaches b but b does not reach a" still shows.
 - Zones (``fleet_zone``, else the /24 of the host's IPv4 address): a member
   whose k sources cover fewer than SPREAD zones is also probed by the nearest
-  member before it of each zone it lacks, a few probes more in all.
+  member (either side) of each zone it lacks, a few probes more in all.
 - A group of k+1 members or fewer keeps the full mesh.
 
 ``peer_plan_filter`` makes the Jinja2 filter the default playbook calls, once
@@ -34,7 +34,7 @@ from typing import Any
 
 #: Peers each member probes (and sources that probe each member) by default.
 DEFAULT_PEER_PROBES = 4
-#: How far (times k) before a member the ring looks for a source of a zone it lacks.
+#: How far (times k) either side of a member the ring looks for a zone it lacks.
 WINDOW = 3
 #: Zones a member's sources should cover (fewer when k or the group's zones are fewer).
 SPREAD = 3
@@ -106,10 +106,9 @@ class PeerPlan:
 def plan_peers(
     members: Iterable[str], k: int = DEFAULT_PEER_PROBES, zones: Mapping[str, str] | None = None
 ) -> PeerPlan:
-    """The group's plan: each member probes its ``k`` nearest on the ring (and is probed
-    by them), plus sources from the ``zones`` (member -> zone;
-    missing members share the zone "") it lacks.  ``k + 1`` members or fewer: the
-    full mesh."""
+    """The group's plan: each member probes its ``k`` nearest on the ring and is probed
+    by them, plus sources of the ``zones`` it lacks (member -> zone; members missing
+    there share the zone "").  ``k + 1`` members or fewer: the full mesh."""
     names = tuple(dict.fromkeys(str(m) for m in members))
     keyed = sorted((_digest(name), name) for name in names)
     by_digest = tuple(name for _, name in keyed)

@@ -192,7 +192,7 @@ def _failed(pair: PairVerdict) -> bool:
 
 
 def _ratio(outcomes: Sequence[str]) -> str:
-    """ "ok" outcomes over those that were tried ("" is not tried)."""
+    """How many outcomes are "ok" out of those tried ("" was not tried): "3/4"."""
     tried = [o for o in outcomes if o]
     return f"{tried.count('ok')}/{len(tried)}" if tried else ""
 
