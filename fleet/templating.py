@@ -2,7 +2,8 @@
 
 Values such as ``"{{ groups['mail'] | difference([inventory_hostname]) }}"``
 render with Ansible's filters (``difference``, ``union``, ``intersect``,
-``unique``, ``flatten``, ``bool``, Jinja2's own) and ``lookup('env'|'file')``.
+``unique``, ``flatten``, ``bool``, Jinja2's own), fleet's ``peer_plan``
+(``fleet.peers``) and ``lookup('env'|'file')``.
 An inventory is data, often written by many hands, so rendering it must not
 run code on the runner or stall it:
 
@@ -44,6 +45,7 @@ from jinja2.visitor import NodeTransformer
 
 from fleet.errors import PlaybookError
 from fleet.inventory.limits import read_text_bounded
+from fleet.peers import peer_plan_filter
 from fleet.truth import parse_bool
 
 #: Loop iterations plus function and filter calls in one rendering of one value.
@@ -182,6 +184,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             self.globals.pop(name, None)
         self.globals["lookup"] = _lookup
         self.filters.update(FILTERS)
+        self.filters["peer_plan"] = peer_plan_filter()  # fleet.peers: the default probe plan
         self.filters = {name: _guarded(f) for name, f in self.filters.items()}
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:

@@ -314,3 +314,48 @@ def test_a_bad_value_from_the_plays_vars_names_the_play(tmp_path: Path) -> None:
 )
 def test_bool_filter_reads_the_projects_true_false_words(value, expected) -> None:
     assert Renderer().render("{{ v | bool }}", {"v": value}) is expected
+
+
+def big_group(size: int, extra: str = "") -> str:
+    """An INI inventory of one mail group of ``size`` hosts over four /24 subnets."""
+    hosts = "\n".join(f"mx{i:03d} ansible_host=198.18.{i % 4}.{i // 4 + 10}" for i in range(size))
+    return f"[mail]\n{hosts}\n{extra}"
+
+
+def test_default_playbook_probes_k_peers_of_a_large_mail_group(tmp_path: Path) -> None:
+    plan = default_plan(tmp_path, big_group(40))
+    probed_by: dict[str, list[str]] = {}
+    for host in plan:
+        smtp, ping = params(plan, host.name, "smtp"), params(plan, host.name, "ping")
+        assert smtp["targets"] == ping["targets"] and host.name not in smtp["targets"]
+        for target in smtp["targets"]:
+            probed_by.setdefault(target, []).append(host.name)
+    # about 40 * 4 SMTP sessions instead of 40 * 39; each server greets 4 sources or a few more
+    assert 160 <= sum(map(len, probed_by.values())) <= 200
+    assert len(probed_by) == 40 and min(map(len, probed_by.values())) >= 4
+    # sources come from more than one /24 (ansible_host's subnet is the zone)
+    assert all(len({int(s[2:]) % 4 for s in sources}) >= 3 for sources in probed_by.values())
+
+
+def test_fleet_peer_probes_sets_how_many_peers_each_host_probes(tmp_path: Path) -> None:
+    # one subnet: no zone to spread over, so exactly k each way
+    hosts = "\n".join(f"mx{i:03d} ansible_host=198.18.0.{i + 10}" for i in range(40))
+    plan = default_plan(tmp_path, f"[mail]\n{hosts}\n[mail:vars]\nfleet_peer_probes=2\n")
+    counted: dict[str, int] = {}
+    for host in plan:
+        for target in params(plan, host.name, "smtp")["targets"]:
+            counted[target] = counted.get(target, 0) + 1
+    assert set(counted.values()) == {2} and len(counted) == 40
+    assert all(len(params(plan, h.name, "ping")["targets"]) == 2 for h in plan)
+
+
+def test_explicit_targets_win_over_the_peer_plan(tmp_path: Path) -> None:
+    extra = "[mail:vars]\nfleet_smtp_targets='[\"relay.example.net\"]'\n"
+    plan = default_plan(tmp_path, big_group(40, extra))
+    assert params(plan, "mx007", "smtp")["targets"] == ["relay.example.net"]
+    assert len(params(plan, "mx007", "ping")["targets"]) >= 1  # ping still follows the plan
+
+
+def test_a_bad_peer_probe_count_is_refused_before_any_host(tmp_path: Path) -> None:
+    with pytest.raises(PlaybookError, match="fleet_peer_probes must be a positive integer"):
+        default_plan(tmp_path, big_group(10, "[mail:vars]\nfleet_peer_probes=0\n"))

@@ -288,6 +288,17 @@ def test_report_fits_a_phone_and_a_desktop_without_sideways_scrolling(tmp_path, 
     assert viewport == width and content <= width
 
 
+@needs_chromium
+def test_the_per_target_connectivity_of_a_large_group_fits_a_phone(tmp_path):
+    from tests.planned import DOWN, MUTE, NO_SMTP, faulty_group, simulate
+
+    run = simulate(faulty_group(200, {DOWN: 2, MUTE: 1, NO_SMTP: 1}, "phone"))
+    html = render_html(run, diagnose(run))
+    assert "Connectivity (per target)" in html
+    content, viewport = page_width(tmp_path, html, 390)
+    assert viewport == 390 and content <= 390
+
+
 def test_report_of_an_empty_run_still_renders():
     run = RunResult("inv", "pb", "s", "f", ())
     html = render_html(run)
@@ -327,7 +338,9 @@ def test_a_large_all_pairs_fleet_stays_a_mailable_report():
     html = render_html(RunResult("big", "p", "s", "f", hosts))
     assert len(html) < 2_000_000  # 6,320 probes; the healthy ones are folded
     assert "78 targets" in html and "all ok: " in html  # folded rows say what they hold
-    assert "only the sources and targets of the" in html  # the matrix shows the problems
+    # one row per target, not an 80 x 80 grid: mx7 is the only target a source failed
+    assert "Connectivity (per target)" in html and "source \\ target" not in html
+    assert "79 other targets reached by every source that tried them (79 sources each)" in html
 
 
 def test_a_broken_template_cache_never_costs_the_report(tmp_path, monkeypatch) -> None:
@@ -356,3 +369,52 @@ def test_a_broken_template_cache_never_costs_the_report(tmp_path, monkeypatch) -
     )
     with pytest.raises(ValueError, match="bad marshal"):
         htmlreport.render_html(sample_run())
+
+
+def test_a_large_groups_connectivity_is_summarised_per_target() -> None:
+    from tests.planned import DOWN, MUTE, faulty_group, simulate
+
+    group = faulty_group(1000, {DOWN: 1, MUTE: 1}, "html")
+    [down] = [h for h, kind in group.truth.items() if kind == DOWN]
+    [mute] = [h for h, kind in group.truth.items() if kind == MUTE]
+    run = simulate(group)
+    view = report_view(run)
+    matrix = view["matrix"]
+    assert matrix["rows"] == []  # no 1000 x 1000 grid
+    rows = {r.target: r for r in matrix["per_target"]}
+    # the down host first: every source that tried it failed, each named with the verdict
+    first = matrix["per_target"][0]
+    assert first.target == down and not first.reached
+    sources = [s for s in group.names if down in group.plan.targets_of(s)]
+    assert (first.tried, first.ping, first.port25) == (
+        len(sources),
+        f"0/{len(sources)}",
+        f"0/{len(sources)}",
+    )
+    assert all(s in first.failed for s in sources) and first.causes == "host-down"
+    # the broken stack's targets: reached by their other sources, failed from the mute one
+    for target in group.plan.targets_of(mute):
+        if target != down:
+            assert mute in rows[target].failed and rows[target].reached
+            assert rows[target].causes == "local-stack"
+    assert len(rows) <= 1 + len(group.plan.targets_of(mute))  # healthy targets: one line
+    html = render_html(run, diagnose(run))
+    assert f"{matrix['healthy_targets']} other targets reached by every source" in html
+    assert f'<a href="#{view["anchors"][down]}">{down}</a>' in html
+    assert len(html) < 4_000_000
+
+
+def test_a_target_failed_by_many_sources_names_ten_and_counts_the_rest(monkeypatch) -> None:
+    from fleet.render import htmlreport
+
+    monkeypatch.setattr(htmlreport, "MATRIX_CELLS", 10)
+
+    def pinged_the_gateway(name: str) -> HostResult:
+        ping = CheckResult(name, "ping", Status.FAIL, "no reply", target="gateway 198.18.0.1")
+        return HostResult(name, "198.18.0.1", "ssh", "unix", (ping,))
+
+    hosts = tuple(pinged_the_gateway(f"mx{i}") for i in range(60))
+    view = report_view(RunResult("big", "p", "s", "f", hosts))
+    [row] = view["matrix"]["per_target"]
+    assert row.tried == 60 and row.failed.endswith(f"and {60 - htmlreport.SHOWN_SOURCES} more")
+    assert row.failed.startswith("mx0, mx1, ") and row.ping == "0/60" and row.port25 == ""

@@ -2,7 +2,8 @@
 
 A single host cannot tell "my TCP/IP stack is broken" from "the other server is
 down" (the two causes of KB Q128961); the fleet view can, because every host
-probes its peers and the runner probes every host.  ``diagnose`` compares those
+probes its peers (k of them in a large group: ``fleet.peers``, each host probed by
+k sources) and the runner probes every host.  ``diagnose`` compares those
 observations and returns ``Finding``s, each with the evidence that supports it
 and the commands that fix it, plus one ``PairVerdict`` per (source -> target)
 pair for the connectivity matrix.

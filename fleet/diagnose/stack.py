@@ -76,8 +76,9 @@ def _isolated(fleet: Fleet, host: str) -> list[str]:
     mine = fleet.pairs_from(host)
     if not mine or not all(p.silent for p in mine):
         return []
-    targets = {p.target for p in mine}
-    others = [p for p in fleet.pairs.values() if p.source != host and p.target in targets]
+    # the other sources of its own targets, not the whole fleet's pairs: linear in the fleet
+    targets = dict.fromkeys(p.target for p in mine)
+    others = (p for target in targets for p in fleet.pairs_to(target) if p.source != host)
     witnesses = [p for p in others if p.answered]
     if not witnesses:
         return []

@@ -168,25 +168,93 @@ def _host_detail(h: HostResult, anchor: str, delta: Delta | None) -> HostDetail:
     )
 
 
-MATRIX_CELLS = 2500  # beyond a 50 x 50 matrix, show only the rows and columns with a problem
+MATRIX_CELLS = 2500  # beyond a 50 x 50 matrix, one row per target instead of a grid
+SHOWN_SOURCES = 10  # failed sources named per target row; the rest are counted
 
 
-def _matrix(diagnosis: Diagnosis) -> dict[str, Any]:
-    index = {(p.source, p.target): p for p in diagnosis.pairs}
+@dataclass(frozen=True)
+class TargetRow:
+    """One target of a large group: how many sources tried it, reached it, and which failed."""
+
+    target: str
+    anchor: str  # "" when the target is not a host of this run
+    status: str  # the worst status of its pairs
+    tried: int
+    ping: str  # "3/4": sources whose ping got replies / sources that pinged; "" for none
+    port25: str  # the same for port 25's greeting
+    reached: bool  # some source got an answer
+    failed: str  # "mx1, mx7 and 3 more"; "mx1 (host-down), mx7 (local-stack)" when they differ
+    causes: str  # the distinct verdicts of its failed pairs
+
+
+def _failed(pair: PairVerdict) -> bool:
+    return pair.status is not Status.OK
+
+
+def _ratio(outcomes: Sequence[str]) -> str:
+    """How many outcomes are "ok" out of those tried ("" was not tried): "3/4"."""
+    tried = [o for o in outcomes if o]
+    return f"{tried.count('ok')}/{len(tried)}" if tried else ""
+
+
+def _target_row(target: str, pairs: Sequence[PairVerdict], anchor: str) -> TargetRow:
+    failed = [p for p in pairs if _failed(p)]
+    causes = list(dict.fromkeys(p.cause for p in failed))
+    # each source's verdict only when they differ: the verdict column says the one
+    named = [
+        p.source if len(causes) == 1 else f"{p.source} ({p.cause})" for p in failed[:SHOWN_SOURCES]
+    ]
+    more = len(failed) - len(named)
+    return TargetRow(
+        target=target,
+        anchor=anchor,
+        status=worst(p.status for p in pairs).value,
+        tried=len(pairs),
+        ping=_ratio([p.ping for p in pairs]),
+        port25=_ratio([p.port25 for p in pairs]),
+        reached=any(p.ping == "ok" or p.port25 == "ok" for p in pairs),
+        failed=", ".join(named) + (f" and {more} more" if more else ""),
+        causes=", ".join(causes),
+    )
+
+
+def _per_target(diagnosis: Diagnosis, anchors: Mapping[str, str]) -> dict[str, Any]:
+    """The connectivity of a large group, one row per target with a failed pair (those
+    nobody reached first, then in the run's order); the healthy targets in one line."""
+    by_target: dict[str, list[PairVerdict]] = {}
+    for p in diagnosis.pairs:
+        by_target.setdefault(p.target, []).append(p)
+    rows = [
+        _target_row(target, pairs, anchors.get(target, ""))
+        for target, pairs in by_target.items()
+        if any(_failed(p) for p in pairs)
+    ]
+    rank = {host: i for i, host in enumerate(anchors)}  # the run's host order, others after
+    rows.sort(key=lambda r: (r.reached, rank.get(r.target, len(rank)), r.target))
+    healthy = [pairs for pairs in by_target.values() if not any(_failed(p) for p in pairs)]
+    tried = sorted({len(pairs) for pairs in healthy})
+    span = f"{tried[0]}" if len(tried) == 1 else f"{tried[0]} to {tried[-1]}" if tried else ""
+    return {
+        "per_target": rows,
+        "healthy_targets": len(healthy),
+        "healthy_sources": span,
+        "note": (
+            f"{len(diagnosis.pairs)} pairs from {len(diagnosis.sources)} sources to "
+            f"{len(by_target)} targets: one row per target that a source failed to reach"
+        ),
+    }
+
+
+def _matrix(diagnosis: Diagnosis, anchors: Mapping[str, str]) -> dict[str, Any]:
+    """The source x target grid of a small group; a large one's, summarised per target."""
     sources, targets = diagnosis.sources, diagnosis.targets
-    note = ""
     if len(sources) * len(targets) > MATRIX_CELLS:
-        bad = [p for p in diagnosis.pairs if p.status is not Status.OK]
-        sources = tuple(dict.fromkeys(p.source for p in bad))
-        targets = tuple(dict.fromkeys(p.target for p in bad))
-        note = (
-            f"{len(diagnosis.pairs)} pairs: only the sources and targets of the "
-            f"{len(bad)} pairs that are not ok are shown"
-        )
+        return {"targets": (), "rows": [], **_per_target(diagnosis, anchors)}
+    index = {(p.source, p.target): p for p in diagnosis.pairs}
     rows: list[tuple[str, list[PairVerdict | None]]] = [
         (s, [index.get((s, t)) for t in targets]) for s in sources
     ]
-    return {"targets": targets, "rows": rows, "note": note}
+    return {"targets": targets, "rows": rows, "note": "", "per_target": None}
 
 
 def _moment(text: str | None) -> datetime | None:
@@ -309,7 +377,7 @@ def report_view(
         "finding_count": len(diagnosis.findings),
         "checks": checks,
         "rows": [_host_row(h, anchors[h.host], checks, delta) for h in run.hosts],
-        "matrix": _matrix(diagnosis),
+        "matrix": _matrix(diagnosis, anchors),
         "details": [_host_detail(h, anchors[h.host], delta) for h in run.hosts],
         "anchors": anchors,
         "news": _news(delta, run, anchors),
