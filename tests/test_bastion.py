@@ -1,0 +1,174 @@
+"""Logins through a jump host, with real sshds on 127.0.0.1: both SSH transports.
+
+One sshd is the bastion (behind a forwarder that counts its TCP connections,
+i.e. its logins), another the mail hosts; the hosts are named in a private
+ssh_config (never the user's ~/.ssh/config) or reached with ``-J``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from fleet import causes
+from fleet.checks.reach import ReachCheck
+from fleet.diagnose.observe import observe, reach_line
+from fleet.errors import UnreachableError
+from fleet.model import HostResult, RunResult, Status
+from fleet.plan import HostPlan, RunOptions
+from fleet.transports.base import AuditContext
+from fleet.transports.libssh2 import Libssh2Transport
+from fleet.transports.paramiko_ssh import ParamikoTransport
+from tests.sshd_fixture import Sshd, start_sshd
+from tests.test_transport_ssh import CountingForwarder
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="sshd needs root")
+
+
+@dataclass
+class Setup:
+    bastion: Sshd
+    mail: Sshd
+    forwarder: CountingForwarder
+    known_hosts: Path
+    config: Path
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    tmp = tmp_path_factory.mktemp("bastion")
+    (tmp / "b").mkdir()
+    (tmp / "m").mkdir()
+    bastion, mail = start_sshd(tmp / "b"), start_sshd(tmp / "m")
+    with (tmp / "m" / "authorized_keys").open("a") as keys:  # one key for both, as ops do
+        keys.write((tmp / "b" / "client_key.pub").read_text())
+    forwarder = CountingForwarder(bastion.port)
+    key = " ".join(bastion.host_key_pub.read_text().split()[:2])
+    known = tmp / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{forwarder.port} {key}\n" + mail.known_hosts.read_text())
+    config = tmp / "ssh_config"
+    config.write_text(
+        f"Host bast1\n  HostName 127.0.0.1\n  Port {forwarder.port}\n"
+        f"  IdentityFile {bastion.client_key}\n"
+        f"Host mx-*\n  HostName 127.0.0.1\n  Port {mail.port}\n  ProxyJump bast1\n"
+    )
+    yield Setup(bastion, mail, forwarder, known, config)
+    for server in (bastion, mail):
+        server.proc.terminate()
+        server.proc.wait()
+
+
+@pytest.fixture(params=[Libssh2Transport, ParamikoTransport], ids=["libssh2", "paramiko"])
+def kind(request: pytest.FixtureRequest) -> type:
+    return request.param
+
+
+def mail_host(setup: Setup, name: str, **extra: object) -> HostPlan:
+    variables = {
+        "fleet_ssh_config": str(setup.config),
+        "fleet_known_hosts": str(setup.known_hosts),
+        "ansible_ssh_private_key_file": str(setup.bastion.client_key),
+        **extra,
+    }
+    return HostPlan(name, "ssh", name, None, setup.bastion.user, variables)
+
+
+def audit_all(kind: type, hosts: list[HostPlan]) -> list[str | Exception]:
+    """Run a command on every host at once, the audit's way: one context, a thread each."""
+    context = AuditContext()
+    found: list[str | Exception] = [""] * len(hosts)
+
+    def one(i: int) -> None:
+        transport = kind(hosts[i], RunOptions(connect_timeout=5), context)
+        try:
+            found[i] = transport.run("echo $SSH_CONNECTION", 10).stdout.decode().strip()
+        except Exception as exc:
+            found[i] = exc
+        finally:
+            transport.close()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(hosts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return found
+
+
+def test_hosts_behind_a_bastion_share_one_login_on_it(setup: Setup, kind: type) -> None:
+    before = setup.forwarder.accepted
+    hosts = [mail_host(setup, f"mx-{i}") for i in range(12)]  # more than MAX_CHANNELS
+    found = audit_all(kind, hosts)
+    assert all(isinstance(line, str) and line.endswith(str(setup.mail.port)) for line in found)
+    assert setup.forwarder.accepted - before == 1
+
+
+def test_dash_j_in_common_args_jumps_too(setup: Setup, kind: type) -> None:
+    before = setup.forwarder.accepted
+    jump = f"-J {setup.bastion.user}@127.0.0.1:{setup.forwarder.port}"
+    hosts = [
+        HostPlan(
+            f"relay{i}",
+            "ssh",
+            "127.0.0.1",
+            setup.mail.port,
+            setup.bastion.user,
+            {
+                "ansible_ssh_common_args": jump,
+                "fleet_ssh_config": "none",
+                "fleet_known_hosts": str(setup.known_hosts),
+                "ansible_ssh_private_key_file": str(setup.bastion.client_key),
+            },
+        )
+        for i in range(3)
+    ]
+    found = audit_all(kind, hosts)
+    assert all(isinstance(line, str) and line for line in found), found
+    assert setup.forwarder.accepted - before == 1
+
+
+def test_a_bastion_with_a_changed_host_key_is_refused(
+    setup: Setup, kind: type, tmp_path: Path
+) -> None:
+    altered = tmp_path / "known_hosts"
+    mail_key = " ".join(setup.mail.host_key_pub.read_text().split()[:2])
+    altered.write_text(
+        f"[127.0.0.1]:{setup.forwarder.port} {mail_key}\n" + setup.mail.known_hosts.read_text()
+    )
+    before = setup.forwarder.accepted
+    hosts = [mail_host(setup, f"mx-{i}", fleet_known_hosts=str(altered)) for i in range(3)]
+    found = audit_all(kind, hosts)
+    for failure in found:
+        assert isinstance(failure, UnreachableError)
+        assert failure.cause == causes.HOST_KEY_CHANGED
+        assert str(failure).startswith("bastion bast1: host key for 127.0.0.1:")
+        assert "ssh-keygen -R" in str(failure)
+    assert setup.forwarder.accepted - before == 1  # tried once, not once per host
+
+
+def test_a_target_the_bastion_cannot_reach_names_the_bastion(setup: Setup, kind: type) -> None:
+    host = replace(mail_host(setup, "mx-gone"), port=1)  # nothing listens on port 1
+    (failure,) = audit_all(kind, [host])
+    assert isinstance(failure, UnreachableError)
+    assert "bastion bast1 cannot connect to 127.0.0.1:1" in str(failure)
+
+
+def test_reach_says_behind_bastion_and_the_diagnosis_does_not_call_it_down(
+    setup: Setup,
+) -> None:
+    host = mail_host(setup, "mx-1")
+    results, kept = ReachCheck().reach(host, {}, 3.0, setup.mail.port, keep=True)
+    assert kept is None
+    assert {r.status for r in results} == {Status.SKIPPED}
+    assert {r.cause for r in results} == {causes.BEHIND_BASTION}
+    assert "behind bastion bast1" in results[0].summary
+    hosts = (HostResult("mx-1", "mx-1", "ssh", "unix", tuple(results), 0.1),)
+    run = RunResult("inv", "play", "2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z", hosts)
+    fleet = observe(run)
+    assert fleet.runner_reaches("mx-1") is None  # neither up nor down
+    assert "behind bastion bast1" in reach_line(fleet, "mx-1")
