@@ -8,6 +8,7 @@ ssh_config (never the user's ~/.ssh/config) or reached with ``-J``.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -172,3 +173,57 @@ def test_reach_says_behind_bastion_and_the_diagnosis_does_not_call_it_down(
     fleet = observe(run)
     assert fleet.runner_reaches("mx-1") is None  # neither up nor down
     assert "behind bastion bast1" in reach_line(fleet, "mx-1")
+
+
+def test_a_failed_bastion_is_diagnosed_with_the_fix_on_the_bastion() -> None:
+    from fleet.diagnose import diagnose
+    from fleet.model import CheckResult
+
+    facts = {"bastion": "bast1", "bastion_address": "198.18.0.70", "bastion_port": 22}
+    summary = "bastion bast1: host key for 198.18.0.70:22 does not match known_hosts"
+    failed = tuple(
+        CheckResult(
+            "dmz1", check, Status.UNREACHABLE, summary, cause=causes.HOST_KEY_CHANGED, facts=facts
+        )
+        for check in ("binding", "smtp")
+    )
+    hosts = (HostResult("dmz1", "198.18.2.11", "ssh", "unix", failed, 0.1),)
+    run = RunResult("inv", "play", "2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z", hosts)
+    (found,) = [f for f in diagnose(run).findings if f.hosts == ("dmz1",)]
+    assert found.title == "dmz1 was not audited: bastion bast1: host key changed"
+    assert "ssh-keygen -R 198.18.0.70" in found.fix
+    assert "198.18.2.11" not in found.fix
+
+
+RELAY = """\
+import os, socket, sys, threading
+sock = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+def back():
+    while data := sock.recv(65536):
+        os.write(1, data)
+    os._exit(0)
+threading.Thread(target=back, daemon=True).start()
+while data := os.read(0, 65536):
+    sock.sendall(data)
+"""
+
+
+def test_proxycommand_carries_the_login(setup: Setup, kind: type, tmp_path: Path) -> None:
+    relay = tmp_path / "relay.py"
+    relay.write_text(RELAY)
+    command = f"-o 'ProxyCommand={sys.executable} {relay} %h %p'"
+    host = HostPlan(
+        "mx-proxied",
+        "ssh",
+        "127.0.0.1",
+        setup.mail.port,
+        setup.bastion.user,
+        {
+            "ansible_ssh_common_args": command,
+            "fleet_ssh_config": "none",
+            "fleet_known_hosts": str(setup.known_hosts),
+            "ansible_ssh_private_key_file": str(setup.bastion.client_key),
+        },
+    )
+    (line,) = audit_all(kind, [host])
+    assert isinstance(line, str) and line.endswith(str(setup.mail.port))

@@ -113,3 +113,8 @@ def test_a_bastion_whose_host_key_changed_is_refused_naming_it(
         assert {r.cause for r in failed} == {causes.HOST_KEY_CHANGED}
         assert failed[0].summary.startswith("bastion bast1: host key for 198.18.0.70:22")
         assert "ssh-keygen -R 198.18.0.70" in failed[0].summary
+    findings = {f.hosts: f for f in diagnose(run).findings}
+    for name, address in bast.hosts:
+        found = findings[(name,)]
+        assert found.title == f"{name} was not audited: bastion bast1: host key changed"
+        assert "198.18.0.70" in found.fix and address not in found.fix

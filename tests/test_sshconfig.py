@@ -208,3 +208,25 @@ def test_ansible_cfg_ssh_args_apply_where_the_inventory_sets_none(tmp_path: Path
     assert (settings.bastion, settings.via and settings.via.user) == ("bast1", "jump")
     assert settings.ignored == ("-C (ansible_ssh_args)",)
     assert SshSettings.from_host(mx2, RunOptions()).bastion is None
+
+
+def test_fleet_config_shows_the_ssh_args_it_ignores(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "ansible.cfg").write_text(
+        "[ssh_connection]\nssh_args = -C -o ControlMaster=auto -J bast1\n"
+    )
+    env = {**os.environ, "HOME": str(tmp_path)}
+    env.pop("ANSIBLE_CONFIG", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "fleet", "config"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ssh_args ignored         -C, ControlMaster" in done.stdout
+    assert "~/.ssh/config (none found)" in done.stdout

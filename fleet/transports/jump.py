@@ -30,10 +30,20 @@ LINGER = 2.0  # seconds an unused jump connection stays open for the next host
 CHANNEL_WAIT = 300.0  # seconds a host waits for a free channel (the others' audits end)
 
 
+class BastionError(UnreachableError):
+    """A host behind a jump host is unreachable because of the jump host: ``facts`` name
+    it (``bastion``, ``bastion_address``, ``bastion_port``) for the diagnosis's fix."""
+
+    def __init__(self, reason: str, hint: str, cause: str, facts: dict[str, Any]) -> None:
+        super().__init__(reason, hint, cause=cause)
+        self.facts = facts
+
+
 class Tunneller(Protocol):
     """An SSH transport logged in to a jump host, able to open channels through it."""
 
     connected: bool
+    settings: SshSettings
 
     def connect(self) -> None: ...
 
@@ -85,10 +95,10 @@ class Bastion:
             self.logins += 1
             self.connection.connect()
         except UnreachableError as exc:
-            self._failure = via_bastion(self.name, exc)
+            self._failure = via_bastion(self.connection.settings, exc)
             raise self._failure from exc
         except TransportError as exc:
-            raise via_bastion(self.name, exc) from exc
+            raise via_bastion(self.connection.settings, exc) from exc
 
     def _done(self) -> None:
         with self._lock:
@@ -104,11 +114,16 @@ class Bastion:
                 self.connection.close()
 
 
-def via_bastion(name: str, exc: TransportError) -> UnreachableError:
+def via_bastion(settings: SshSettings, exc: TransportError) -> BastionError:
     """The jump host's failure, as the reason a host behind it is unreachable."""
-    if isinstance(exc, UnreachableError):
-        return UnreachableError(f"bastion {name}: {exc.reason}", exc.hint, cause=exc.cause)
-    return UnreachableError(f"bastion {name}: {exc}", cause=exc.cause)
+    facts = {
+        "bastion": settings.host,
+        "bastion_address": settings.address,
+        "bastion_port": settings.port,
+    }
+    reason = exc.reason if isinstance(exc, UnreachableError) else str(exc)
+    hint = exc.hint if isinstance(exc, UnreachableError) else ""
+    return BastionError(f"bastion {settings.host}: {reason}", hint, exc.cause, facts)
 
 
 def bastion(context: AuditContext, via: SshSettings, kind: type, build: Any) -> Bastion:
