@@ -100,10 +100,11 @@ class SshSettings:
     ignored: tuple[str, ...] = ()  # ssh options and ssh_config lines fleet does not honour
 
     @staticmethod
-    def login_port(host: HostPlan) -> int:
+    def login_port(host: HostPlan, ssh: sshconfig.SshOptions | None = None) -> int:
+        """The inventory's port, else ssh_config's (``ssh``: already read), else 22."""
         value = host.port or host.vars.get("ansible_ssh_port")
         if not value:
-            return sshconfig.host_options(host)[0].port or 22
+            return (ssh or sshconfig.host_options(host)[0]).port or 22
         try:
             return int(value)
         except (TypeError, ValueError):
@@ -133,7 +134,7 @@ class SshSettings:
         settings = cls(
             host=host.name,
             address=address,
-            port=cls.login_port(host),
+            port=cls.login_port(host, ssh),
             user=user,
             key_file=key_path,
             passphrase=str(passphrase) if passphrase else None,

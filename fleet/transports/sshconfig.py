@@ -19,6 +19,7 @@ import functools
 import os
 import re
 import shlex
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -327,7 +328,13 @@ def host_options(host: HostPlan) -> tuple[SshOptions, str | None]:
 
 
 def cached_config(path: str) -> SshConfigFile | None:
-    """An ssh_config file, parsed once while it does not change (hosts share it)."""
+    """An ssh_config file, parsed once while it does not change (hosts share it); looked
+    at again at most once a second, as every host of an audit asks for it."""
+    return _config_now(path, int(time.monotonic()))
+
+
+@functools.lru_cache(maxsize=16)
+def _config_now(path: str, second: int) -> SshConfigFile | None:
     expanded = Path(path).expanduser()
     try:
         stat = expanded.stat()
