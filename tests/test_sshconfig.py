@@ -230,3 +230,15 @@ def test_fleet_config_shows_the_ssh_args_it_ignores(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "ssh_args ignored         -C, ControlMaster" in done.stdout
     assert "~/.ssh/config (none found)" in done.stdout
+
+
+def test_verbose_lists_the_ssh_options_fleet_ignores_per_host() -> None:
+    from fleet.transports.sshconfig import ignored_lines
+
+    args = {"ansible_ssh_common_args": "-o ServerAliveInterval=5", "fleet_ssh_config": "none"}
+    hosts = [HostPlan(f"mx{i}", "ssh", f"mx{i}", None, None, args) for i in range(5)]
+    hosts.append(HostPlan("win", "winrm", "win", None, None, args))
+    assert ignored_lines(hosts) == [
+        "fleet: ssh option ignored: ServerAliveInterval (ansible_ssh_common_args), "
+        "for 5 host(s): mx0, mx1, mx2, ..."
+    ]

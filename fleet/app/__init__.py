@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 from fleet.model import RunResult
 from fleet.plan import HostPlan, RunOptions, check_route_guards
 from fleet.transports.base import AuditContext, check_transport_settings
+from fleet.transports.sshconfig import ignored_lines
 
 __all__ = [
     "AUDIT_OPTIONS",
@@ -137,6 +138,9 @@ def audit(request: AuditRequest) -> int:
     interrupts = Interrupts()
     with interrupts.installed():
         prepared = prepare(request)
+        if request.verbose:  # what of ssh's settings fleet does not honour, not silently
+            for line in ignored_lines(prepared.hosts):
+                print(line, file=sys.stderr)
         observers = progress_for(len(prepared.hosts), request.quiet)
         with tuned_for_the_audit():
             run = _run(prepared, request, observers)

@@ -327,6 +327,21 @@ def host_options(host: HostPlan) -> tuple[SshOptions, str | None]:
         raise ConfigError(f"host {host.name}: {exc}") from None
 
 
+def ignored_lines(hosts: Iterable[HostPlan]) -> list[str]:
+    """One line per ssh option or ssh_config line the SSH hosts set and fleet ignores,
+    with how many hosts set it (``fleet audit --verbose`` prints them)."""
+    seen: dict[str, list[str]] = {}
+    for host in hosts:
+        if host.connection in ("ssh", "paramiko"):
+            for item in host_options(host)[0].ignored:
+                seen.setdefault(item, []).append(host.name)
+    return [
+        f"fleet: ssh option ignored: {item}, for {len(names)} host(s): {', '.join(names[:3])}"
+        + (", ..." if len(names) > 3 else "")
+        for item, names in seen.items()
+    ]
+
+
 def cached_config(path: str) -> SshConfigFile | None:
     """An ssh_config file, parsed once while it does not change (hosts share it); looked
     at again at most once a second, as every host of an audit asks for it."""
