@@ -51,7 +51,11 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     forwarder = CountingForwarder(bastion.port)
     key = " ".join(bastion.host_key_pub.read_text().split()[:2])
     known = tmp / "known_hosts"
-    known.write_text(f"[127.0.0.1]:{forwarder.port} {key}\n" + mail.known_hosts.read_text())
+    known.write_text(
+        f"[127.0.0.1]:{forwarder.port} {key}\n"
+        + bastion.known_hosts.read_text()
+        + mail.known_hosts.read_text()
+    )
     config = tmp / "ssh_config"
     config.write_text(
         f"Host bast1\n  HostName 127.0.0.1\n  Port {forwarder.port}\n"
@@ -130,6 +134,26 @@ def test_dash_j_in_common_args_jumps_too(setup: Setup, kind: type) -> None:
     ]
     found = audit_all(kind, hosts)
     assert all(isinstance(line, str) and line for line in found), found
+    assert setup.forwarder.accepted - before == 1
+
+
+def test_a_chain_of_two_jumps_logs_in_to_each_hop(setup: Setup, kind: type) -> None:
+    # first hop: the bastion through the counting forwarder; second: the bastion's own
+    # sshd, reached through the first; then the mail host through the second.
+    user, first = setup.bastion.user, setup.forwarder.port
+    chain = f"-J {user}@127.0.0.1:{first},{user}@127.0.0.1:{setup.bastion.port}"
+    before = setup.forwarder.accepted
+    hosts = [
+        replace(
+            mail_host(setup, f"chained{i}", ansible_ssh_common_args=chain), port=setup.mail.port
+        )
+        for i in range(3)
+    ]
+    hosts = [
+        replace(h, address="127.0.0.1", vars={**h.vars, "fleet_ssh_config": "none"}) for h in hosts
+    ]
+    found = audit_all(kind, hosts)
+    assert all(isinstance(line, str) and line.endswith(str(setup.mail.port)) for line in found)
     assert setup.forwarder.accepted - before == 1
 
 
