@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from fleet.errors import ConfigError
+from fleet.model import Status
 from fleet.plan import HostPlan, RunOptions
 from fleet.transports.sshcommon import SshSettings
 from fleet.transports.sshconfig import Hop, SshConfigFile, SshOptions, apply_args, ssh_options
@@ -242,3 +243,17 @@ def test_verbose_lists_the_ssh_options_fleet_ignores_per_host() -> None:
         "fleet: ssh option ignored: ServerAliveInterval (ansible_ssh_common_args), "
         "for 5 host(s): mx0, mx1, mx2, ..."
     ]
+
+
+def test_reach_probes_the_address_ssh_config_names(tmp_path: Path, listening: int) -> None:
+    from fleet.checks.reach import ReachCheck
+
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host mx-alias\n  HostName 127.0.0.1\n  Port {listening}\n")
+    host = HostPlan("mx-alias", "ssh", "mx-alias", None, None, {"fleet_ssh_config": str(config)})
+    port = SshSettings.login_port(host)
+    results, kept = ReachCheck().reach(host, {"ports": [port]}, 3.0, port, keep=True)
+    assert kept is not None and (kept.address, kept.port) == ("127.0.0.1", listening)
+    kept.close()
+    assert [(r.status, r.summary) for r in results] == [(Status.OK, f"port {listening} open")]
+    assert SshSettings.from_host(host, RunOptions()).address == "127.0.0.1"  # the handoff fits

@@ -119,8 +119,7 @@ class SshSettings:
         unset (as with Ansible, which passes them to ssh as ``-o`` options)."""
         v = host.vars
         ssh, config_file = sshconfig.host_options(host)
-        address = ssh.hostname and sshconfig.expand_tokens(ssh.hostname, host.address, 22, "")
-        address = (address or host.address).strip("'")
+        address = sshconfig.login_address(host.address, ssh)
         user = host.user or ssh.user or os.environ.get("USER") or "root"
         key = v.get("ansible_ssh_private_key_file") or v.get("ansible_private_key_file")
         passphrase = v.get("ansible_ssh_private_key_passphrase")
@@ -395,6 +394,11 @@ class SshTransport:
 
     shell = "sh"
     login_port = staticmethod(SshSettings.login_port)
+
+    @staticmethod
+    def login_address(host: HostPlan) -> str:
+        """ssh_config's HostName for the name ssh is given, else that name."""
+        return sshconfig.login_address(host.address, sshconfig.host_options(host)[0])
 
     @staticmethod
     def login_proxy(host: HostPlan) -> str | None:

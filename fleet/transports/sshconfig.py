@@ -327,6 +327,13 @@ def host_options(host: HostPlan) -> tuple[SshOptions, str | None]:
         raise ConfigError(f"host {host.name}: {exc}") from None
 
 
+def login_address(name: str, ssh: SshOptions) -> str:
+    """Where ssh connects for ``name``: its HostName (``%h`` expanded), else the name."""
+    if not ssh.hostname:
+        return name
+    return ssh.hostname.replace("%h", name).replace("%%", "%")
+
+
 def ignored_lines(hosts: Iterable[HostPlan]) -> list[str]:
     """One line per ssh option or ssh_config line the SSH hosts set and fleet ignores,
     with how many hosts set it (``fleet audit --verbose`` prints them)."""
@@ -400,8 +407,7 @@ def _hop_settings(
     The target's key, known_hosts and timeouts stand in for what ssh_config leaves unset."""
     parsed = cached_config(config_file) if config_file else None
     ssh = parsed.apply(SshOptions(), hop.host) if parsed else SshOptions()
-    address = ssh.hostname and expand_tokens(ssh.hostname, hop.host, 22, "")
-    address = (address or hop.host).strip("'")
+    address = login_address(hop.host, ssh)
     user = hop.user or ssh.user or os.environ.get("USER") or "root"
     settings = replace(
         target,

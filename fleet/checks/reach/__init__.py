@@ -23,7 +23,7 @@ from fleet.checks.facts import as_facts
 from fleet.checks.params import as_int, as_number, known_params
 from fleet.model import CheckResult, Status
 from fleet.plan import HostPlan
-from fleet.transports.base import login_port, login_proxy
+from fleet.transports.base import login_address, login_port, login_proxy
 from fleet.transports.handoff import Handoff
 
 DEFAULTS: dict[str, Any] = {"ports": None, "timeout": 3.0}
@@ -171,10 +171,11 @@ class ReachCheck:
                 behind_bastion(host.name, port, bastion) for port in self.ports(params, login)
             ], None
         other = min(float(params.get("timeout", 3.0)), timeout)
+        address = login_address(host)  # ssh_config's HostName, where it names one
 
         def probe(port: int) -> tuple[PortProbe, Handoff | None]:
             wait = timeout if port == login else other
-            return probe_and_keep(host.address, port, wait, keep and port == login)
+            return probe_and_keep(address, port, wait, keep and port == login)
 
         found = side_by_side(probe, self.ports(params, login))
         kept = next((k for _, k in found if k is not None), None)
