@@ -77,13 +77,14 @@ class Bastion:
                 "raise --host-deadline, or lower --forks",
                 cause=causes.LOGIN_TIMEOUT,
             )
+        done = _Once(self._done)  # a channel is closed from more than one thread at times
         try:
             with self._lock:
+                self._open += 1  # before the login: a failed one is counted out by done()
                 self._log_in()
-                self._open += 1
-            return self.connection.tunnel(address, port, timeout, self._done)
+            return self.connection.tunnel(address, port, timeout, done)
         except BaseException:
-            self._done()
+            done()
             raise
 
     def _log_in(self) -> None:
@@ -112,6 +113,20 @@ class Bastion:
         with self._lock:
             if self._open == 0 and self.connection.connected:
                 self.connection.close()
+
+
+class _Once:
+    """``action`` run at the first call only, whichever thread calls first."""
+
+    def __init__(self, action: Any) -> None:
+        self._action: Any = action
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        with self._lock:
+            action, self._action = self._action, None
+        if action is not None:
+            action()
 
 
 def via_bastion(settings: SshSettings, exc: TransportError) -> BastionError:

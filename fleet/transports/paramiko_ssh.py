@@ -207,7 +207,7 @@ class ParamikoTransport(sshcommon.SshTransport):
         except (paramiko.SSHException, OSError, EOFError) as exc:
             said = str(exc) or type(exc).__name__
             raise jump.channel_refused(self.settings.host, where, said) from exc
-        return _Tunnel(channel, done)
+        return _tunnel_socket(channel, done)
 
     # -- running -----------------------------------------------------------
 
@@ -275,21 +275,42 @@ class ParamikoTransport(sshcommon.SshTransport):
             self._client = None
 
 
-class _Tunnel:
-    """A channel through a jump host, used as the socket of a login; ``done()`` once closed."""
+def _tunnel_socket(channel: paramiko.Channel, done: Callable[[], None]) -> socket.socket:
+    """A socket for the login behind the jump host, its bytes carried to and from
+    ``channel`` by one thread: only that thread writes to the channel and closes it
+    (paramiko's channel used as the login's socket was written to by two threads, and a
+    late write after the close made sshd drop the whole jump connection)."""
+    ours, theirs = socket.socketpair()
+    threading.Thread(target=_carry, args=(channel, ours, done), daemon=True).start()
+    return theirs
 
-    def __init__(self, channel: paramiko.Channel, done: Callable[[], None]) -> None:
-        self._channel, self._done = channel, done
-        self._closed = threading.Event()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._channel, name)
-
-    def close(self) -> None:
-        self._channel.close()
-        if not self._closed.is_set():
-            self._closed.set()
-            self._done()
+def _carry(channel: paramiko.Channel, local: socket.socket, done: Callable[[], None]) -> None:
+    waiter = select.poll()
+    waiter.register(channel.fileno(), select.POLLIN)
+    waiter.register(local, select.POLLIN)
+    try:
+        while True:
+            waiter.poll(IDLE_WAKEUP * 1000)
+            while channel.recv_ready():
+                local.sendall(channel.recv(65536))
+            if channel.eof_received or channel.closed:
+                break
+            try:
+                data = local.recv(65536, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                continue
+            if not data:  # the login behind closed its socket
+                break
+            channel.sendall(data)
+    except (OSError, EOFError, paramiko.SSHException):
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            channel.close()
+        with contextlib.suppress(OSError):
+            local.close()
+        done()
 
 
 def _pkey(key: PrivateKey) -> paramiko.PKey:
