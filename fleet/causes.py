@@ -40,6 +40,7 @@ UNPARSED = "unparsed"  # the output is not what the step promised
 TOOL_MISSING = "tool-missing"  # the host lacks the command a step needs
 INVALID_TARGET = "invalid-target"  # a target that is not a host name or address
 NO_TARGETS = "no-targets"  # nothing to probe (skipped)
+BEHIND_BASTION = "behind-bastion"  # reach skipped: the host is reached through a jump host
 
 # -- binding
 TCPIP_UNBOUND = "tcpip-unbound"  # TCP/IP not bound or disabled on the connected adapters
@@ -105,6 +106,7 @@ CAUSES: dict[str, str] = {
     TOOL_MISSING: "tool missing on the host",
     INVALID_TARGET: "invalid target",
     NO_TARGETS: "no targets",
+    BEHIND_BASTION: "behind a bastion",
     TCPIP_UNBOUND: "TCP/IP not bound",
     NO_INTERFACE_UP: "no interface up",
     LOOPBACK_DOWN: "loopback down",

@@ -212,6 +212,7 @@ def _config_view() -> int:
         setting = config.settings.get(known.name)
         shown = f"{setting.value}  ({setting.origin})" if setting else "(not set)"
         print(f"{known.name:<24} {shown}")
+    print(_ssh_view(config.get("ssh_args")))
     return EXIT_OK
 
 
@@ -245,6 +246,26 @@ def _zone_audit(
         prepared = app.prepare(request)
         check(prepared.hosts)
         return app._run(prepared, request, ())
+
+
+def _ssh_view(ssh_args: str | None) -> str:
+    """What fleet takes from ssh's own settings: the ssh_config file, and what of ssh_args
+    it does not honour (shown, never dropped silently)."""
+    from pathlib import Path
+
+    from fleet.transports.sshconfig import USER_CONFIG, SshOptions, apply_args
+
+    found = Path(USER_CONFIG).expanduser().is_file()
+    lines = [f"{'ssh_config':<24} {USER_CONFIG} ({'read' if found else 'none found'})"]
+    if ssh_args:
+        try:
+            ignored = apply_args(SshOptions(), ssh_args, "ssh_args")[0].ignored
+        except ConfigError as exc:
+            ignored = (str(exc),)
+        if ignored:
+            shown = ", ".join(item.removesuffix(" (ssh_args)") for item in ignored)
+            lines.append(f"{'ssh_args ignored':<24} {shown}")
+    return "\n".join(lines)
 
 
 def _dispatch(args: argparse.Namespace) -> int:

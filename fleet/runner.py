@@ -30,6 +30,7 @@ from fleet.model import CheckResult, CommandResult, HostResult, RunResult, Statu
 from fleet.plan import CheckPlan, HostPlan, RunOptions
 from fleet.transports.base import AuditContext, Transport, open_transport
 from fleet.transports.handoff import TAKERS, Handoff, give_up
+from fleet.transports.jump import BastionError
 
 HostObserver = Callable[[HostResult], None]
 # What audit_host waits in for a login slot: given what to give up before waiting,
@@ -135,9 +136,12 @@ def _results_for_all(
     summary: str,
     cause: str,
     evidence: str = "",
+    facts: Mapping[str, Any] | None = None,
 ) -> list[CheckResult]:
     return [
-        CheckResult(host.name, p.name, status, summary, evidence=evidence, cause=cause)
+        CheckResult(
+            host.name, p.name, status, summary, evidence=evidence, cause=cause, facts=facts or {}
+        )
         for p in plans
     ]
 
@@ -297,8 +301,9 @@ def _audit_on_host(
         batch, nonce, script = _script_for(host, planned, budget)
         command = transport.run(script, budget)
         stdout = command.stdout
-    except UnreachableError as exc:
-        return _results_for_all(host, plans, Status.UNREACHABLE, str(exc), exc.cause)
+    except UnreachableError as exc:  # through a bastion: its facts name it (fleet.transports.jump)
+        facts = exc.facts if isinstance(exc, BastionError) else None
+        return _results_for_all(host, plans, Status.UNREACHABLE, str(exc), exc.cause, facts=facts)
     except CommandTimeout as exc:
         # Keep every section that came back before the deadline.
         stdout, missing, lost = (

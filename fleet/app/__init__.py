@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 from fleet.model import RunResult, Selection
 from fleet.plan import HostPlan, RunOptions, check_route_guards
 from fleet.transports.base import AuditContext, check_transport_settings
+from fleet.transports.sshconfig import ignored_lines
 
 __all__ = [
     "AUDIT_OPTIONS",
@@ -139,6 +140,9 @@ def audit(request: AuditRequest) -> int:
     interrupts = Interrupts()
     with interrupts.installed():
         prepared = prepare(request)
+        if request.verbose:  # what of ssh's settings fleet does not honour, not silently
+            for line in ignored_lines(prepared.hosts):
+                print(line, file=sys.stderr)
         observers = progress_for(len(prepared.hosts), request.quiet)
         with tuned_for_the_audit():
             run = (_dispatched if request.dispatch else _run)(prepared, request, observers)

@@ -55,6 +55,7 @@ class AuditRequest:
     ask_vault_pass: bool = False
     remote_user: str | None = None
     private_key_file: str | None = None
+    ssh_args: str | None = None  # [ssh_connection] ssh_args: the hosts' ansible_ssh_args
     group_names: str = "never"  # force_valid_group_names
     verbose: bool = False  # the full host x check table, not only the problems
     dispatch: bool = False  # send each zone's hosts to its workers (fleet.dispatch)
@@ -223,6 +224,11 @@ AUDIT_OPTIONS: tuple[AuditOption, ...] = (
         "SSH key file where the inventory names none",
     ),
     AuditOption(
+        ("--ssh-args",),
+        "ssh_args",
+        "ssh's arguments (-J, -F, -o ProxyJump=...) where the inventory sets no ansible_ssh_args",
+    ),
+    AuditOption(
         ("--group-names",),
         "group_names",
         "force_valid_group_names: never (keep, warn), always, silently, ignore (never)",
@@ -315,6 +321,7 @@ def config_defaults(config: AnsibleConfig) -> dict[str, Any]:
         "host_key_checking": ("host_key_checking", lambda t: as_bool(t, "host_key_checking")),
         "remote_user": ("remote_user", str),
         "private_key_file": ("private_key_file", str),
+        "ssh_args": ("ssh_args", str),
         "vault_password_file": ("vault_password_files", lambda text: (text,)),
         "vault_identity_list": (
             "vault_ids",
@@ -325,7 +332,7 @@ def config_defaults(config: AnsibleConfig) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for name, setting in config.settings.items():
         if name not in readers:
-            continue  # kept and shown by `fleet config`, applied by nothing (ssh_args)
+            continue
         field, read = readers[name]
         try:
             found[field] = read(setting.value)
@@ -340,7 +347,8 @@ def vault_secrets_for(request: AuditRequest) -> tuple[VaultSecret, ...]:
 
 
 def with_login_defaults(hosts: Sequence[HostPlan], request: AuditRequest) -> list[HostPlan]:
-    """Hosts given remote_user and private_key_file where the inventory names none."""
+    """Hosts given remote_user, private_key_file and ssh_args (as ``ansible_ssh_args``, read
+    by fleet.transports.sshconfig) where the inventory names none."""
     key_vars = ("ansible_ssh_private_key_file", "ansible_private_key_file")
     planned = []
     for host in hosts:
@@ -350,6 +358,8 @@ def with_login_defaults(hosts: Sequence[HostPlan], request: AuditRequest) -> lis
             host = replace(
                 host, vars={**host.vars, "ansible_private_key_file": request.private_key_file}
             )
+        if request.ssh_args and not host.vars.get("ansible_ssh_args"):
+            host = replace(host, vars={**host.vars, "ansible_ssh_args": request.ssh_args})
         planned.append(host)
     return planned
 

@@ -179,7 +179,14 @@ def not_audited_findings(fleet: Fleet, explained: set[str]) -> list[Finding]:
             continue
         host = fleet.hosts[name]
         why = causes.CAUSES.get(failed.cause, "could not log in")
-        fix = login_fix(failed.cause, host.platform, name, host.address, host.port, host.user)
+        bastion = failed.facts.get("bastion")
+        if bastion:  # the jump host failed: the fix is on it, not on the host behind it
+            address = str(failed.facts.get("bastion_address") or bastion)
+            port = failed.facts.get("bastion_port")
+            fix = login_fix(failed.cause, "unix", str(bastion), address, int(port or 22))
+            why = f"bastion {bastion}: {why}"
+        else:
+            fix = login_fix(failed.cause, host.platform, name, host.address, host.port, host.user)
         title = f"{name} was not audited: {why}"
         evidence = (f"{name} ({host.connection}): {failed.summary}", reach_line(fleet, name))
         findings.append(

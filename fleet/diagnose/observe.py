@@ -46,6 +46,8 @@ _REACH_OF_CAUSE = {
     causes.NAME_UNRESOLVED: "name not resolved",
 }
 _ANSWERED = (REACH_OPEN, REACH_REFUSED)
+# A port not probed because the host sits behind a jump host: says neither up nor down.
+REACH_BEHIND = "behind bastion"
 # An SMTP probe that got a TCP connection, whatever its outcome.
 _CONNECTED_CAUSES = (causes.GREETING_TIMEOUT, causes.SLOW_GREETING)
 
@@ -119,7 +121,7 @@ class Fleet:
 
     def runner_reaches(self, host: str) -> bool | None:
         """Can the runner reach ``host``?  None when nothing says either way."""
-        ports = self.reach.get(host, {})
+        ports = {p: seen for p, seen in self.reach.get(host, {}).items() if not _behind(seen)}
         if host in self.audited or any(seen in _ANSWERED for seen in ports.values()):
             return True  # logging in proves the path, and so does an answer (even RST)
         if ports:
@@ -334,11 +336,19 @@ def _reach_seen(r: CheckResult) -> str:
     return _REACH_OF_CAUSE.get(r.cause, REACH_SILENT)
 
 
+def _behind(seen: str) -> bool:
+    return seen.startswith(REACH_BEHIND)
+
+
 def _collect_reach(hosts: Iterable[HostResult]) -> dict[str, dict[int, str]]:
     reach: dict[str, dict[int, str]] = {}
     for host in hosts:
         for r in results(host, "reach"):
             port = _reach_port(r)
+            if port is not None and r.cause == causes.BEHIND_BASTION:
+                bastion = r.facts.get("bastion") or "?"
+                reach.setdefault(host.host, {})[port] = f"{REACH_BEHIND} {bastion}"
+                continue
             if port is None or r.status in (Status.ERROR, Status.SKIPPED):
                 continue
             reach.setdefault(host.host, {})[port] = _reach_seen(r)

@@ -114,6 +114,19 @@ def login_port(host: HostPlan) -> int | None:
     return port
 
 
+def login_address(host: HostPlan) -> str:
+    """The address ``host``'s transport connects to (ssh_config's HostName, for SSH)."""
+    address = getattr(transport_class(host), "login_address", None)
+    return address(host) if address is not None else host.address
+
+
+def login_proxy(host: HostPlan) -> str | None:
+    """The jump host (or "ProxyCommand") ``host``'s login goes through, if any: the
+    runner cannot probe such a host itself."""
+    proxy = getattr(transport_class(host), "login_proxy", None)
+    return proxy(host) if proxy is not None else None
+
+
 def check_transport_settings(
     hosts: Sequence[HostPlan], options: RunOptions, context: AuditContext | None = None
 ) -> AuditContext:

@@ -66,11 +66,17 @@ class Libssh2Transport(sshcommon.SshTransport):
     """Runs sh scripts over one libssh2 session per host."""
 
     def __init__(
-        self, host: HostPlan, options: RunOptions, context: AuditContext | None = None
+        self,
+        host: HostPlan | None,
+        options: RunOptions | None,
+        context: AuditContext | None = None,
+        settings: sshcommon.SshSettings | None = None,
     ) -> None:
-        super().__init__(host, options, context)
+        super().__init__(host, options, context, settings)
         self._session: Session | None = None
         self._sock: socket.socket | None = None
+        self._pump: Any = None  # a jump host's (fleet.transports.libssh2_tunnel)
+        self._pump_lock = threading.Lock()
 
     # -- connecting --------------------------------------------------------
 
@@ -196,6 +202,18 @@ class Libssh2Transport(sshcommon.SshTransport):
             return sshcommon.closed_early(self.settings, reason)
         return sshcommon.negotiation_failed(self.settings, reason)
 
+    def tunnel(self, address: str, port: int, timeout: float, done: Callable[[], None]) -> Any:
+        """A socket to ``address:port`` through this host (a jump host's work): from the
+        first one on, a thread owns this session (fleet.transports.libssh2_tunnel)."""
+        from fleet.transports.libssh2_tunnel import TunnelPump
+
+        with self._pump_lock:  # hosts arrive together: one thread may own the session
+            if self._pump is None:
+                assert self._session is not None and self._sock is not None
+                self._pump = TunnelPump(self._session, self._sock, self.settings.host)
+            pump = self._pump
+        return pump.open(address, port, timeout, done)
+
     # -- running -----------------------------------------------------------
 
     def run(self, command: str, timeout: float) -> CommandResult:
@@ -240,6 +258,9 @@ class Libssh2Transport(sshcommon.SshTransport):
     def close(self) -> None:
         session, sock = self._session, self._sock
         self._session = self._sock = None
+        if self._pump is not None:
+            self._pump, pump = None, self._pump
+            pump.stop()
         if session is not None and sock is not None:
             _close(session, sock)
 

@@ -25,6 +25,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import paramiko
@@ -34,7 +35,7 @@ from fleet.errors import CommandTimeout, TransportError, UnreachableError
 from fleet.model import CommandResult
 from fleet.plan import HostPlan, RunOptions
 from fleet.text import safe_text
-from fleet.transports import sshcommon
+from fleet.transports import jump, sshcommon
 from fleet.transports._io import WATCHDOG, CappedBuffer, sh_result
 from fleet.transports.base import AuditContext
 from fleet.transports.sshcommon import STDERR_CAP, NoGreeting, PrivateKey
@@ -74,9 +75,13 @@ class ParamikoTransport(sshcommon.SshTransport):
     """Runs sh scripts over one paramiko SSH connection per host."""
 
     def __init__(
-        self, host: HostPlan, options: RunOptions, context: AuditContext | None = None
+        self,
+        host: HostPlan | None,
+        options: RunOptions | None,
+        context: AuditContext | None = None,
+        settings: sshcommon.SshSettings | None = None,
     ) -> None:
-        super().__init__(host, options, context)
+        super().__init__(host, options, context, settings)
         self._auth = self._auth_arguments()
         self._client: paramiko.SSHClient | None = None
         self._sock: socket.socket | None = None
@@ -101,7 +106,7 @@ class ParamikoTransport(sshcommon.SshTransport):
     def connected(self) -> bool:
         return self._client is not None
 
-    def _login(self, sock: socket.socket, started: float, handed_over: bool) -> None:
+    def _login(self, sock: Any, started: float, handed_over: bool) -> None:
         s = self.settings
         client = paramiko.SSHClient()
         if s.host_key_checking:
@@ -184,6 +189,26 @@ class ParamikoTransport(sshcommon.SshTransport):
             return sshcommon.negotiation_failed(s, str(exc) or type(exc).__name__)
         return sshcommon.translate(exc, s)
 
+    def tunnel(self, address: str, port: int, timeout: float, done: Callable[[], None]) -> Any:
+        """A ``direct-tcpip`` channel to ``address:port`` (a jump host's work)."""
+        transport = self._client.get_transport() if self._client is not None else None
+        if transport is None or not transport.is_active():
+            raise UnreachableError(
+                f"bastion {self.settings.host}: its SSH connection was lost",
+                cause=causes.TRANSPORT_ERROR,
+            )
+        where = f"{address}:{port}"
+        try:
+            channel = transport.open_channel(
+                "direct-tcpip", (address, port), ("127.0.0.1", 0), timeout=timeout
+            )
+        except paramiko.ChannelException as exc:
+            raise jump.channel_refused(self.settings.host, where, exc.text) from exc
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            said = str(exc) or type(exc).__name__
+            raise jump.channel_refused(self.settings.host, where, said) from exc
+        return _tunnel_socket(channel, done)
+
     # -- running -----------------------------------------------------------
 
     def run(self, command: str, timeout: float) -> CommandResult:
@@ -248,6 +273,44 @@ class ParamikoTransport(sshcommon.SshTransport):
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+def _tunnel_socket(channel: paramiko.Channel, done: Callable[[], None]) -> socket.socket:
+    """A socket for the login behind the jump host, its bytes carried to and from
+    ``channel`` by one thread: only that thread writes to the channel and closes it
+    (paramiko's channel used as the login's socket was written to by two threads, and a
+    late write after the close made sshd drop the whole jump connection)."""
+    ours, theirs = socket.socketpair()
+    threading.Thread(target=_carry, args=(channel, ours, done), daemon=True).start()
+    return theirs
+
+
+def _carry(channel: paramiko.Channel, local: socket.socket, done: Callable[[], None]) -> None:
+    waiter = select.poll()
+    waiter.register(channel.fileno(), select.POLLIN)
+    waiter.register(local, select.POLLIN)
+    try:
+        while True:
+            waiter.poll(IDLE_WAKEUP * 1000)
+            while channel.recv_ready():
+                local.sendall(channel.recv(65536))
+            if channel.eof_received or channel.closed:
+                break
+            try:
+                data = local.recv(65536, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                continue
+            if not data:  # the login behind closed its socket
+                break
+            channel.sendall(data)
+    except (OSError, EOFError, paramiko.SSHException):
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            channel.close()
+        with contextlib.suppress(OSError):
+            local.close()
+        done()
 
 
 def _pkey(key: PrivateKey) -> paramiko.PKey:

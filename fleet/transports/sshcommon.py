@@ -1,5 +1,7 @@
 """What the two SSH transports share; neither SSH library is imported here.
 
+(Over 500 lines: the one seam both transports share, kept whole rather than split thin.)
+
 ``ssh`` (libssh2, fleet.transports.libssh2) and ``paramiko``
 (fleet.transports.paramiko_ssh) are siblings over this module: each speaks
 the protocol with its own library, and takes from here the inventory's
@@ -36,6 +38,7 @@ from fleet.errors import (
 )
 from fleet.plan import HostPlan, RunOptions
 from fleet.text import safe_text
+from fleet.transports import jump, sshconfig
 from fleet.transports.base import AuditContext
 from fleet.transports.handoff import Handoff, give_up
 from fleet.truth import as_bool
@@ -77,9 +80,10 @@ def host_path(host: HostPlan, value: Any) -> Path:
 
 @dataclass(frozen=True)
 class SshSettings:
-    """How to log in to one host over SSH, read once from its inventory variables."""
+    """How to log in to one host over SSH, read once from its inventory variables
+    (and what ssh_config and ssh's arguments add: fleet.transports.sshconfig)."""
 
-    host: str  # the inventory name
+    host: str  # the inventory name (a jump host's: its name in ProxyJump)
     address: str
     port: int
     user: str
@@ -91,10 +95,16 @@ class SshSettings:
     connect_timeout: float
     max_output: int
     inventory_file: str | None = None
+    via: SshSettings | None = None  # the jump host (ProxyJump's last hop) the login goes through
+    proxy_command: str | None = None  # ssh_config's ProxyCommand, tokens expanded
+    ignored: tuple[str, ...] = ()  # ssh options and ssh_config lines fleet does not honour
 
     @staticmethod
-    def login_port(host: HostPlan) -> int:
-        value = host.port or host.vars.get("ansible_ssh_port") or 22
+    def login_port(host: HostPlan, ssh: sshconfig.SshOptions | None = None) -> int:
+        """The inventory's port, else ssh_config's (``ssh``: already read), else 22."""
+        value = host.port or host.vars.get("ansible_ssh_port")
+        if not value:
+            return (ssh or sshconfig.host_options(host)[0]).port or 22
         try:
             return int(value)
         except (TypeError, ValueError):
@@ -104,27 +114,46 @@ class SshSettings:
 
     @classmethod
     def from_host(cls, host: HostPlan, options: RunOptions) -> SshSettings:
-        """``host``'s settings; ConfigError names a malformed variable."""
+        """``host``'s settings; ConfigError names a malformed variable.  The inventory's
+        user, port and key win over ssh_config's, which fills what the inventory leaves
+        unset (as with Ansible, which passes them to ssh as ``-o`` options)."""
         v = host.vars
+        ssh, config_file = sshconfig.host_options(host)
+        address = sshconfig.login_address(host.address, ssh)
+        user = host.user or ssh.user or os.environ.get("USER") or "root"
         key = v.get("ansible_ssh_private_key_file") or v.get("ansible_private_key_file")
         passphrase = v.get("ansible_ssh_private_key_passphrase")
         password = v.get("ansible_password") or v.get("ansible_ssh_pass")
         known_hosts = v.get("fleet_known_hosts") or options.known_hosts
+        key_path = host_path(host, key) if key else None
+        key_path = key_path or sshconfig.config_path(ssh.identity_file, address, user)
+        known_path = host_path(host, known_hosts) if known_hosts else None
+        known_path = known_path or sshconfig.config_path(ssh.known_hosts_file, address, user)
         inventory_file = v.get("inventory_file")
-        return cls(
+        settings = cls(
             host=host.name,
-            address=host.address,
-            port=cls.login_port(host),
-            user=host.user or os.environ.get("USER") or "root",
-            key_file=host_path(host, key) if key else None,
+            address=address,
+            port=cls.login_port(host, ssh),
+            user=user,
+            key_file=key_path,
             passphrase=str(passphrase) if passphrase else None,
             password=str(password) if password else None,
-            host_key_checking=_host_key_checking(host, options),
-            known_hosts=host_path(host, known_hosts) if known_hosts else None,
+            host_key_checking=_host_key_checking(host, options) and ssh.checks_host_keys,
+            known_hosts=known_path,
             connect_timeout=options.connect_timeout,
             max_output=options.max_output,
             inventory_file=str(inventory_file) if inventory_file else None,
+            ignored=ssh.ignored,
         )
+        try:
+            return sshconfig.with_proxy(settings, ssh, config_file)
+        except ConfigError as exc:
+            raise ConfigError(f"host {host.name}: {exc}", path=inventory_file) from None
+
+    @property
+    def bastion(self) -> str | None:
+        """The jump host the login goes through (the last hop's name), if any."""
+        return self.via.host if self.via is not None else None
 
     @property
     def where(self) -> str:
@@ -360,32 +389,74 @@ def closed_by_peer(exc: BaseException | None) -> bool:
 class SshTransport:
     """What both SSH transports do alike: read the host's settings and credentials when
     built (a bad key file is a ConfigError before any host is contacted), and log in
-    through ``log_in``.  Each library's transport supplies ``_login`` and ``connected``."""
+    through ``log_in``, or through a jump host or ProxyCommand (fleet.transports.jump).
+    Each library's transport supplies ``_login``, ``connected`` and ``tunnel``."""
 
     shell = "sh"
     login_port = staticmethod(SshSettings.login_port)
 
+    @staticmethod
+    def login_address(host: HostPlan) -> str:
+        """ssh_config's HostName for the name ssh is given, else that name."""
+        return sshconfig.login_address(host.address, sshconfig.host_options(host)[0])
+
+    @staticmethod
+    def login_proxy(host: HostPlan) -> str | None:
+        """The jump host (ProxyJump's last hop) or "ProxyCommand" the login goes through."""
+        ssh = sshconfig.host_options(host)[0]
+        if ssh.proxy_command and ssh.proxy_command.lower() != "none":
+            return "ProxyCommand"
+        hops = ssh.jumps()
+        return hops[-1].host if hops else None
+
     def __init__(
-        self, host: HostPlan, options: RunOptions, context: AuditContext | None = None
+        self,
+        host: HostPlan | None,
+        options: RunOptions | None,
+        context: AuditContext | None = None,
+        settings: SshSettings | None = None,
     ) -> None:
         self.host = host
-        self.settings = SshSettings.from_host(host, options)
+        if settings is None:
+            assert host is not None and options is not None
+            settings = SshSettings.from_host(host, options)
+        self.settings = settings
         self.port: int | None = self.settings.port
         self._context = context or AuditContext()
         self._credentials = credentials(self.settings, self._context)
+        if settings.via is not None:  # the jump hosts' key files are read now too
+            self.for_jump(settings.via, self._context)
+
+    @classmethod
+    def for_jump(cls, settings: SshSettings, context: AuditContext) -> Any:
+        """The audit's shared connection to the jump host ``settings`` (not yet logged in)."""
+        return jump.bastion(context, settings, cls, lambda: cls(None, None, context, settings))
 
     @property
     def connected(self) -> bool:
         raise NotImplementedError
 
-    def _login(self, sock: socket.socket, started: float, handed_over: bool) -> None:
+    def _login(self, sock: Any, started: float, handed_over: bool) -> None:
+        raise NotImplementedError
+
+    def tunnel(self, address: str, port: int, timeout: float, done: Callable[[], None]) -> Any:
+        """A connection to ``address:port`` through this (logged-in) host."""
         raise NotImplementedError
 
     def connect(self, handoff: Handoff | None = None) -> None:
+        s = self.settings
         if self.connected:
             give_up(handoff)
+        elif s.via is None and s.proxy_command is None:
+            log_in(s, handoff, self._login)
         else:
-            log_in(self.settings, handoff, self._login)
+            give_up(handoff)  # reach does not probe a host behind a proxy
+            if s.proxy_command is not None or s.via is None:
+                sock = jump.proxy_socket(s.proxy_command or "")
+            else:
+                bastion = self.for_jump(s.via, self._context)
+                sock = bastion.open(s.address, s.port, s.connect_timeout, jump.CHANNEL_WAIT)
+            self._login(sock, time.monotonic(), False)
 
 
 # -- what an operator reads ------------------------------------------------

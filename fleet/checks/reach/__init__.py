@@ -23,7 +23,7 @@ from fleet.checks.facts import as_facts
 from fleet.checks.params import as_int, as_number, known_params
 from fleet.model import CheckResult, Status
 from fleet.plan import HostPlan
-from fleet.transports.base import login_port
+from fleet.transports.base import login_address, login_port, login_proxy
 from fleet.transports.handoff import Handoff
 
 DEFAULTS: dict[str, Any] = {"ports": None, "timeout": 3.0}
@@ -145,7 +145,8 @@ class ReachCheck:
         return list(dict.fromkeys(int(p) for p in chosen if p is not None))
 
     def run(self, host: HostPlan, params: Mapping[str, Any], timeout: float) -> list[CheckResult]:
-        """Probe every port at once (``reach``, keeping no connection)."""
+        """Probe every port at once (``reach``, keeping no connection); none for a host
+        behind a bastion."""
         results, _ = self.reach(host, params, timeout, login_port(host), keep=False)
         return results
 
@@ -164,11 +165,17 @@ class ReachCheck:
         timeout there means the login is not tried, so it must not be shorter than
         the login would have had.  Other ports get the check's own ``timeout`` (3 s),
         capped by the budget."""
+        bastion = login_proxy(host) if host.connection in ("ssh", "paramiko") else None
+        if bastion is not None:
+            return [
+                behind_bastion(host.name, port, bastion) for port in self.ports(params, login)
+            ], None
         other = min(float(params.get("timeout", 3.0)), timeout)
+        address = login_address(host)  # ssh_config's HostName, where it names one
 
         def probe(port: int) -> tuple[PortProbe, Handoff | None]:
             wait = timeout if port == login else other
-            return probe_and_keep(host.address, port, wait, keep and port == login)
+            return probe_and_keep(address, port, wait, keep and port == login)
 
         found = side_by_side(probe, self.ports(params, login))
         kept = next((k for _, k in found if k is not None), None)
@@ -176,6 +183,20 @@ class ReachCheck:
 
 
 Probed = tuple[PortProbe, Handoff | None]
+
+
+def behind_bastion(host: str, port: int, bastion: str) -> CheckResult:
+    """A port the runner does not probe: the host is reached through ``bastion``, so the
+    runner's own view says nothing about it (neither up nor down)."""
+    return CheckResult(
+        host=host,
+        check="reach",
+        status=Status.SKIPPED,
+        cause=causes.BEHIND_BASTION,
+        summary=f"port {port} not probed: behind bastion {bastion}",
+        target=str(port),
+        facts={"port": port, "bastion": bastion},
+    )
 
 
 def side_by_side(probe: Callable[[int], Probed], ports: Sequence[int]) -> list[Probed]:
