@@ -8,8 +8,10 @@ ssh_config (never the user's ~/.ssh/config) or reached with ``-J``.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -252,3 +254,22 @@ def test_proxycommand_carries_the_login(setup: Setup, kind: type, tmp_path: Path
     )
     (line,) = audit_all(kind, [host])
     assert isinstance(line, str) and line.endswith(str(setup.mail.port))
+
+
+def test_a_proxycommand_that_outlives_its_input_ends_with_its_socket() -> None:
+    from fleet.transports import jump
+
+    sock = jump.proxy_socket("trap '' INT; sleep 300 & wait")  # ignores its input's end
+    process = sock.process  # type: ignore[attr-defined]
+    group = process.pid
+    sock.shutdown(socket.SHUT_RDWR)  # as the libssh2 transport ends a connection
+    process.wait(timeout=jump.PROXY_GRACE + 3)
+    deadline = time.monotonic() + jump.PROXY_GRACE + 3
+    while True:  # the shell's child too: the whole process group is gone
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "the ProxyCommand's child outlived its socket"
+        time.sleep(0.05)
+    sock.close()

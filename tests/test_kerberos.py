@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from fleet import causes
-from fleet.errors import UnreachableError
+from fleet.errors import ConfigError, UnreachableError
 from fleet.plan import HostPlan, RunOptions
 from fleet.transports import kerberos
 from fleet.transports.base import AuditContext
@@ -176,3 +176,8 @@ def test_a_host_refusing_the_ticket_names_the_spn_to_check() -> None:
     error = kerberos.translate(InvalidCredentialsError("rejected"), s)
     assert error is not None and error.cause == causes.AUTH_REFUSED
     assert "setspn -Q" in error.hint and "HTTP/ex1.corp.example" in error.hint
+
+
+def test_an_unbalanced_quote_in_kinit_args_is_one_line_naming_the_host() -> None:
+    with pytest.raises(ConfigError, match=r"^host win1: ansible_winrm_kinit_args: No closing"):
+        settings(user="ops@FLEET.LAB", ansible_winrm_kinit_args='-f "x')

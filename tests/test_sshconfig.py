@@ -185,15 +185,36 @@ def test_strict_host_key_checking_no_turns_checking_off(tmp_path: Path) -> None:
     assert accept_new.host_key_checking is True
 
 
-def test_proxycommand_tokens_are_expanded_and_quoted(tmp_path: Path) -> None:
+def test_a_targets_own_opt_outs_never_reach_its_jump_host(tmp_path: Path) -> None:
+    args = "-J bast1 -o StrictHostKeyChecking=no"
+    relaxed = _host(tmp_path, "mx", ansible_ssh_common_args=args, ansible_host_key_checking=False)
+    settings = SshSettings.from_host(relaxed, RunOptions())
+    assert settings.host_key_checking is False
+    assert settings.via is not None and settings.via.host_key_checking is True
+    # The run's own switch covers every hop.
+    off = SshSettings.from_host(relaxed, RunOptions(host_key_checking=False))
+    assert off.via is not None and off.via.host_key_checking is False
+
+
+def test_proxycommand_tokens_are_expanded_and_shell_metacharacters_refused(
+    tmp_path: Path,
+) -> None:
     host = _host(tmp_path, "mx", ansible_host="10.9.1.2")
     settings = SshSettings.from_host(host, RunOptions())
     assert settings.proxy_command == "ssh -W 10.9.1.2:2222 jump@bast1"
-    args = "-o \"User=o'neil\" -o 'ProxyCommand=nc %h %p # %r'"
+    # The command line quotes %r itself: quoting the value again would break out of it.
+    args = '-o "User=o\'neil" -o "ProxyCommand=nc %h %p # \'%r\'"'
     other = _host(tmp_path, "mx", ansible_ssh_common_args=args)
-    assert SshSettings.from_host(other, RunOptions()).proxy_command == (
-        "nc mx 2222 # 'o'\"'\"'neil'"
-    )
+    with pytest.raises(ConfigError, match=r"^host mx: ProxyCommand: the user name \"o'neil\""):
+        SshSettings.from_host(other, RunOptions())
+
+
+def test_an_unbalanced_quote_in_ssh_config_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "ssh_config"
+    config.write_text('Host "relay\n  User x\n')
+    host = HostPlan("mx", "ssh", "mx", None, None, {"fleet_ssh_config": str(config)})
+    with pytest.raises(ConfigError, match='ssh_config: Host "relay: No closing quotation'):
+        SshSettings.from_host(host, RunOptions())
 
 
 def test_ansible_cfg_ssh_args_apply_where_the_inventory_sets_none(tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ connection is closed once no channel has used it for ``LINGER`` seconds.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
 import subprocess
 import threading
@@ -166,10 +168,52 @@ def channel_refused(name: str, where: str, reason: str) -> UnreachableError:
     )
 
 
+# Seconds a ProxyCommand has, after the hang-up, to end before it is killed.
+PROXY_GRACE = 2.0
+
+
+class _ProxySocket(socket.socket):
+    """fleet's end of a ProxyCommand's socket pair.  Shutting it down or closing it ends
+    the command, as OpenSSH does (SIGHUP to its process group, SIGKILL if it lingers):
+    a command that outlives its input (an ``nc`` without ``-N``) is never left behind."""
+
+    process: subprocess.Popen[bytes] | None = None
+
+    def shutdown(self, how: int) -> None:
+        try:
+            super().shutdown(how)
+        finally:
+            self._hang_up()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._hang_up()
+
+    def _hang_up(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(OSError):
+            os.killpg(process.pid, signal.SIGHUP)
+        timer = threading.Timer(PROXY_GRACE, _kill_if_running, args=(process,))
+        timer.daemon = True
+        timer.start()
+
+
+def _kill_if_running(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        with contextlib.suppress(OSError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
 def proxy_socket(command: str) -> socket.socket:
     """A socket whose other end is ``command``'s stdin and stdout (ProxyCommand), run by
-    the shell; the command ends when the socket is closed (its stdin ends)."""
-    ours, theirs = socket.socketpair()
+    the shell in a process group of its own; shutting the socket down or closing it
+    ends the command."""
+    pair, theirs = socket.socketpair()
+    ours = _ProxySocket(fileno=pair.detach())
     try:
         process = subprocess.Popen(  # noqa: S602 - ssh_config's ProxyCommand is a shell command
             command,
@@ -186,6 +230,7 @@ def proxy_socket(command: str) -> socket.socket:
         ) from exc
     finally:
         theirs.close()
+    ours.process = process
     threading.Thread(target=_reap, args=(process,), daemon=True).start()
     return ours
 

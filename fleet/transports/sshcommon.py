@@ -62,10 +62,18 @@ def _flag(host: HostPlan, name: str, value: Any) -> bool:
 def _host_key_checking(host: HostPlan, options: RunOptions) -> bool:
     """Ansible's switches: the option, ANSIBLE_HOST_KEY_CHECKING, then the host's variables;
     any of them off turns checking off (each is read, so a bad value is always an error)."""
-    switches = [("ANSIBLE_HOST_KEY_CHECKING", os.environ.get("ANSIBLE_HOST_KEY_CHECKING"))]
-    switches += [(name, host.vars.get(name)) for name in HOST_KEY_CHECKING_VARS]
+    switches = [(name, host.vars.get(name)) for name in HOST_KEY_CHECKING_VARS]
     read = [_flag(host, name, value) for name, value in switches if value not in (None, "")]
-    return options.host_key_checking and all(read)
+    return _run_wide_host_key_checking(host, options) and all(read)
+
+
+def _run_wide_host_key_checking(host: HostPlan, options: RunOptions) -> bool:
+    """The option and ANSIBLE_HOST_KEY_CHECKING: what also holds for jump hosts, which a
+    target's own opt-outs (its variables, its -o StrictHostKeyChecking=no, its ssh_config
+    block) never reach, as in OpenSSH, where each hop is checked on its own terms."""
+    value = os.environ.get("ANSIBLE_HOST_KEY_CHECKING")
+    checked = value in (None, "") or _flag(host, "ANSIBLE_HOST_KEY_CHECKING", value)
+    return options.host_key_checking and checked
 
 
 def host_path(host: HostPlan, value: Any) -> Path:
@@ -146,7 +154,8 @@ class SshSettings:
             ignored=ssh.ignored,
         )
         try:
-            return sshconfig.with_proxy(settings, ssh, config_file)
+            hops_checked = _run_wide_host_key_checking(host, options)
+            return sshconfig.with_proxy(settings, ssh, config_file, hops_checked=hops_checked)
         except ConfigError as exc:
             raise ConfigError(f"host {host.name}: {exc}", path=inventory_file) from None
 

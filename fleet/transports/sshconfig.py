@@ -173,7 +173,10 @@ class SshConfigFile:
             if key.lower() in ("host", "match"):
                 blocks[-1] = replace(blocks[-1], lines=tuple(current))
                 current = []
-                words = tuple(shlex.split(value, comments=True)) if value else ()
+                try:
+                    words = tuple(shlex.split(value, comments=True)) if value else ()
+                except ValueError as exc:  # an unbalanced quote
+                    raise ConfigError(f"{path}: {key} {value}: {exc}") from None
                 blocks.append(Block(key.lower(), words))
             else:
                 current.append((key, value))
@@ -379,10 +382,16 @@ def config_path(value: str | None, address: str, user: str) -> Path | None:
 
 
 def with_proxy(
-    settings: SshSettings, ssh: SshOptions, config_file: str | None, depth: int = 0
+    settings: SshSettings,
+    ssh: SshOptions,
+    config_file: str | None,
+    depth: int = 0,
+    *,
+    hops_checked: bool = True,
 ) -> SshSettings:
     """``settings`` with their ProxyJump hops (each a login of its own, read from the same
-    ssh_config) or ProxyCommand."""
+    ssh_config) or ProxyCommand.  A hop's host key is checked unless the run turns
+    checking off (``hops_checked`` False) or the hop's own ssh_config block does."""
     if ssh.proxy_command and ssh.proxy_command.lower() != "none":
         command = expand_tokens(
             ssh.proxy_command, settings.address, settings.port, settings.user, settings.host
@@ -392,7 +401,7 @@ def with_proxy(
     for hop in ssh.jumps():
         if depth > 8:
             raise ConfigError("ProxyJump: more than 8 hops (a loop in ssh_config?)")
-        via = _hop_settings(settings, hop, via, config_file, depth)
+        via = _hop_settings(settings, hop, via, config_file, depth, hops_checked)
     return replace(settings, via=via) if via is not None else settings
 
 
@@ -402,9 +411,11 @@ def _hop_settings(
     via: SshSettings | None,
     config_file: str | None,
     depth: int,
+    hops_checked: bool,
 ) -> SshSettings:
     """A jump host's settings: its ProxyJump spec, then ssh_config's block for its name.
-    The target's key, known_hosts and timeouts stand in for what ssh_config leaves unset."""
+    The target's key, known_hosts and timeouts stand in for what ssh_config leaves unset;
+    the target's opt-outs of host-key checking do not."""
     parsed = cached_config(config_file) if config_file else None
     ssh = parsed.apply(SshOptions(), hop.host) if parsed else SshOptions()
     address = login_address(hop.host, ssh)
@@ -417,20 +428,31 @@ def _hop_settings(
         user=user,
         key_file=config_path(ssh.identity_file, address, user) or target.key_file,
         password=None,
-        host_key_checking=target.host_key_checking and ssh.checks_host_keys,
+        host_key_checking=hops_checked and ssh.checks_host_keys,
         known_hosts=config_path(ssh.known_hosts_file, address, user) or target.known_hosts,
         via=via,
         proxy_command=None,
         ignored=(),
     )
     if via is None:  # the first hop may have a ProxyJump of its own
-        return with_proxy(settings, ssh, config_file, depth + 1)
+        return with_proxy(settings, ssh, config_file, depth + 1, hops_checked=hops_checked)
     return settings
+
+
+# What a host or user name expanded into a ProxyCommand may not hold (as OpenSSH 9.6
+# refuses): quoting alone fails where the command line quotes ``%h`` itself.
+_SHELL_CHARS = re.compile(r"[\s'\"`$;&|<>(){}*?!\\~#]")
 
 
 def expand_tokens(text: str, host: str, port: int, user: str, original: str = "") -> str:
     """ssh_config's ``%h %p %r %n %d %u %%`` in ``text``; host and user shell-quoted, as
-    ProxyCommand runs under a shell."""
+    ProxyCommand runs under a shell, and refused if they hold shell metacharacters."""
+    for what, value in (("host", host), ("user", user), ("host", original)):
+        if _SHELL_CHARS.search(value):
+            raise ConfigError(
+                f"ProxyCommand: the {what} name {value!r} holds shell metacharacters; "
+                "fleet will not put it into a shell command (check ansible_host/ansible_user)"
+            )
     values = {
         "h": shlex.quote(host),
         "p": str(port),

@@ -221,10 +221,14 @@ def _kerberos(host: str, v: Mapping[str, Any], password: Any) -> KerberosSetting
         "managed" if password is not None else "manual",
     )
     args = _var(v, "ansible_winrm_kinit_args")
+    try:
+        kinit_args = tuple(shlex.split(str(args))) if args is not None else None
+    except ValueError as exc:  # an unbalanced quote
+        raise ConfigError(f"host {host}: ansible_winrm_kinit_args: {exc}") from None
     return KerberosSettings(
         managed=mode == "managed",
         kinit_cmd=_var(v, "ansible_winrm_kinit_cmd"),
-        kinit_args=tuple(shlex.split(str(args))) if args is not None else None,
+        kinit_args=kinit_args,
         delegation=_flag(
             host, "ansible_winrm_kerberos_delegation", _var(v, "ansible_winrm_kerberos_delegation")
         ),
