@@ -390,3 +390,29 @@ def test_a_host_of_a_zone_without_a_worker_shows_as_not_audited_with_the_worker_
     [found] = [f for f in diagnose(merged).findings if f.hosts == ("b1",)]
     assert "zone worker unavailable" in found.title
     assert "fleet worker --zone" in found.fix
+
+
+class _BrokerGone(FakePending):
+    def outcome(self, wait: float) -> Mapping[str, Any] | None:
+        raise ConnectionError("Connection closed by server.")
+
+
+def test_a_broker_lost_mid_run_gives_up_that_zone_and_keeps_the_others() -> None:
+    workers = {"fleet.a": {"a.1@x"}, "fleet.b": {"b.1@x"}}
+    queue = FakeQueue(workers, {"a": (_audited, 0.0), "b": (None, 0.0)})
+    sent = queue.send
+
+    def send(zone: str, task: Mapping[str, Any], expires: float) -> FakePending:
+        pending = sent(zone, task, expires)
+        return _BrokerGone(None, "b.1@x", 0.0) if zone == "b" else pending
+
+    queue.send = send  # type: ignore[method-assign]
+    seen = _by_host(zone_runs(HOSTS, queue, _task_for, wait=30.0))
+    assert seen["a1"] == {("ok", "")} and seen["b1"] == {("error", causes.ZONE_UNAVAILABLE)}
+
+
+def test_a_broker_lost_while_sending_gives_up_that_zone() -> None:
+    queue = FakeQueue({"fleet.a": {"a.1@x"}, "fleet.b": {"b.1@x"}}, {"a": (_audited, 0.0)})
+    # zone b's reply is missing from the fake: sending it raises, as a dropped broker does
+    seen = _by_host(zone_runs(HOSTS, queue, _task_for, wait=30.0))
+    assert seen["a1"] == {("ok", "")} and seen["b1"] == {("error", causes.ZONE_UNAVAILABLE)}

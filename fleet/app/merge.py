@@ -113,8 +113,11 @@ def _short(value: str) -> str:
 
 def _check_fresh(parts: Sequence[RunResult]) -> None:
     """Refuse a part that started STALE_AFTER_S apart from the first: not the same run."""
-    starts = [(_instant(p.started), position, p) for position, p in enumerate(parts, 1)]
-    timed = [(when[1], position, p) for when, position, p in starts if when[0] == 0]
+    timed: list[tuple[float, int, RunResult]] = []
+    for position, part in enumerate(parts, 1):
+        kind, when = _instant(part.started)
+        if kind == 0 and isinstance(when, float):
+            timed.append((when, position, part))
     if len(timed) < 2:
         return
     earliest, latest = min(timed, key=lambda t: t[0]), max(timed, key=lambda t: t[0])

@@ -40,6 +40,9 @@ def shown(url: str) -> str:
     return str(maybe_sanitize_url(url))
 
 
+DAY = 24 * 3600
+
+
 def celery_app(url: str) -> Any:
     """The Celery app of fleet's zones (broker and result store at ``url``)."""
     try:
@@ -58,10 +61,12 @@ def celery_app(url: str) -> Any:
         task_reject_on_worker_lost=True,
         task_track_started=True,  # the worker that took a task is known while it runs
         worker_prefetch_multiplier=1,
-        result_expires=24 * 3600,
+        result_expires=DAY,
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=CONNECT_TIMEOUT,
-        broker_transport_options={"visibility_timeout": 3600},
+        # Acked late: Redis hands an unacked task to another worker after this long, so
+        # it outlasts any run (a zone's task expires at the run's deadline anyway).
+        broker_transport_options={"visibility_timeout": DAY},
         worker_hijack_root_logger=False,
     )
     return app

@@ -100,7 +100,10 @@ def zone_runs(
             continue
         seconds = max(1.0, wait - MARGIN - (time.monotonic() - started))
         job = task(zone.name, zone.hosts, seconds).to_dict()
-        zone.pending = queue.send(zone.name, job, expires=wait)
+        try:
+            zone.pending = queue.send(zone.name, job, expires=wait)
+        except Exception as exc:  # noqa: BLE001 - a broker gone now: this zone is not audited
+            zone.why = f"the broker failed sending the task: {type(exc).__name__}: {exc}"
     interrupted = False
     try:
         _collect(zones, queue, started + wait, on_host)
@@ -124,7 +127,11 @@ def _collect(
         for zone in waiting:
             assert zone.pending is not None
             left = end - time.monotonic()
-            reply = zone.pending.outcome(max(0.0, min(POLL / len(waiting), left)))
+            try:
+                reply = zone.pending.outcome(max(0.0, min(POLL / len(waiting), left)))
+            except Exception as exc:  # noqa: BLE001 - a broker gone mid-run: the others go on
+                zone.why = f"the broker failed while waiting: {type(exc).__name__}: {exc}"
+                continue
             if reply is not None:
                 _take(zone, reply, on_host)
         if time.monotonic() - last_look >= POLL:
