@@ -10,8 +10,9 @@ least k sources, so one down host or one broken stack still shows.
   and is the same every night.  Adding or removing one member changes only
   the pairs around it (12 for k=4 without zones).
 - Each member probes its k nearest members on the ring, half after it and half
-  before (exactly k each way): whatever a member probes also probes it, so
-  "a reaches b but b does not reach a" still shows.
+  before (exactly k each way): with an even k, whatever a member probes also
+  probes it, so "a reaches b but b does not reach a" still shows (an odd k
+  leaves the one extra probe one-sided).
 - Zones (``fleet_zone``, else the /24 of the host's IPv4 address): a member
   whose k sources cover fewer than SPREAD zones is also probed by the nearest
   member (either side) of each zone it lacks, a few probes more in all.
