@@ -8,6 +8,7 @@ ssh_config (never the user's ~/.ssh/config) or reached with ``-J``.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import threading
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from fleet.errors import UnreachableError
 from fleet.model import HostResult, RunResult, Status
 from fleet.plan import HostPlan, RunOptions
 from fleet.transports.base import AuditContext
+from fleet.transports.jump import Bastion
 from fleet.transports.libssh2 import Libssh2Transport
 from fleet.transports.paramiko_ssh import ParamikoTransport
 from tests.sshd_fixture import Sshd, start_sshd
@@ -83,15 +85,20 @@ def mail_host(setup: Setup, name: str, **extra: object) -> HostPlan:
     return HostPlan(name, "ssh", name, None, setup.bastion.user, variables)
 
 
-def audit_all(kind: type, hosts: list[HostPlan]) -> list[str | Exception]:
+def audit_all(
+    kind: type,
+    hosts: list[HostPlan],
+    context: AuditContext | None = None,
+    script: str = "echo $SSH_CONNECTION",
+) -> list[str | Exception]:
     """Run a command on every host at once, the audit's way: one context, a thread each."""
-    context = AuditContext()
+    context = context or AuditContext()
     found: list[str | Exception] = [""] * len(hosts)
 
     def one(i: int) -> None:
         transport = kind(hosts[i], RunOptions(connect_timeout=5), context)
         try:
-            found[i] = transport.run("echo $SSH_CONNECTION", 10).stdout.decode().strip()
+            found[i] = transport.run(script, 30).stdout.decode().strip()
         except Exception as exc:
             found[i] = exc
         finally:
@@ -112,6 +119,27 @@ def test_hosts_behind_a_bastion_share_one_login_on_it(setup: Setup, kind: type) 
     found = audit_all(kind, hosts)
     assert all(isinstance(line, str) and line.endswith(str(setup.mail.port)) for line in found)
     assert setup.forwarder.accepted - before == 1
+
+
+def the_bastion(context: AuditContext) -> Bastion:
+    (found,) = [v for v in context._values.values() if isinstance(v, Bastion)]
+    return found
+
+
+def test_large_scripts_for_many_hosts_cross_one_bastion_at_once(setup: Setup) -> None:
+    # A small send buffer on the bastion's socket: libssh2's sends stop half-way often,
+    # and each must be finished before any other channel's (else LIBSSH2_ERROR_BAD_USE).
+    context = AuditContext()
+    (warm,) = audit_all(Libssh2Transport, [mail_host(setup, "mx-warm")], context)
+    assert isinstance(warm, str)
+    sock = the_bastion(context).connection._sock
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    script = ("# " + "x" * 97 + "\n") * 2000 + "echo $SSH_CONNECTION\n"  # 200 KB each
+    hosts = [mail_host(setup, f"mx-big{i}") for i in range(12)]
+    found = audit_all(Libssh2Transport, hosts, context, script)
+    assert all(isinstance(line, str) and line.endswith(str(setup.mail.port)) for line in found), [
+        f for f in found if not isinstance(f, str)
+    ]
 
 
 def test_dash_j_in_common_args_jumps_too(setup: Setup, kind: type) -> None:
