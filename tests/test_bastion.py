@@ -7,10 +7,12 @@ ssh_config (never the user's ~/.ssh/config) or reached with ``-J``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -140,6 +142,98 @@ def test_large_scripts_for_many_hosts_cross_one_bastion_at_once(setup: Setup) ->
     assert all(isinstance(line, str) and line.endswith(str(setup.mail.port)) for line in found), [
         f for f in found if not isinstance(f, str)
     ]
+
+
+class CuttableForwarder:
+    """A TCP forwarder in front of ``port`` whose connections (and listener) can be cut."""
+
+    def __init__(self, port: int) -> None:
+        self.target, self.accepted = port, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = self.listener.accept()
+                self.accepted += 1
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+                self.sockets += [client, upstream]
+                for a, b in ((client, upstream), (upstream, client)):
+                    threading.Thread(
+                        target=CountingForwarder._pipe, args=(a, b), daemon=True
+                    ).start()
+
+    def cut(self, listener_too: bool) -> None:
+        if listener_too:  # shut first: a close alone leaves accept() listening on
+            with contextlib.suppress(OSError):
+                self.listener.shutdown(socket.SHUT_RDWR)
+            self.listener.close()
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def bastion_behind(setup: Setup, forwarder: CuttableForwarder, tmp: Path) -> dict[str, str]:
+    """Variables for hosts ``mx2-*`` behind bastion ``bast2``, reached through ``forwarder``."""
+    key = " ".join(setup.bastion.host_key_pub.read_text().split()[:2])
+    known = tmp / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{forwarder.port} {key}\n" + setup.known_hosts.read_text())
+    config = tmp / "ssh_config"
+    config.write_text(
+        f"Host bast2\n  HostName 127.0.0.1\n  Port {forwarder.port}\n"
+        f"  IdentityFile {setup.bastion.client_key}\n"
+        f"Host mx2-*\n  HostName 127.0.0.1\n  Port {setup.mail.port}\n  ProxyJump bast2\n"
+    )
+    return {"fleet_ssh_config": str(config), "fleet_known_hosts": str(known)}
+
+
+def cut_under_a_running_host(
+    setup: Setup, forwarder: CuttableForwarder, tmp: Path, listener_too: bool
+) -> tuple[AuditContext, dict[str, str]]:
+    """A host runs through ``bast2`` while its connection is cut; the context it used."""
+    variables = bastion_behind(setup, forwarder, tmp)
+    context = AuditContext()
+    running = threading.Thread(
+        target=audit_all,
+        args=(Libssh2Transport, [mail_host(setup, "mx2-a", **variables)], context, "sleep 3"),
+    )
+    running.start()
+    deadline = time.monotonic() + 10
+    while not forwarder.sockets and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # its login behind is done, its command runs
+    forwarder.cut(listener_too)
+    running.join()
+    return context, variables
+
+
+def test_a_host_after_the_bastion_connection_died_fails_at_once_with_the_cause(
+    setup: Setup, tmp_path: Path
+) -> None:
+    # Once the bastion's connection dies, a later host must not wait its whole connect
+    # budget for a thread that is gone, then say "timed out": it logs in again, here in
+    # vain (nothing listens any more), and says why.
+    forwarder = CuttableForwarder(setup.bastion.port)
+    context, variables = cut_under_a_running_host(setup, forwarder, tmp_path, listener_too=True)
+    started = time.monotonic()
+    (failure,) = audit_all(Libssh2Transport, [mail_host(setup, "mx2-b", **variables)], context)
+    assert time.monotonic() - started < 2.0  # connect_timeout is 5 s
+    assert isinstance(failure, UnreachableError), failure
+    assert failure.cause == causes.CONNECT_REFUSED
+    assert str(failure).startswith("bastion bast2: ")
+
+
+def test_a_host_after_the_bastion_connection_died_logs_in_to_it_again(
+    setup: Setup, tmp_path: Path
+) -> None:
+    forwarder = CuttableForwarder(setup.bastion.port)
+    context, variables = cut_under_a_running_host(setup, forwarder, tmp_path, listener_too=False)
+    (line,) = audit_all(Libssh2Transport, [mail_host(setup, "mx2-b", **variables)], context)
+    assert isinstance(line, str) and line.endswith(str(setup.mail.port)), line
+    assert forwarder.accepted == 2
 
 
 def test_dash_j_in_common_args_jumps_too(setup: Setup, kind: type) -> None:
