@@ -18,6 +18,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+from ssh2.error_codes import LIBSSH2_ERROR_EAGAIN
+from ssh2.session import LIBSSH2_SESSION_BLOCK_OUTBOUND
 
 from fleet import causes
 from fleet.checks.reach import ReachCheck
@@ -374,3 +376,94 @@ def test_proxycommand_carries_the_login(setup: Setup, kind: type, tmp_path: Path
     )
     (line,) = audit_all(kind, [host])
     assert isinstance(line, str) and line.endswith(str(setup.mail.port))
+
+
+class OnePacketSession:
+    """A stand-in for a non-blocking libssh2 session as its sends behave: every packet
+    goes out half first (EAGAIN, blocked outbound), and until the same call is repeated
+    to finish it, any other send is misuse (LIBSSH2_ERROR_BAD_USE in libssh2 1.10)."""
+
+    PACKET = 1000
+
+    def __init__(self) -> None:
+        self.half_sent: tuple[object, ...] | None = None
+        self.misuse: list[tuple[object, ...]] = []
+        self.channels: list[OnePacketChannel] = []
+
+    def send(self, call: tuple[object, ...]) -> bool:
+        """True once the packet of ``call`` is out; False: EAGAIN, call again."""
+        if self.half_sent is None:
+            self.half_sent = call
+            return False
+        if self.half_sent != call:
+            self.misuse.append(call)
+            raise RuntimeError("LIBSSH2_ERROR_BAD_USE")
+        self.half_sent = None
+        return True
+
+    def block_directions(self) -> int:
+        return LIBSSH2_SESSION_BLOCK_OUTBOUND if self.half_sent else 0
+
+    def set_blocking(self, blocking: bool) -> None:
+        pass
+
+    def direct_tcpip_ex(self, address: str, port: int, *_: object) -> object:
+        if not self.send(("open", address, port)):
+            return LIBSSH2_ERROR_EAGAIN
+        channel = OnePacketChannel(self, len(self.channels))
+        self.channels.append(channel)
+        return channel
+
+
+class OnePacketChannel:
+    def __init__(self, session: OnePacketSession, number: int) -> None:
+        self.session, self.number = session, number
+        self.received = b""
+        self.closed = False
+
+    def write(self, data: bytes) -> tuple[int, int]:
+        if not self.session.send(("write", self.number)):
+            return LIBSSH2_ERROR_EAGAIN, 0
+        size = min(len(data), OnePacketSession.PACKET)
+        self.received += data[:size]
+        return size, size
+
+    def read(self, size: int) -> tuple[int, bytes]:
+        return LIBSSH2_ERROR_EAGAIN, b""
+
+    def eof(self) -> bool:
+        return False
+
+    def close(self) -> int:
+        if not self.session.send(("close", self.number)):
+            return LIBSSH2_ERROR_EAGAIN
+        self.closed = True
+        return 0
+
+
+def test_the_pump_finishes_each_half_sent_packet_before_any_other_send() -> None:
+    from fleet.transports.libssh2_tunnel import TunnelPump
+
+    session = OnePacketSession()
+    ours, theirs = socket.socketpair()
+    pump = TunnelPump(session, ours, "bast3")  # type: ignore[arg-type]
+    try:
+        payload = os.urandom(50_000)
+        sockets = [pump.open(f"10.0.0.{i}", 22, 5.0, lambda: None) for i in range(4)]
+        senders = [
+            threading.Thread(target=lambda s=s: (s.sendall(payload), s.close())) for s in sockets
+        ]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join()
+        deadline = time.monotonic() + 10
+        while not all(c.closed for c in session.channels) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert session.misuse == []
+        assert [c.received == payload for c in session.channels] == [True] * 4
+        assert all(c.closed for c in session.channels)  # each CLOSE was sent in full
+    finally:
+        pump.stop()
+        ours.close()
+        theirs.close()
