@@ -143,7 +143,7 @@ class _Tunnel:
             rc = self.channel.close()
         except Exception:  # noqa: BLE001 - a channel the jump host already dropped
             rc = 0
-        if rc == LIBSSH2_ERROR_EAGAIN and time.monotonic() < self.close_by:
+        if rc == LIBSSH2_ERROR_EAGAIN:
             return _AGAIN
         self.closed = True
         return _MOVED
@@ -263,7 +263,10 @@ class TunnelPump:
     def _pump(self, tunnel: _Tunnel) -> bool:
         """Move what can move on ``tunnel`` without waiting; True if anything did."""
         if tunnel.finished:
-            return self._call(tunnel.close)
+            moved = self._call(tunnel.close)
+            if self._in_flight is None and not tunnel.closed and time.monotonic() > tunnel.close_by:
+                tunnel.closed = True  # its CLOSE is out, the jump host's never came: let go
+            return moved
         moved = tunnel.wants_read() and self._call(tunnel.read)
         if self._in_flight is not None:
             return moved
