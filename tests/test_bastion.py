@@ -7,6 +7,7 @@ ssh_config (never the user's ~/.ssh/config) or reached with ``-J``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -17,6 +18,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+from ssh2.error_codes import LIBSSH2_ERROR_EAGAIN
+from ssh2.session import LIBSSH2_SESSION_BLOCK_OUTBOUND
 
 from fleet import causes
 from fleet.checks.reach import ReachCheck
@@ -25,6 +28,7 @@ from fleet.errors import UnreachableError
 from fleet.model import HostResult, RunResult, Status
 from fleet.plan import HostPlan, RunOptions
 from fleet.transports.base import AuditContext
+from fleet.transports.jump import Bastion
 from fleet.transports.libssh2 import Libssh2Transport
 from fleet.transports.paramiko_ssh import ParamikoTransport
 from tests.sshd_fixture import Sshd, start_sshd
@@ -85,15 +89,20 @@ def mail_host(setup: Setup, name: str, **extra: object) -> HostPlan:
     return HostPlan(name, "ssh", name, None, setup.bastion.user, variables)
 
 
-def audit_all(kind: type, hosts: list[HostPlan]) -> list[str | Exception]:
+def audit_all(
+    kind: type,
+    hosts: list[HostPlan],
+    context: AuditContext | None = None,
+    script: str = "echo $SSH_CONNECTION",
+) -> list[str | Exception]:
     """Run a command on every host at once, the audit's way: one context, a thread each."""
-    context = AuditContext()
+    context = context or AuditContext()
     found: list[str | Exception] = [""] * len(hosts)
 
     def one(i: int) -> None:
         transport = kind(hosts[i], RunOptions(connect_timeout=5), context)
         try:
-            found[i] = transport.run("echo $SSH_CONNECTION", 10).stdout.decode().strip()
+            found[i] = transport.run(script, 30).stdout.decode().strip()
         except Exception as exc:
             found[i] = exc
         finally:
@@ -114,6 +123,119 @@ def test_hosts_behind_a_bastion_share_one_login_on_it(setup: Setup, kind: type) 
     found = audit_all(kind, hosts)
     assert all(isinstance(line, str) and line.endswith(str(setup.mail.port)) for line in found)
     assert setup.forwarder.accepted - before == 1
+
+
+def the_bastion(context: AuditContext) -> Bastion:
+    (found,) = [v for v in context._values.values() if isinstance(v, Bastion)]
+    return found
+
+
+def test_large_scripts_for_many_hosts_cross_one_bastion_at_once(setup: Setup) -> None:
+    # A small send buffer on the bastion's socket: libssh2's sends stop half-way often,
+    # and each must be finished before any other channel's (else LIBSSH2_ERROR_BAD_USE).
+    context = AuditContext()
+    (warm,) = audit_all(Libssh2Transport, [mail_host(setup, "mx-warm")], context)
+    assert isinstance(warm, str)
+    sock = the_bastion(context).connection._sock
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    script = ("# " + "x" * 97 + "\n") * 2000 + "echo $SSH_CONNECTION\n"  # 200 KB each
+    hosts = [mail_host(setup, f"mx-big{i}") for i in range(12)]
+    found = audit_all(Libssh2Transport, hosts, context, script)
+    assert all(isinstance(line, str) and line.endswith(str(setup.mail.port)) for line in found), [
+        f for f in found if not isinstance(f, str)
+    ]
+
+
+class CuttableForwarder:
+    """A TCP forwarder in front of ``port`` whose connections (and listener) can be cut."""
+
+    def __init__(self, port: int) -> None:
+        self.target, self.accepted = port, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = self.listener.accept()
+                self.accepted += 1
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+                self.sockets += [client, upstream]
+                for a, b in ((client, upstream), (upstream, client)):
+                    threading.Thread(
+                        target=CountingForwarder._pipe, args=(a, b), daemon=True
+                    ).start()
+
+    def cut(self, listener_too: bool) -> None:
+        if listener_too:  # shut first: a close alone leaves accept() listening on
+            with contextlib.suppress(OSError):
+                self.listener.shutdown(socket.SHUT_RDWR)
+            self.listener.close()
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def bastion_behind(setup: Setup, forwarder: CuttableForwarder, tmp: Path) -> dict[str, str]:
+    """Variables for hosts ``mx2-*`` behind bastion ``bast2``, reached through ``forwarder``."""
+    key = " ".join(setup.bastion.host_key_pub.read_text().split()[:2])
+    known = tmp / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{forwarder.port} {key}\n" + setup.known_hosts.read_text())
+    config = tmp / "ssh_config"
+    config.write_text(
+        f"Host bast2\n  HostName 127.0.0.1\n  Port {forwarder.port}\n"
+        f"  IdentityFile {setup.bastion.client_key}\n"
+        f"Host mx2-*\n  HostName 127.0.0.1\n  Port {setup.mail.port}\n  ProxyJump bast2\n"
+    )
+    return {"fleet_ssh_config": str(config), "fleet_known_hosts": str(known)}
+
+
+def cut_under_a_running_host(
+    setup: Setup, forwarder: CuttableForwarder, tmp: Path, listener_too: bool
+) -> tuple[AuditContext, dict[str, str]]:
+    """A host runs through ``bast2`` while its connection is cut; the context it used."""
+    variables = bastion_behind(setup, forwarder, tmp)
+    context = AuditContext()
+    running = threading.Thread(
+        target=audit_all,
+        args=(Libssh2Transport, [mail_host(setup, "mx2-a", **variables)], context, "sleep 3"),
+    )
+    running.start()
+    deadline = time.monotonic() + 10
+    while not forwarder.sockets and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # its login behind is done, its command runs
+    forwarder.cut(listener_too)
+    running.join()
+    return context, variables
+
+
+def test_a_host_after_the_bastion_connection_died_fails_at_once_with_the_cause(
+    setup: Setup, tmp_path: Path
+) -> None:
+    # Once the bastion's connection dies, a later host must not wait its whole connect
+    # budget for a thread that is gone, then say "timed out": it logs in again, here in
+    # vain (nothing listens any more), and says why.
+    forwarder = CuttableForwarder(setup.bastion.port)
+    context, variables = cut_under_a_running_host(setup, forwarder, tmp_path, listener_too=True)
+    started = time.monotonic()
+    (failure,) = audit_all(Libssh2Transport, [mail_host(setup, "mx2-b", **variables)], context)
+    assert time.monotonic() - started < 2.0  # connect_timeout is 5 s
+    assert isinstance(failure, UnreachableError), failure
+    assert failure.cause == causes.CONNECT_REFUSED
+    assert str(failure).startswith("bastion bast2: ")
+
+
+def test_a_host_after_the_bastion_connection_died_logs_in_to_it_again(
+    setup: Setup, tmp_path: Path
+) -> None:
+    forwarder = CuttableForwarder(setup.bastion.port)
+    context, variables = cut_under_a_running_host(setup, forwarder, tmp_path, listener_too=False)
+    (line,) = audit_all(Libssh2Transport, [mail_host(setup, "mx2-b", **variables)], context)
+    assert isinstance(line, str) and line.endswith(str(setup.mail.port)), line
+    assert forwarder.accepted == 2
 
 
 def test_dash_j_in_common_args_jumps_too(setup: Setup, kind: type) -> None:
@@ -273,3 +395,94 @@ def test_a_proxycommand_that_outlives_its_input_ends_with_its_socket() -> None:
         assert time.monotonic() < deadline, "the ProxyCommand's child outlived its socket"
         time.sleep(0.05)
     sock.close()
+
+
+class OnePacketSession:
+    """A stand-in for a non-blocking libssh2 session as its sends behave: every packet
+    goes out half first (EAGAIN, blocked outbound), and until the same call is repeated
+    to finish it, any other send is misuse (LIBSSH2_ERROR_BAD_USE in libssh2 1.10)."""
+
+    PACKET = 1000
+
+    def __init__(self) -> None:
+        self.half_sent: tuple[object, ...] | None = None
+        self.misuse: list[tuple[object, ...]] = []
+        self.channels: list[OnePacketChannel] = []
+
+    def send(self, call: tuple[object, ...]) -> bool:
+        """True once the packet of ``call`` is out; False: EAGAIN, call again."""
+        if self.half_sent is None:
+            self.half_sent = call
+            return False
+        if self.half_sent != call:
+            self.misuse.append(call)
+            raise RuntimeError("LIBSSH2_ERROR_BAD_USE")
+        self.half_sent = None
+        return True
+
+    def block_directions(self) -> int:
+        return LIBSSH2_SESSION_BLOCK_OUTBOUND if self.half_sent else 0
+
+    def set_blocking(self, blocking: bool) -> None:
+        pass
+
+    def direct_tcpip_ex(self, address: str, port: int, *_: object) -> object:
+        if not self.send(("open", address, port)):
+            return LIBSSH2_ERROR_EAGAIN
+        channel = OnePacketChannel(self, len(self.channels))
+        self.channels.append(channel)
+        return channel
+
+
+class OnePacketChannel:
+    def __init__(self, session: OnePacketSession, number: int) -> None:
+        self.session, self.number = session, number
+        self.received = b""
+        self.closed = False
+
+    def write(self, data: bytes) -> tuple[int, int]:
+        if not self.session.send(("write", self.number)):
+            return LIBSSH2_ERROR_EAGAIN, 0
+        size = min(len(data), OnePacketSession.PACKET)
+        self.received += data[:size]
+        return size, size
+
+    def read(self, size: int) -> tuple[int, bytes]:
+        return LIBSSH2_ERROR_EAGAIN, b""
+
+    def eof(self) -> bool:
+        return False
+
+    def close(self) -> int:
+        if not self.session.send(("close", self.number)):
+            return LIBSSH2_ERROR_EAGAIN
+        self.closed = True
+        return 0
+
+
+def test_the_pump_finishes_each_half_sent_packet_before_any_other_send() -> None:
+    from fleet.transports.libssh2_tunnel import TunnelPump
+
+    session = OnePacketSession()
+    ours, theirs = socket.socketpair()
+    pump = TunnelPump(session, ours, "bast3")  # type: ignore[arg-type]
+    try:
+        payload = os.urandom(50_000)
+        sockets = [pump.open(f"10.0.0.{i}", 22, 5.0, lambda: None) for i in range(4)]
+        senders = [
+            threading.Thread(target=lambda s=s: (s.sendall(payload), s.close())) for s in sockets
+        ]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join()
+        deadline = time.monotonic() + 10
+        while not all(c.closed for c in session.channels) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert session.misuse == []
+        assert [c.received == payload for c in session.channels] == [True] * 4
+        assert all(c.closed for c in session.channels)  # each CLOSE was sent in full
+    finally:
+        pump.stop()
+        ours.close()
+        theirs.close()

@@ -113,7 +113,7 @@ class Bastion:
 
     def _close_if_idle(self) -> None:
         with self._lock:
-            if self._open == 0 and self.connection.connected:
+            if self._open == 0:  # a dead connection too: its socket is closed with it
                 self.connection.close()
 
 

@@ -45,6 +45,7 @@ from fleet.text import safe_text
 from fleet.transports import sshcommon
 from fleet.transports._io import WATCHDOG, CappedBuffer, sh_result
 from fleet.transports.base import AuditContext
+from fleet.transports.handoff import Handoff
 from fleet.transports.sshcommon import STDERR_CAP, NoGreeting
 
 # libssh2's names for the host key algorithms a known_hosts key type can answer.
@@ -82,7 +83,13 @@ class Libssh2Transport(sshcommon.SshTransport):
 
     @property
     def connected(self) -> bool:
-        return self._session is not None
+        """Logged in, and (a jump host's) the thread carrying its channels still runs."""
+        return self._session is not None and (self._pump is None or self._pump.alive)
+
+    def connect(self, handoff: Handoff | None = None) -> None:
+        if self._session is not None and not self.connected:  # a jump host's, gone under it
+            self.close()
+        super().connect(handoff)
 
     def _login(self, sock: socket.socket, started: float, handed_over: bool) -> None:
         s = self.settings

@@ -10,15 +10,18 @@ gets the other end.  Direct hosts never go through here.
 from __future__ import annotations
 
 import contextlib
+import functools
 import queue
 import select
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from ssh2.error_codes import LIBSSH2_ERROR_EAGAIN
-from ssh2.session import LIBSSH2_SESSION_BLOCK_INBOUND, LIBSSH2_SESSION_BLOCK_OUTBOUND, Session
+from ssh2.exceptions import SocketDisconnectError
+from ssh2.session import LIBSSH2_SESSION_BLOCK_OUTBOUND, Session
 
 from fleet import causes
 from fleet.errors import TransportError, UnreachableError
@@ -28,6 +31,21 @@ _CHUNK = 65536
 # libssh2 may have read a packet for one channel while serving another, leaving the
 # socket quiet: the thread never sleeps longer than this.
 _PATIENCE = 0.05
+_CLOSE_WAIT = 5.0  # seconds a closed channel waits for the jump host's CLOSE in reply
+_SEND_WAIT = 30.0  # seconds a half-sent packet may wait for the jump host to take it
+
+# What a libssh2 call on the session did: moved bytes, nothing, or would block.
+_MOVED, _IDLE, _AGAIN = 1, 0, LIBSSH2_ERROR_EAGAIN
+
+
+_GONE = select.POLLRDHUP | select.POLLHUP | select.POLLERR
+
+
+def _again(failure: TransportError) -> TransportError:
+    """``failure`` as a new exception, for one more host (each raises its own)."""
+    if isinstance(failure, UnreachableError):
+        return UnreachableError(failure.reason, failure.hint, cause=failure.cause)
+    return TransportError(str(failure), cause=failure.cause)
 
 
 class _Request:
@@ -42,86 +60,120 @@ class _Request:
 
 
 class _Tunnel:
-    """One channel and the pump's end of its socketpair, with what waits to cross."""
+    """One channel and the pump's end of its socketpair, with what waits to cross.
+
+    Its libssh2 calls (read, write, close) each return ``_MOVED``, ``_IDLE`` or
+    ``_AGAIN`` and may be called again as they are: the pump repeats one whose packet
+    is half sent before any other.
+    """
 
     def __init__(self, channel: Any, local: socket.socket, done: Callable[[], None]) -> None:
         self.channel, self.local, self.done = channel, local, done
         self.to_local = b""
         self.to_channel = b""
         self.remote_eof = False
-        self.finished = False
+        self.finished = False  # the login's end is closed; the channel closes next
+        self.closed = False  # the channel too (or given up on)
+        self.close_by = 0.0
 
-    def pump(self) -> bool:
-        """Move what can move without waiting; True if anything did."""
-        moved = self._from_channel()
-        moved = self._to_channel() or moved
-        return moved
+    def wants_read(self) -> bool:
+        return not self.finished and not self.to_local and not self.remote_eof
 
-    def _from_channel(self) -> bool:
-        moved = False
-        if not self.to_local and not self.remote_eof:
-            size, data = self.channel.read(_CHUNK)
-            if size > 0:
-                self.to_local, moved = data, True
-            elif size == 0 or (size == LIBSSH2_ERROR_EAGAIN and self.channel.eof()):
-                if self.channel.eof():
-                    self.remote_eof = True
-                    with contextlib.suppress(OSError):
-                        self.local.shutdown(socket.SHUT_WR)
-            elif size < 0 and size != LIBSSH2_ERROR_EAGAIN:
-                self.finish()
-                return True
-        if self.to_local:
-            try:
-                sent = self.local.send(self.to_local)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                self.finish()
-                return True
-            self.to_local, moved = self.to_local[sent:], moved or sent > 0
-        return moved
+    def read(self) -> int:
+        size, data = self.channel.read(_CHUNK)
+        if size > 0:
+            self.to_local = data
+            return _MOVED
+        if size in (0, LIBSSH2_ERROR_EAGAIN) and self.channel.eof():
+            self.remote_eof = True
+            with contextlib.suppress(OSError):
+                self.local.shutdown(socket.SHUT_WR)
+            return _MOVED
+        if size == LIBSSH2_ERROR_EAGAIN:
+            return _AGAIN
+        if size < 0:
+            self.finish()
+            return _MOVED
+        return _IDLE
 
-    def _to_channel(self) -> bool:
-        moved = False
-        if not self.to_channel:
-            try:
-                data = self.local.recv(_CHUNK)
-            except BlockingIOError:
-                data = None
-            except OSError:
-                data = b""
-            if data == b"":  # the login behind closed its socket: the channel goes too
-                self.finish()
-                return True
-            if data:
-                self.to_channel, moved = data, True
-        if self.to_channel:
-            rc, written = self.channel.write(self.to_channel)
-            if written > 0:
-                self.to_channel, moved = self.to_channel[written:], True
-            elif rc < 0 and rc != LIBSSH2_ERROR_EAGAIN:
-                self.finish()
-                return True
-        return moved
+    def deliver(self) -> bool:
+        """Hand what the channel gave to the login's end; True if anything moved."""
+        if not self.to_local or self.finished:
+            return False
+        try:
+            sent = self.local.send(self.to_local)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.finish()
+            return True
+        self.to_local = self.to_local[sent:]
+        return sent > 0
+
+    def fetch(self) -> bool:
+        """Take what the login sends, once the last of it crossed; True if anything did."""
+        if self.to_channel or self.finished:
+            return False
+        try:
+            data = self.local.recv(_CHUNK)
+        except BlockingIOError:
+            return False
+        except OSError:
+            data = b""
+        if data == b"":  # the login behind closed its socket: the channel goes too
+            self.finish()
+            return True
+        self.to_channel = data
+        return True
+
+    def write(self) -> int:
+        rc, written = self.channel.write(self.to_channel)
+        self.to_channel = self.to_channel[written:]
+        if rc == LIBSSH2_ERROR_EAGAIN:
+            return _AGAIN
+        if rc < 0:
+            self.to_channel = b""
+            self.finish()
+            return _MOVED
+        return _MOVED if written > 0 else _IDLE
+
+    def close(self) -> int:
+        """Close the channel: libssh2 sends CLOSE, then waits for the jump host's."""
+        try:
+            rc = self.channel.close()
+        except Exception:  # noqa: BLE001 - a channel the jump host already dropped
+            rc = 0
+        if rc == LIBSSH2_ERROR_EAGAIN:
+            return _AGAIN
+        self.closed = True
+        return _MOVED
 
     def events(self) -> int:
+        if self.finished:  # its socket is closed: only the channel's CLOSE is awaited
+            return 0
         wanted = 0 if self.to_channel else select.POLLIN
         return wanted | (select.POLLOUT if self.to_local else 0)
 
     def finish(self) -> None:
+        """End the login's side now; the channel's CLOSE is the pump's to send."""
         if self.finished:
             return
         self.finished = True
-        with contextlib.suppress(Exception):
-            self.channel.close()  # non-blocking: libssh2 sends the CLOSE when it can
+        self.close_by = time.monotonic() + _CLOSE_WAIT
         with contextlib.suppress(OSError):
             self.local.close()
         self.done()
 
 
 class TunnelPump:
-    """The thread that owns a jump host's libssh2 session once it tunnels."""
+    """The thread that owns a jump host's libssh2 session once it tunnels.
+
+    libssh2 sends one packet at a time: once a call returns EAGAIN with its packet half
+    sent, that same call must be repeated until the packet is out, and any other send
+    meanwhile is refused (EAGAIN, or LIBSSH2_ERROR_BAD_USE in older releases).  So a
+    call that leaves the session blocked outbound is the only one the pump makes until
+    it is through, whichever channel it serves.
+    """
 
     def __init__(self, session: Session, sock: socket.socket, name: str) -> None:
         self.session, self.sock, self.name = session, sock, name
@@ -132,14 +184,26 @@ class TunnelPump:
         self._wake_here.setblocking(False)
         self._stop = threading.Event()
         self._failure: TransportError | None = None
+        self._ended: TransportError | None = None  # set once, under _lock: no more requests
+        self._lock = threading.Lock()
+        self._in_flight: Callable[[], int] | None = None
+        self._in_flight_since = 0.0
         session.set_blocking(False)
         self._thread = threading.Thread(target=self._run, name=f"bastion {name}", daemon=True)
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        """False once the thread ended: the session is spent, a new login is needed."""
+        return self._ended is None and self._thread.is_alive()
+
     def open(self, address: str, port: int, timeout: float, done: Callable[[], None]) -> Any:
         """A socket to ``address:port`` through the jump host, within ``timeout``."""
         request = _Request(address, port, done)
-        self._requests.put(request)
+        with self._lock:
+            if self._ended is not None:  # the connection failed (or closed) under its hosts
+                raise _again(self._ended)
+            self._requests.put(request)
         self._wake()
         if not request.ready.wait(timeout):
             request.abandoned = True
@@ -162,13 +226,15 @@ class TunnelPump:
         try:
             idle = 0
             while not self._stop.is_set():
-                moved = self._serve_requests()
-                for tunnel in self._tunnels:
-                    moved = tunnel.pump() or moved
-                self._tunnels = [t for t in self._tunnels if not t.finished]
+                moved = self._turn()
+                self._tunnels = [t for t in self._tunnels if not t.closed]
                 idle = 0 if moved else idle + 1
                 if idle >= 2:  # twice nothing: libssh2 holds nothing back, sleep
                     self._sleep()
+        except TransportError as exc:
+            self._failure = exc
+        except SocketDisconnectError:
+            self._failure = self._closed_by_bastion()
         except Exception as exc:  # noqa: BLE001 - the connection is gone: every channel ends
             self._failure = TransportError(
                 f"bastion {self.name}: the connection failed: {type(exc).__name__}",
@@ -176,6 +242,53 @@ class TunnelPump:
             )
         finally:
             self._end()
+
+    def _turn(self) -> bool:
+        """One round: the half-sent packet's call alone if there is one, else everything."""
+        if self._in_flight is not None:
+            if time.monotonic() - self._in_flight_since > _SEND_WAIT:
+                raise TransportError(
+                    f"bastion {self.name}: the connection stalled "
+                    f"(nothing sent for {_SEND_WAIT:g}s)",
+                    cause=causes.TRANSPORT_ERROR,
+                )
+            return self._call(self._in_flight)
+        moved = self._serve_requests()
+        for tunnel in self._tunnels:
+            if self._in_flight is not None:
+                break
+            moved = self._pump(tunnel) or moved
+        return moved
+
+    def _pump(self, tunnel: _Tunnel) -> bool:
+        """Move what can move on ``tunnel`` without waiting; True if anything did."""
+        if tunnel.finished:
+            moved = self._call(tunnel.close)
+            if self._in_flight is None and not tunnel.closed and time.monotonic() > tunnel.close_by:
+                tunnel.closed = True  # its CLOSE is out, the jump host's never came: let go
+            return moved
+        moved = tunnel.wants_read() and self._call(tunnel.read)
+        if self._in_flight is not None:
+            return moved
+        moved = tunnel.deliver() or moved
+        moved = tunnel.fetch() or moved
+        if tunnel.to_channel and not tunnel.finished:
+            moved = self._call(tunnel.write) or moved
+        if tunnel.finished and self._in_flight is None:
+            moved = self._call(tunnel.close) or moved
+        return moved
+
+    def _call(self, operation: Callable[[], int]) -> bool:
+        """Make one libssh2 call; one that leaves a packet half sent is kept as the one
+        to repeat.  True if it moved anything."""
+        result = operation()
+        half_sent = result == _AGAIN and bool(
+            self.session.block_directions() & LIBSSH2_SESSION_BLOCK_OUTBOUND
+        )
+        if half_sent and self._in_flight is None:
+            self._in_flight_since = time.monotonic()
+        self._in_flight = operation if half_sent else None
+        return result == _MOVED
 
     def _serve_requests(self) -> bool:
         while True:
@@ -189,24 +302,28 @@ class TunnelPump:
         self._pending = head + [r for r in self._pending[1:] if not r.abandoned]
         if not self._pending:
             return False
-        request = self._pending[0]
+        return self._call(functools.partial(self._open_channel, self._pending[0]))
+
+    def _open_channel(self, request: _Request) -> int:
         try:
             channel = self.session.direct_tcpip_ex(request.address, request.port, "127.0.0.1", 0)
         except Exception as exc:  # noqa: BLE001 - libssh2: "Channel open failure"
             self._answer(request, error=self._refused(request, exc))
-            return True
+            return _MOVED
         if channel == LIBSSH2_ERROR_EAGAIN:
-            return False
-        if request.abandoned:  # its host gave up waiting (and freed its slot)
-            self._pending.remove(request)
-            with contextlib.suppress(Exception):
-                channel.close()
-            return True
+            return _AGAIN
         ours, theirs = socket.socketpair()
         ours.setblocking(False)
+        if request.abandoned:  # its host gave up waiting (and freed its slot)
+            self._pending.remove(request)
+            theirs.close()
+            unused = _Tunnel(channel, ours, lambda: None)
+            unused.finish()
+            self._tunnels.append(unused)
+            return _MOVED
         self._tunnels.append(_Tunnel(channel, ours, request.done))
         self._answer(request, sock=theirs)
-        return True
+        return _MOVED
 
     def _answer(
         self,
@@ -228,30 +345,44 @@ class TunnelPump:
     def _sleep(self) -> None:
         waiter = select.poll()
         directions = self.session.block_directions()
-        events = select.POLLIN
-        if directions & LIBSSH2_SESSION_BLOCK_OUTBOUND:
-            events |= select.POLLOUT
-        if not directions & LIBSSH2_SESSION_BLOCK_INBOUND:
-            events |= select.POLLIN
-        waiter.register(self.sock, events)
         waiter.register(self._wake_here, select.POLLIN)
-        for tunnel in self._tunnels:
-            if tunnel.events():
-                waiter.register(tunnel.local, tunnel.events())
+        if self._in_flight is not None:  # nothing else may run: wait for room to send
+            waiter.register(self.sock, select.POLLOUT)
+        elif self._tunnels or self._pending:
+            events = select.POLLIN
+            if directions & LIBSSH2_SESSION_BLOCK_OUTBOUND:
+                events |= select.POLLOUT
+            waiter.register(self.sock, events)
+            for tunnel in self._tunnels:
+                if tunnel.events():
+                    waiter.register(tunnel.local, tunnel.events())
+        else:  # no channel reads the session: only its end is news
+            waiter.register(self.sock, select.POLLRDHUP)
         patience = _PATIENCE if self._pending or self._tunnels else 1.0
-        for fd, _ in waiter.poll(int(patience * 1000)):
+        for fd, event in waiter.poll(int(patience * 1000)):
             if fd == self._wake_here.fileno():
                 with contextlib.suppress(OSError):
                     self._wake_here.recv(4096)
+            elif not (self._tunnels or self._pending) and event & _GONE:
+                raise self._closed_by_bastion()
+
+    def _closed_by_bastion(self) -> TransportError:
+        return TransportError(
+            f"bastion {self.name}: the connection was closed", cause=causes.TRANSPORT_ERROR
+        )
 
     def _end(self) -> None:
         failure = self._failure or jump.channel_refused(self.name, "its hosts", "closed")
+        with self._lock:  # from here on open() raises at once: nobody would answer
+            self._ended = failure
         for request in list(self._pending):
             self._answer(request, error=failure)
         for tunnel in self._tunnels:
             tunnel.finish()
+            if self._failure is None and self._in_flight is None:
+                tunnel.close()  # a last try, as the session ends too
         self._tunnels = []
-        while True:  # requests that came in after the end
+        while True:  # requests that came in before the end was set
             try:
                 request = self._requests.get_nowait()
             except queue.Empty:
