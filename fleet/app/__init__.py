@@ -1,5 +1,8 @@
 """The application: run an audit from a request (plan, run, write, deliver) -> exit code.
 
+(Over 500 lines: the audit's one path, from request to exit code, with its signal and
+process tuning; the merge and the zones reuse it rather than copy it.)
+
 The ``fleet`` console script and ``invoke audit`` (tasks.py) both build an
 :class:`AuditRequest` from :data:`AUDIT_OPTIONS`, the one table of audit options
 their parsers are made from (fleet.app.request), and call :func:`audit`.

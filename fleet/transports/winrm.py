@@ -1,5 +1,8 @@
 """Run one PowerShell script on a Windows host over WinRM (pywinrm), under a hard deadline.
 
+(Over 500 lines: one WinRM login's whole life, NTLM or Kerberos, under its deadline, and
+the translation of every pywinrm/requests error at this one edge.)
+
 One ``Protocol`` and one shell per transport instance, i.e. per host per
 audit (pywinrm's sessions are not thread-safe: pywinrm #277).  The script
 runs as ``powershell.exe -NoProfile -NonInteractive -EncodedCommand ...``
