@@ -51,7 +51,6 @@ if TYPE_CHECKING:
 from fleet.model import RunResult, Selection
 from fleet.plan import HostPlan, RunOptions, check_route_guards
 from fleet.transports.base import AuditContext, check_transport_settings
-from fleet.transports.sshconfig import ignored_lines
 
 __all__ = [
     "AUDIT_OPTIONS",
@@ -144,6 +143,8 @@ def audit(request: AuditRequest) -> int:
     with interrupts.installed():
         prepared = prepare(request)
         if request.verbose:  # what of ssh's settings fleet does not honour, not silently
+            from fleet.transports.sshconfig import ignored_lines
+
             for line in ignored_lines(prepared.hosts):
                 print(line, file=sys.stderr)
         observers = progress_for(len(prepared.hosts), request.quiet)
@@ -327,6 +328,7 @@ def _dispatched(prepared: _Prepared, request: AuditRequest, observers: Sequence[
             inventory=find_inventory(request.inventory),
             playbook=prepared.playbook.path,
             label=inventory_name(request.inventory),
+            selection=prepared.selection,
             observers=observers,
         )
     finally:

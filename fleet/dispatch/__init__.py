@@ -33,10 +33,12 @@ def dispatched_runs(
     inventory: Path,
     playbook: Path,
     label: str,
+    selection: Selection,
     observers: Sequence[object] = (),
 ) -> list[RunResult]:
     """The zones' runs of an audit (one per zone, for fleet.app to merge), each under the
-    coordinator's labels; hosts whose zone could not be audited are ``zone-unavailable``."""
+    coordinator's labels and ``selection`` (what the whole audit covers); hosts whose
+    zone could not be audited are ``zone-unavailable``."""
     from fleet.dispatch.celeryq import coordinator_queue
 
     zones_of(hosts)  # every host has a zone: a ConfigError before anything is sent
@@ -63,7 +65,4 @@ def dispatched_runs(
     biggest = max(len(m) for m in zones_of(hosts).values())
     wait = budget(biggest, request.forks, request.host_deadline, request.deadline)
     runs = zone_runs(hosts, queue, task, wait, on_host, down=down)
-    selection = Selection(
-        inventory_digest, playbook_digest, len(hosts), hosts=tuple(h.name for h in hosts)
-    )
     return labelled(runs, label, str(playbook), selection)

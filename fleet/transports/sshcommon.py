@@ -59,12 +59,12 @@ def _flag(host: HostPlan, name: str, value: Any) -> bool:
         raise ConfigError(f"host {host.name}: {exc}") from None
 
 
-def _host_key_checking(host: HostPlan, options: RunOptions) -> bool:
-    """Ansible's switches: the option, ANSIBLE_HOST_KEY_CHECKING, then the host's variables;
-    any of them off turns checking off (each is read, so a bad value is always an error)."""
+def _host_key_checking(host: HostPlan, run_wide: bool) -> bool:
+    """Ansible's switches: the run's (``run_wide``), then the host's variables; any of
+    them off turns checking off (each is read, so a bad value is always an error)."""
     switches = [(name, host.vars.get(name)) for name in HOST_KEY_CHECKING_VARS]
     read = [_flag(host, name, value) for name, value in switches if value not in (None, "")]
-    return _run_wide_host_key_checking(host, options) and all(read)
+    return run_wide and all(read)
 
 
 def _run_wide_host_key_checking(host: HostPlan, options: RunOptions) -> bool:
@@ -138,6 +138,7 @@ class SshSettings:
         known_path = host_path(host, known_hosts) if known_hosts else None
         known_path = known_path or sshconfig.config_path(ssh.known_hosts_file, address, user)
         inventory_file = v.get("inventory_file")
+        run_wide = _run_wide_host_key_checking(host, options)
         settings = cls(
             host=host.name,
             address=address,
@@ -146,7 +147,7 @@ class SshSettings:
             key_file=key_path,
             passphrase=str(passphrase) if passphrase else None,
             password=str(password) if password else None,
-            host_key_checking=_host_key_checking(host, options) and ssh.checks_host_keys,
+            host_key_checking=_host_key_checking(host, run_wide) and ssh.checks_host_keys,
             known_hosts=known_path,
             connect_timeout=options.connect_timeout,
             max_output=options.max_output,
@@ -154,8 +155,7 @@ class SshSettings:
             ignored=ssh.ignored,
         )
         try:
-            hops_checked = _run_wide_host_key_checking(host, options)
-            return sshconfig.with_proxy(settings, ssh, config_file, hops_checked=hops_checked)
+            return sshconfig.with_proxy(settings, ssh, config_file, hops_checked=run_wide)
         except ConfigError as exc:
             raise ConfigError(f"host {host.name}: {exc}", path=inventory_file) from None
 
